@@ -1,0 +1,17 @@
+//! The lakehouse: storage roots (object_store), Delta tables (delta-rs) and the metastore
+//! (sqlx) that names them `catalog.schema.table`, plus the operations that write into them.
+
+pub mod delta;
+pub mod error;
+pub mod ingest;
+pub mod lakehouse;
+pub mod metastore;
+pub mod storage;
+pub mod write;
+
+pub use delta::TableVersion;
+pub use error::{LakehouseError, Result};
+pub use ingest::{IngestBuilder, IngestReport};
+pub use lakehouse::{Lakehouse, NewTable};
+pub use metastore::{Metastore, TableInfo};
+pub use storage::StorageRoot;

@@ -1,0 +1,5 @@
+//! Integration tests of the lakehouse crate: the metastore on SQLite and PostgreSQL, and
+//! Delta operations on local storage.
+
+mod delta_ops;
+mod metastore;

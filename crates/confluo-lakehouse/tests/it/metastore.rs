@@ -1,0 +1,140 @@
+//! The same metastore behaviour on SQLite and on PostgreSQL.
+
+use std::collections::BTreeMap;
+
+use confluo_core::TableName;
+use confluo_lakehouse::metastore::{IngestedFile, Metastore, TableInfo};
+use sqlx::Connection;
+
+async fn exercise(ms: &Metastore) {
+    assert!(
+        ms.create_catalog("main", None, Some("me"), false)
+            .await
+            .unwrap()
+    );
+    assert!(!ms.create_catalog("main", None, None, true).await.unwrap());
+    let dup = ms
+        .create_catalog("main", None, None, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(dup.contains("already exists"), "{dup}");
+    ms.create_schema("main", "bronze", Some("raw"), None, false)
+        .await
+        .unwrap();
+    let missing = ms
+        .create_schema("nope", "x", None, None, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("catalog nope does not exist"), "{missing}");
+    let name = TableName::new("main", "bronze", "Orders");
+    let info = TableInfo {
+        id: "t1".into(),
+        name: name.clone(),
+        location: "file:///tmp/x/".into(),
+        format: "delta".into(),
+        managed: true,
+        owner: Some("me".into()),
+        comment: None,
+        properties: BTreeMap::from([("k".to_string(), "v".to_string())]),
+        created_at: 1,
+        updated_at: 1,
+    };
+    ms.create_table(&info).await.unwrap();
+    assert!(ms.create_table(&info).await.is_err());
+    let got = ms.get_table(&name).await.unwrap().unwrap();
+    assert_eq!(got.properties["k"], "v");
+    // Names are exact: case folding happens before the metastore.
+    assert!(
+        ms.get_table(&TableName::new("main", "bronze", "orders"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    ms.set_table_comment(&name, Some("c")).await.unwrap();
+    assert_eq!(
+        ms.get_table(&name)
+            .await
+            .unwrap()
+            .unwrap()
+            .comment
+            .as_deref(),
+        Some("c")
+    );
+    assert_eq!(
+        ms.list_tables(Some("main"), Some("bronze"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let f = |p: &str| IngestedFile {
+        path: p.into(),
+        size: 10,
+        modified_ms: 5,
+        delta_version: 0,
+    };
+    ms.record_ingest("t1", 1, false, &[f("a"), f("b")])
+        .await
+        .unwrap();
+    ms.record_ingest("t1", 2, false, &[f("c")]).await.unwrap();
+    assert_eq!(ms.ingested_files("t1").await.unwrap().len(), 3);
+    assert_eq!(ms.indexed_version("t1").await.unwrap(), Some(2));
+    ms.record_ingest("t1", 3, true, &[f("d")]).await.unwrap();
+    assert_eq!(ms.ingested_files("t1").await.unwrap().len(), 1);
+    assert!(ms.drop_table(&name).await.unwrap().is_some());
+    assert!(ms.ingested_files("t1").await.unwrap().is_empty());
+    assert!(ms.drop_table(&name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn sqlite_metastore() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/state/m.db?mode=rwc", dir.path().display());
+    let ms = Metastore::connect(&url).await.unwrap();
+    exercise(&ms).await;
+    // Migrations run once: connecting again is fine.
+    Metastore::connect(&url).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_metastore() {
+    let db = format!("confluo_ms_{}", uuid::Uuid::new_v4().simple());
+    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+    let mut c = sqlx::PgConnection::connect(admin)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/test.sh)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let ms = Metastore::connect(&format!("postgres://postgres@127.0.0.1:5432/{db}"))
+        .await
+        .unwrap();
+    exercise(&ms).await;
+    ms.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {db} WITH (FORCE)"
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_and_bad_urls_are_clear() {
+    let e = Metastore::connect("postgres://nobody@127.0.0.1:1/x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot connect to the metastore at postgres://nobody@127.0.0.1:1/x"),
+        "{e}"
+    );
+    let e = Metastore::connect("postgres://u:secret@127.0.0.1:1/x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("secret"), "{e}");
+}

@@ -1,0 +1,4 @@
+//! Confluo's connectors to external systems, one folder per system. The folder name is the
+//! `type:` users write in `confluo.yaml`.
+
+pub mod files;

@@ -1,0 +1,13 @@
+//! Confluo's SQL: the dialect parser, the DataFusion session over the lakehouse catalogs,
+//! `read_files`, time travel, and the lakehouse statements (DDL, SHOW, DESCRIBE, INSERT).
+
+pub mod catalog;
+pub mod error;
+pub mod parser;
+pub mod read_files;
+pub mod rewrite;
+pub mod session;
+pub mod statements;
+
+pub use error::{Result, SqlError};
+pub use session::{SqlOutput, SqlSession};

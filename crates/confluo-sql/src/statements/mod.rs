@@ -1,0 +1,87 @@
+//! Lakehouse statements Confluo executes itself.
+
+mod ddl;
+mod describe;
+mod dml;
+
+pub use dml::{project_to_schema, write_frame};
+
+use crate::error::Result;
+use crate::parser::ConfluoStatement;
+use crate::session::{SqlOutput, SqlSession};
+
+/// Executes a statement that is not a plain query.
+pub async fn execute(session: &SqlSession, statement: ConfluoStatement) -> Result<SqlOutput> {
+    match statement {
+        ConfluoStatement::Query(_) => unreachable!("queries are planned by the session"),
+        ConfluoStatement::CreateCatalog {
+            name,
+            if_not_exists,
+            comment,
+        } => ddl::create_catalog(session, name, if_not_exists, comment).await,
+        ConfluoStatement::CreateSchema {
+            name,
+            if_not_exists,
+            comment,
+        } => ddl::create_schema(session, name, if_not_exists, comment).await,
+        ConfluoStatement::CreateTable(ct) => dml::create_table(session, *ct).await,
+        ConfluoStatement::Insert {
+            table,
+            overwrite,
+            columns,
+            by_name,
+            source,
+        } => dml::insert(session, table, overwrite, columns, by_name, source).await,
+        ConfluoStatement::Drop {
+            kind,
+            name,
+            if_exists,
+            cascade,
+        } => ddl::drop(session, kind, name, if_exists, cascade).await,
+        ConfluoStatement::CommentOn {
+            kind,
+            name,
+            comment,
+        } => ddl::comment_on(session, kind, name, comment).await,
+        ConfluoStatement::AlterProperties { table, set, unset } => {
+            ddl::alter_properties(session, table, set, unset).await
+        }
+        ConfluoStatement::Show { what, like } => describe::show(session, what, like).await,
+        ConfluoStatement::Describe { table, kind } => {
+            describe::describe(session, table, kind).await
+        }
+        ConfluoStatement::Vacuum {
+            table,
+            retain_hours,
+            dry_run,
+        } => describe::vacuum(session, table, retain_hours, dry_run).await,
+        ConfluoStatement::Use { name, catalog } => ddl::use_(session, name, catalog).await,
+    }
+}
+
+/// Whether `name` matches a `SHOW ... LIKE` pattern (`*` or `%` wildcards, `|` alternatives,
+/// case-insensitive).
+pub fn like(pattern: &str, name: &str) -> bool {
+    fn glob(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*') | Some(b'%'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
+            (Some(b'_'), Some(_)) => glob(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => glob(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    pattern
+        .split('|')
+        .any(|alt| glob(alt.trim().as_bytes(), name.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns() {
+        assert!(super::like("ord*", "orders"));
+        assert!(super::like("%ers|cust*", "customers"));
+        assert!(!super::like("ord*", "customers"));
+    }
+}

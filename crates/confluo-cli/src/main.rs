@@ -1,0 +1,83 @@
+//! `confluo`: move data into a governed Delta lakehouse, transform and check it with SQL.
+
+mod commands;
+mod progress;
+mod render;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Confluo: data integration into a Delta Lake lakehouse, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "confluo", version, about, propagate_version = true)]
+struct Cli {
+    /// The project folder (default: found by walking up from the current folder).
+    #[arg(long, global = true, value_name = "DIR", env = "CONFLUO_PROJECT")]
+    project: Option<PathBuf>,
+    /// Less output: no progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate sample CSV, JSON and Parquet files, ingest them and query them.
+    Demo(commands::demo::DemoArgs),
+    /// Create a new project with a commented confluo.yaml.
+    Init(commands::init::InitArgs),
+    /// Load files (CSV, JSON, Parquet, Avro) into a Delta table; files already loaded are skipped.
+    Ingest(commands::ingest::IngestArgs),
+    /// Run SQL and print the result.
+    Query(commands::query::QueryArgs),
+    /// Interactive SQL shell with history.
+    Sql(commands::shell::ShellArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONFLUO_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,deltalake=error,datafusion=error")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = commands::Context {
+        project_dir: cli.project,
+        quiet: cli.quiet,
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(a) => commands::demo::run(&ctx, a).await,
+            Command::Init(a) => commands::init::run(&ctx, a).await,
+            Command::Ingest(a) => commands::ingest::run(&ctx, a).await,
+            Command::Query(a) => commands::query::run(&ctx, a).await,
+            Command::Sql(a) => commands::shell::run(&ctx, a).await,
+        }
+    });
+    // Do not wait for stray background tasks at exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report::print_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! A throwaway project and helpers to run `confluo` in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_confluo")
+}
+
+impl TestProject {
+    pub fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// A project whose confluo.yaml ends with `extra`.
+    pub fn with_config(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = format!("name: test\n{extra}");
+        std::fs::write(dir.path().join("confluo.yaml"), yaml).unwrap();
+        TestProject { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--project")
+            .arg(self.dir.path())
+            .arg("--quiet")
+            .args(args);
+        c.env_remove("CONFLUO_PROJECT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run confluo")
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "confluo {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects failure; returns stderr.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "confluo {args:?} should have failed:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Query rows as CSV fields (header dropped).
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let out = self.ok(&["query", sql, "--format", "csv"]);
+        parse_csv(&out).into_iter().skip(1).collect()
+    }
+
+    /// A single value.
+    pub fn scalar(&self, sql: &str) -> String {
+        let rows = self.rows(sql);
+        assert_eq!(rows.len(), 1, "expected one row from {sql}: {rows:?}");
+        rows[0][0].clone()
+    }
+
+    /// Ingest with `--json`, returning the summary.
+    pub fn ingest(&self, path: &Path, table: &str, extra: &[&str]) -> serde_json::Value {
+        let p = path.to_str().unwrap();
+        let mut args = vec!["ingest", p, "--into", table, "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(self.ok(&args).trim()).expect("ingest summary")
+    }
+}
+
+/// A minimal CSV reader for test output (quotes and doubled quotes).
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut in_q = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, in_q) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', true) => in_q = false,
+            ('"', false) => in_q = true,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+/// The Python interpreter with `deltalake` (set up by scripts/test.sh).
+pub fn python() -> String {
+    let py = std::env::var("CONFLUO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import deltalake, pyarrow"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{py} cannot import deltalake and pyarrow; run the tests with scripts/test.sh (it installs them) or set CONFLUO_PYTHON"
+    );
+    py
+}
+
+/// Runs a Python script and returns its stdout.
+pub fn run_python(script: &str) -> String {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A deterministic CSV of `rows` orders starting at id `start`.
+pub fn orders_csv(start: u64, rows: u64) -> String {
+    let mut s = String::from("order_id,customer_id,amount,status,order_date\n");
+    for i in start..start + rows {
+        s.push_str(&format!(
+            "{i},{},{}.{:02},{},2025-{:02}-{:02}\n",
+            i % 97,
+            i % 1000,
+            i % 100,
+            ["new", "paid", "shipped"][(i % 3) as usize],
+            1 + i % 12,
+            1 + i % 28
+        ));
+    }
+    s
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `confluo` binary: real files, real Delta tables, real servers.
+
+mod common;
+mod errors;
+mod ingest;
+mod interop;
+mod kill;
+mod rescue;
+mod sql;

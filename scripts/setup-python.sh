@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# A Python virtual environment with the independent Delta reader/writer (deltalake) and
+# pyarrow, used by tests that cross-check Confluo's tables. Prints the interpreter's path.
+set -euo pipefail
+venv="${CONFLUO_VENV:-$HOME/.cache/confluo-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" >&2
+fi
+if ! "$venv/bin/python" -c "import deltalake, pyarrow" >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "deltalake>=1.1,<2" "pyarrow>=18" >&2
+fi
+echo "$venv/bin/python"

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Makes the machine's PostgreSQL and MariaDB ready for Confluo's tests, idempotently:
+# both running, PostgreSQL with wal_level=logical (logical replication), MariaDB with the
+# binary log in ROW format with full row images (binlog CDC). Safe to run again and again.
+set -euo pipefail
+
+log() { printf '[setup-services] %s\n' "$*"; }
+
+pg_cluster() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
+
+pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+
+start_postgres() {
+  local v; v=$(pg_cluster)
+  [ -n "$v" ] || { log "PostgreSQL is not installed"; return 1; }
+  pg_ready || pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+  for _ in $(seq 1 60); do pg_ready && return 0; sleep 1; done
+  log "PostgreSQL did not start"; return 1
+}
+
+psql_root() { psql -h 127.0.0.1 -U postgres -d postgres -Atq "$@" 2>/dev/null || psql -h 127.0.0.1 -d postgres -Atq "$@"; }
+
+setup_postgres() {
+  start_postgres
+  local level; level=$(psql_root -c "SHOW wal_level")
+  if [ "$level" != "logical" ]; then
+    log "PostgreSQL wal_level=$level; switching to logical and restarting"
+    psql_root -c "ALTER SYSTEM SET wal_level = logical"
+    psql_root -c "ALTER SYSTEM SET max_replication_slots = 64"
+    psql_root -c "ALTER SYSTEM SET max_wal_senders = 64"
+    pg_ctlcluster --skip-systemctl-redirect "$(pg_cluster)" main restart
+    for _ in $(seq 1 60); do pg_ready && break; sleep 1; done
+  fi
+  log "PostgreSQL ready (wal_level=$(psql_root -c 'SHOW wal_level'))"
+}
+
+maria() { mariadb -h 127.0.0.1 -P 3306 -u root -N -B "$@" 2>/dev/null || mysql -h 127.0.0.1 -P 3306 -u root -N -B "$@"; }
+maria_ready() { maria -e "SELECT 1" >/dev/null 2>&1; }
+
+start_mariadb() {
+  maria_ready && return 0
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  for _ in $(seq 1 60); do maria_ready && return 0; sleep 1; done
+  log "MariaDB did not start"; return 1
+}
+
+setup_mariadb() {
+  local conf=/etc/mysql/mariadb.conf.d/99-confluo-binlog.cnf
+  if [ ! -f "$conf" ]; then
+    mkdir -p "$(dirname "$conf")"
+    cat > "$conf" <<'CNF'
+# Written by Confluo's scripts/setup-services.sh: binary log for change data capture.
+[mysqld]
+server_id        = 1
+log_bin          = mysql-bin
+binlog_format    = ROW
+binlog_row_image = FULL
+expire_logs_days = 2
+CNF
+  fi
+  # The machine's my.cnf may not read the conf.d folder: make it.
+  if [ -f /etc/mysql/my.cnf ] && ! grep -q "mariadb.conf.d" /etc/mysql/my.cnf; then
+    printf '\n!includedir /etc/mysql/mariadb.conf.d/\n' >> /etc/mysql/my.cnf
+  fi
+  start_mariadb
+  local logbin fmt
+  logbin=$(maria -e "SELECT @@log_bin")
+  fmt=$(maria -e "SELECT @@binlog_format")
+  if [ "$logbin" != "1" ] || [ "$fmt" != "ROW" ]; then
+    log "MariaDB binlog off or not ROW (log_bin=$logbin, format=$fmt); restarting with $conf"
+    maria -e "SHUTDOWN" || mysqladmin -h 127.0.0.1 -u root shutdown || true
+    # Wait for the old server process to exit, not just to stop answering.
+    for _ in $(seq 1 120); do pgrep -x mariadbd >/dev/null || break; sleep 1; done
+    start_mariadb
+  fi
+  log "MariaDB ready (log_bin=$(maria -e 'SELECT @@log_bin'), format=$(maria -e 'SELECT @@binlog_format'))"
+}
+
+setup_postgres
+setup_mariadb

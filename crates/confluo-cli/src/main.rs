@@ -36,6 +36,14 @@ enum Command {
     Query(commands::query::QueryArgs),
     /// Interactive SQL shell with history.
     Sql(commands::shell::ShellArgs),
+    /// Check a pipeline's SQL (names, types, cycles, expectations) and print its graph.
+    Validate(commands::pipeline::ValidateArgs),
+    /// Update a pipeline: new input only, in dependency order.
+    Run(commands::pipeline::RunArgs),
+    /// List a pipeline's updates.
+    Runs(commands::pipeline::RunsArgs),
+    /// Print the events of one update.
+    Events(commands::pipeline::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +77,10 @@ fn main() -> ExitCode {
             Command::Ingest(a) => commands::ingest::run(&ctx, a).await,
             Command::Query(a) => commands::query::run(&ctx, a).await,
             Command::Sql(a) => commands::shell::run(&ctx, a).await,
+            Command::Validate(a) => commands::pipeline::validate(&ctx, a).await,
+            Command::Run(a) => commands::pipeline::run(&ctx, a).await,
+            Command::Runs(a) => commands::pipeline::runs(&ctx, a).await,
+            Command::Events(a) => commands::pipeline::events(&ctx, a).await,
         }
     });
     // Do not wait for stray background tasks at exit.

@@ -34,6 +34,120 @@ pub struct ProjectConfig {
     /// Named connections to external systems.
     #[serde(default)]
     pub connections: BTreeMap<String, ConnectionConfig>,
+    /// Declarative pipelines, by name.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+/// A declarative pipeline: the SQL files that define it and where its datasets go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Globs of SQL files, relative to the project (default `pipelines/**/*.sql`).
+    #[serde(default = "default_libraries")]
+    pub libraries: Vec<String>,
+    /// Catalog for the pipeline's datasets (default: the project's).
+    #[serde(default)]
+    pub catalog: Option<String>,
+    /// Schema for the pipeline's datasets (default: the project's).
+    #[serde(default, alias = "database", alias = "target")]
+    pub schema: Option<String>,
+    /// Values for `${key}` in the SQL (overridden by `SET key = value` in the files).
+    #[serde(default)]
+    pub configuration: BTreeMap<String, String>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            libraries: default_libraries(),
+            catalog: None,
+            schema: None,
+            configuration: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_libraries() -> Vec<String> {
+    vec!["pipelines/**/*.sql".into()]
+}
+
+/// File names of a Spark Declarative Pipelines spec, used when there is no `confluo.yaml`.
+pub const SPARK_PIPELINE_FILES: [&str; 4] = [
+    "spark-pipeline.yml",
+    "spark-pipeline.yaml",
+    "pipeline.yml",
+    "pipeline.yaml",
+];
+
+/// A Spark Declarative Pipelines spec (`spark-pipeline.yml`).
+#[derive(Debug, Deserialize)]
+struct SparkPipelineSpec {
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    storage: Option<String>,
+    #[serde(default)]
+    catalog: Option<String>,
+    #[serde(default, alias = "schema")]
+    database: Option<String>,
+    #[serde(default)]
+    configuration: BTreeMap<String, serde_yaml_ng::Value>,
+    #[serde(default)]
+    libraries: Vec<SparkLibrary>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SparkLibrary {
+    glob: SparkGlob,
+}
+
+#[derive(Debug, Deserialize)]
+struct SparkGlob {
+    include: String,
+}
+
+impl SparkPipelineSpec {
+    fn into_config(self) -> ProjectConfig {
+        let mut config = ProjectConfig::with_name(self.name.clone());
+        let configuration = self
+            .configuration
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_yaml_ng::Value::String(s) => s,
+                    other => serde_yaml_ng::to_string(&other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                (k, v)
+            })
+            .collect();
+        let libraries = self
+            .libraries
+            .into_iter()
+            .map(|l| {
+                // SDP globs name folders (`transformations/**`); only SQL files are ours.
+                let g = l.glob.include;
+                if g.ends_with("**") || g.ends_with('/') {
+                    format!("{}/*.sql", g.trim_end_matches('/'))
+                } else {
+                    g
+                }
+            })
+            .collect();
+        config.pipelines.insert(
+            self.name,
+            PipelineConfig {
+                libraries,
+                catalog: self.catalog,
+                schema: self.database,
+                configuration,
+            },
+        );
+        config
+    }
 }
 
 /// Storage root of the lakehouse: a local folder or an object-store URL.
@@ -126,6 +240,7 @@ impl ProjectConfig {
             state_dir: default_state_dir(),
             metastore: MetastoreConfig::default(),
             connections: BTreeMap::new(),
+            pipelines: BTreeMap::new(),
         }
     }
 
@@ -163,6 +278,9 @@ impl Project {
             if d.join(PROJECT_FILE).is_file() {
                 return Self::load(d);
             }
+            if SPARK_PIPELINE_FILES.iter().any(|f| d.join(f).is_file()) {
+                return Self::load(d);
+            }
             dir = d.parent();
         }
         Err(Error::ProjectNotFound { start })
@@ -172,6 +290,27 @@ impl Project {
     pub fn load(dir: &Path) -> Result<Self> {
         let root = absolute(dir)?;
         let path = root.join(PROJECT_FILE);
+        if !path.is_file()
+            && let Some(spec) = SPARK_PIPELINE_FILES
+                .iter()
+                .map(|f| root.join(f))
+                .find(|p| p.is_file())
+        {
+            let text = std::fs::read_to_string(&spec).map_err(|e| Error::io(&spec, e))?;
+            let parsed: SparkPipelineSpec =
+                serde_yaml_ng::from_str(&text).map_err(|e| Error::ProjectFile {
+                    path: spec.clone(),
+                    location: e
+                        .location()
+                        .map(|l| format!(":{}:{}", l.line(), l.column()))
+                        .unwrap_or_default(),
+                    message: e.to_string(),
+                })?;
+            return Ok(Project {
+                root,
+                config: parsed.into_config(),
+            });
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::ProjectNotFound {
@@ -314,6 +453,16 @@ connections: {{}}
 #     database: crm
 #     user: confluo
 #     password: ${{env:CRM_PASSWORD}}
+
+# Declarative pipelines: SQL files (Lakeflow / Spark Declarative Pipelines dialect)
+# that define streaming tables, materialized views, views and flows. `confluo run`
+# updates them; `confluo validate` checks them without moving data.
+pipelines: {{}}
+#   shop:
+#     libraries: ["pipelines/**/*.sql"]
+#     schema: analytics
+#     configuration:
+#       source_path: data/orders
 "#
     )
 }

@@ -78,7 +78,8 @@ fn location_of(name: &ObjectName) -> Option<Location> {
     }
 }
 
-fn request_of(tf: &TableFactor) -> Result<Option<Request>, String> {
+/// The reference a table factor makes that needs resolving, if any.
+pub fn request_of(tf: &TableFactor) -> Result<Option<Request>, String> {
     let TableFactor::Table {
         name,
         args,

@@ -115,7 +115,8 @@ impl SqlSession {
         self.current.lock().expect("current lock").clone()
     }
 
-    pub(crate) fn set_current(&self, catalog: &str, schema: &str) {
+    /// Makes `catalog.schema` current for unqualified names.
+    pub fn set_current(&self, catalog: &str, schema: &str) {
         *self.current.lock().expect("current lock") = (catalog.to_string(), schema.to_string());
         let state = self.ctx.state_ref();
         let mut state = state.write();
@@ -189,6 +190,36 @@ impl SqlSession {
             }
             other => crate::statements::execute(self, other).await,
         }
+    }
+
+    /// Re-reads the catalog names (after tables were created outside this session) and
+    /// forgets the previous statement's scratch tables.
+    pub async fn refresh(&self) -> Result<()> {
+        self.catalogs.refresh().await?;
+        self.clear_scratch();
+        Ok(())
+    }
+
+    /// Re-reads the catalog names, keeping registered scratch tables.
+    pub async fn refresh_names(&self) -> Result<()> {
+        self.catalogs.refresh().await?;
+        Ok(())
+    }
+
+    /// Registers a provider for the current statement; returns the name to read it by.
+    pub fn register_scratch(
+        &self,
+        provider: std::sync::Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Result<ObjectName> {
+        let id = format!("t{}", self.scratch_seq.fetch_add(1, Ordering::Relaxed));
+        self.catalogs
+            .scratch()
+            .register_table(id.clone(), provider)?;
+        Ok(rewrite::object_name(&[
+            SCRATCH_CATALOG,
+            SCRATCH_SCHEMA,
+            &id,
+        ]))
     }
 
     fn clear_scratch(&self) {

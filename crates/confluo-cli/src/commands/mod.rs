@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod ingest;
 pub mod init;
+pub mod pipeline;
 pub mod query;
 pub mod shell;
 

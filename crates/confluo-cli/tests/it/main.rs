@@ -5,5 +5,6 @@ mod errors;
 mod ingest;
 mod interop;
 mod kill;
+mod pipeline;
 mod rescue;
 mod sql;

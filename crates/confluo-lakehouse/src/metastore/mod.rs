@@ -50,13 +50,22 @@ pub struct Metastore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("catalog"),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("migrations/0001_catalog.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("catalog"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0001_catalog.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("pipelines"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0002_pipelines.sql")),
+            false,
+        ),
+    ])
 }
 
 fn now_ms() -> i64 {
@@ -544,6 +553,59 @@ impl Metastore {
         self.set_indexed_version_in(&mut tx, table_id, version)
             .await?;
         tx.commit().await.map_err(Self::err("cannot commit"))?;
+        Ok(())
+    }
+
+    // ---- pipeline flow progress ----
+
+    /// How far a flow has read each streaming source.
+    pub async fn flow_offsets(&self, flow_key: &str) -> Result<HashMap<String, i64>> {
+        let rows = sqlx::query("SELECT source, value FROM flow_offsets WHERE flow_key = $1")
+            .bind(flow_key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err("cannot read flow offsets"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect())
+    }
+
+    /// Records a flow's offsets.
+    pub async fn set_flow_offsets(&self, flow_key: &str, offsets: &[(String, i64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
+        for (source, value) in offsets {
+            sqlx::query("DELETE FROM flow_offsets WHERE flow_key = $1 AND source = $2")
+                .bind(flow_key)
+                .bind(source)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err("cannot update flow offsets"))?;
+            sqlx::query("INSERT INTO flow_offsets (flow_key, source, value) VALUES ($1, $2, $3)")
+                .bind(flow_key)
+                .bind(source)
+                .bind(*value)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err("cannot update flow offsets"))?;
+        }
+        tx.commit().await.map_err(Self::err("cannot commit"))?;
+        Ok(())
+    }
+
+    /// Forgets the progress of every flow whose key starts with `prefix` (a full refresh).
+    pub async fn clear_flows(&self, prefix: &str) -> Result<()> {
+        let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
+        for sql in [
+            "DELETE FROM flow_offsets WHERE flow_key LIKE $1 ESCAPE '\\'",
+            "DELETE FROM ingested_files WHERE table_id LIKE $1 ESCAPE '\\'",
+        ] {
+            sqlx::query(sql)
+                .bind(&pattern)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err("cannot reset flow progress"))?;
+        }
         Ok(())
     }
 

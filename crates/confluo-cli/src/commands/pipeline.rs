@@ -1,0 +1,440 @@
+//! `confluo validate`, `run`, `runs` and `events`: declarative pipelines.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use confluo_core::Project;
+use confluo_lakehouse::Lakehouse;
+use confluo_pipelines::dialect::DatasetKind;
+use confluo_pipelines::graph::Catalog;
+use confluo_pipelines::run::{DatasetReport, Observer, Status};
+use confluo_pipelines::{Pipeline, PipelineError, RunOptions, Runner, event_log};
+use confluo_sql::SqlSession;
+
+use super::{CmdResult, Context};
+use crate::progress::count;
+use crate::render;
+use crate::report::CliError;
+
+/// How to print the graph.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    /// Readable text.
+    Text,
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+/// `confluo validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The pipeline (default: the project's only one).
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// How to print the graph.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    format: GraphFormat,
+}
+
+/// `confluo run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline (default: the project's only one).
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// Rebuild every dataset from scratch.
+    #[arg(long, conflicts_with_all = ["refresh", "full_refresh_selection"])]
+    full_refresh: bool,
+    /// Update only these datasets (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
+    refresh: Vec<String>,
+    /// Rebuild these datasets from scratch (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
+    full_refresh_selection: Vec<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `confluo runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The pipeline (default: the project's only one).
+    #[arg(long)]
+    pipeline: Option<String>,
+}
+
+/// `confluo events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The pipeline (default: the project's only one).
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// The update (an id or its prefix; default: the latest).
+    #[arg(long)]
+    update: Option<String>,
+}
+
+struct MetastoreNames {
+    names: Vec<(confluo_core::TableName, String)>,
+}
+
+impl Catalog for MetastoreNames {
+    fn exists(&self, name: &confluo_core::TableName) -> bool {
+        self.names.iter().any(|(n, _)| n == name)
+    }
+    fn names(&self) -> Vec<String> {
+        self.names.iter().map(|(_, s)| s.clone()).collect()
+    }
+}
+
+/// Turns a pipeline error into a CLI error with the source line under it.
+fn pipeline_error(project: &Project, e: PipelineError) -> CliError {
+    let source = e.pos().and_then(|pos| {
+        std::fs::read_to_string(project.root.join(&pos.file))
+            .ok()
+            .map(|text| {
+                (
+                    text,
+                    pos.file.display().to_string(),
+                    pos.line as usize,
+                    pos.column as usize,
+                )
+            })
+    });
+    match source {
+        Some((text, label, line, col)) => CliError {
+            error: anyhow::anyhow!(
+                "{e}\n{}",
+                crate::report::snippet(&text, &label, line, col).trim_end()
+            ),
+            source: None,
+        },
+        None => CliError::from(anyhow::anyhow!("{e}")),
+    }
+}
+
+async fn load(
+    ctx: &Context,
+    name: Option<&str>,
+) -> Result<(Project, Arc<Lakehouse>, Pipeline), CliError> {
+    let (project, lh) = ctx.lakehouse().await?;
+    let (pname, config) =
+        confluo_pipelines::select(&project, name).map_err(|e| pipeline_error(&project, e))?;
+    let names = lh
+        .metastore()
+        .list_tables(None, None)
+        .await?
+        .into_iter()
+        .map(|t| {
+            let s = t.name.to_string();
+            (t.name, s)
+        })
+        .collect();
+    let pipeline = confluo_pipelines::load(&project, &pname, &config, &MetastoreNames { names })
+        .map_err(|e| pipeline_error(&project, e))?;
+    Ok((project, lh, pipeline))
+}
+
+/// `confluo validate`: parse, resolve and plan every flow; print the graph.
+pub async fn validate(ctx: &Context, args: ValidateArgs) -> CmdResult {
+    let (project, lh, pipeline) = load(ctx, args.pipeline.as_deref()).await?;
+    let runner = Runner::new(&project, lh, &pipeline)
+        .await
+        .map_err(|e| pipeline_error(&project, e))?;
+    runner
+        .validate()
+        .await
+        .map_err(|e| pipeline_error(&project, e))?;
+    match args.format {
+        GraphFormat::Text => {
+            print!("{}", pipeline.render_text());
+            eprintln!(
+                "\nvalid: {} datasets, {} flows, {} files",
+                pipeline.datasets.len(),
+                pipeline.flows.len(),
+                pipeline.files.len()
+            );
+        }
+        GraphFormat::Dot => print!("{}", pipeline.render_dot()),
+        GraphFormat::Mermaid => print!("{}", pipeline.render_mermaid()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A running dataset's spinner, row counter and start time.
+type Bar = (ProgressBar, Arc<AtomicU64>, Instant);
+
+/// The live display: one line per running dataset.
+struct LiveDisplay {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, Bar>>,
+    hidden: bool,
+}
+
+impl LiveDisplay {
+    fn new(hidden: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(if hidden {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        });
+        LiveDisplay {
+            multi,
+            bars: Mutex::new(HashMap::new()),
+            hidden,
+        }
+    }
+
+    fn tick(&self) {
+        for (bar, rows, t0) in self.bars.lock().expect("bars").values() {
+            let n = rows.load(Ordering::Relaxed);
+            let secs = t0.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{} rows, {} rows/s",
+                count(n),
+                count((n as f64 / secs) as u64)
+            ));
+        }
+    }
+}
+
+impl Observer for LiveDisplay {
+    fn started(&self, key: &str, kind: DatasetKind, rows: Arc<AtomicU64>) {
+        if self.hidden {
+            return;
+        }
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("{key} ({})", kind.label()));
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.bars
+            .lock()
+            .expect("bars")
+            .insert(key.to_string(), (bar, rows, Instant::now()));
+    }
+
+    fn finished(&self, r: &DatasetReport) {
+        if let Some((bar, _, _)) = self.bars.lock().expect("bars").remove(&r.key) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `confluo run`: update the pipeline.
+pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
+    let (project, lh, pipeline) = load(ctx, args.pipeline.as_deref()).await?;
+    let runner = Runner::new(&project, lh, &pipeline)
+        .await
+        .map_err(|e| pipeline_error(&project, e))?;
+    let options = RunOptions {
+        full_refresh: args.full_refresh,
+        refresh: args.refresh,
+        full_refresh_selection: args.full_refresh_selection,
+    };
+    let display = Arc::new(LiveDisplay::new(ctx.quiet || args.json));
+    let ticker = {
+        let d = display.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                d.tick();
+            }
+        })
+    };
+    let result = runner.run(&options, display.as_ref()).await;
+    ticker.abort();
+    let report = result.map_err(|e| pipeline_error(&project, e))?;
+    if args.json {
+        let out = serde_json::json!({
+            "update_id": report.update_id,
+            "pipeline": report.pipeline,
+            "ok": report.ok(),
+            "duration_ms": report.duration.as_millis() as u64,
+            "datasets": report.datasets.iter().map(DatasetReport::metrics).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_summary(report: &confluo_pipelines::UpdateReport) {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec![
+            "dataset",
+            "kind",
+            "status",
+            "rows written",
+            "dropped",
+            "quarantined",
+            "expectations",
+            "time",
+        ]);
+    for d in &report.datasets {
+        if d.status == Status::NotSelected {
+            continue;
+        }
+        let exp: Vec<String> = d
+            .expectations
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} ({}): {} passed, {} failed",
+                    e.name,
+                    e.action,
+                    count(e.passed),
+                    count(e.failed)
+                )
+            })
+            .collect();
+        t.add_row(vec![
+            d.key.clone(),
+            d.kind.label().to_string(),
+            d.status.label().to_string(),
+            count(d.rows_written),
+            count(d.rows_dropped),
+            count(d.rows_quarantined),
+            exp.join("\n"),
+            format!("{:.2}s", d.duration.as_secs_f64()),
+        ]);
+    }
+    println!("{t}");
+    for d in &report.datasets {
+        match &d.status {
+            Status::Failed(m) => eprintln!("error: {}: {m}", d.key),
+            Status::Skipped(u) => eprintln!("skipped: {} (upstream {u} failed)", d.key),
+            _ => {}
+        }
+    }
+    let changed = report
+        .datasets
+        .iter()
+        .filter(|d| d.status == Status::Completed)
+        .count();
+    println!(
+        "update {} {} in {:.2}s: {changed} dataset(s) updated, {} up to date",
+        &report.update_id,
+        if report.ok() { "completed" } else { "FAILED" },
+        report.duration.as_secs_f64(),
+        report
+            .datasets
+            .iter()
+            .filter(|d| d.status == Status::UpToDate)
+            .count()
+    );
+}
+
+async fn event_session(
+    ctx: &Context,
+    name: Option<&str>,
+) -> Result<(SqlSession, confluo_core::TableName), CliError> {
+    let (project, lh) = ctx.lakehouse().await?;
+    let (pname, config) =
+        confluo_pipelines::select(&project, name).map_err(|e| pipeline_error(&project, e))?;
+    let catalog = config
+        .catalog
+        .unwrap_or_else(|| project.config.catalog.clone())
+        .to_ascii_lowercase();
+    let schema = config
+        .schema
+        .unwrap_or_else(|| project.config.schema.clone())
+        .to_ascii_lowercase();
+    let table = event_log::table_name(&catalog, &schema, &pname);
+    if lh.metastore().get_table(&table).await?.is_none() {
+        return Err(CliError::from(anyhow::anyhow!(
+            "pipeline {pname} has not run yet (no event log {table})\n  hint: confluo run"
+        )));
+    }
+    let session = SqlSession::new(lh).await?;
+    Ok((session, table))
+}
+
+/// `confluo runs`: the pipeline's updates, newest first.
+pub async fn runs(ctx: &Context, args: RunsArgs) -> CmdResult {
+    let (session, table) = event_session(ctx, args.pipeline.as_deref()).await?;
+    let batches = confluo_pipelines::run::list_updates(&session, &table)
+        .await
+        .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => {
+            println!("no updates");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    println!("{}", render::table(&schema, &batches)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `confluo events`: a readable account of one update.
+pub async fn events(ctx: &Context, args: EventsArgs) -> CmdResult {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::util::display::ArrayFormatter;
+    let (session, table) = event_session(ctx, args.pipeline.as_deref()).await?;
+    let batches = confluo_pipelines::run::update_events(&session, &table, args.update.as_deref())
+        .await
+        .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
+    let mut printed = 0;
+    for b in &batches {
+        let opts = datafusion::arrow::util::display::FormatOptions::default();
+        let ts = ArrayFormatter::try_new(b.column(0).as_ref(), &opts)?;
+        // Strings may come back as Utf8View; read them all as Utf8.
+        let cols: Vec<datafusion::arrow::array::ArrayRef> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8)
+            })
+            .collect::<Result<_, _>>()?;
+        let s = |i: usize, r: usize| -> Option<String> {
+            let c = cols[i].as_string::<i32>();
+            (!c.is_null(r)).then(|| c.value(r).to_string())
+        };
+        for r in 0..b.num_rows() {
+            let what = match (s(3, r), s(4, r)) {
+                (Some(d), Some(f)) => format!(" [{d} / {f}]"),
+                (Some(d), None) => format!(" [{d}]"),
+                _ => String::new(),
+            };
+            println!(
+                "{} {:5} {:16}{} {}",
+                ts.value(r),
+                s(1, r).unwrap_or_default(),
+                s(2, r).unwrap_or_default(),
+                what,
+                s(5, r).unwrap_or_default()
+            );
+            if let Some(d) = s(6, r) {
+                println!("      details: {d}");
+            }
+            if let Some(e) = s(7, r) {
+                println!("      error: {e}");
+            }
+            printed += 1;
+        }
+    }
+    if printed == 0 {
+        println!("no events for that update");
+    }
+    Ok(ExitCode::SUCCESS)
+}

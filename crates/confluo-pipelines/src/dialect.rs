@@ -419,11 +419,18 @@ fn parse_create(p: &mut Parser, path: &Path, pos: Pos) -> Result<Definition, Par
         partition_by: ct
             .partition_by
             .iter()
-            .chain(ct.cluster_by.iter())
             .map(|i| i.value.to_ascii_lowercase())
             .collect(),
         comment: ct.comment,
-        properties: ct.properties,
+        // CLUSTER BY is a layout hint (liquid clustering); it is recorded, not a partitioning.
+        properties: {
+            let mut props = ct.properties;
+            if !ct.cluster_by.is_empty() {
+                let cols: Vec<String> = ct.cluster_by.iter().map(|i| i.value.clone()).collect();
+                props.push(("clusteringColumns".into(), cols.join(",")));
+            }
+            props
+        },
         query: ct.query,
         pos,
     }))

@@ -531,32 +531,5 @@ fn widen(table: &DataType, incoming: &DataType) -> Option<DataType> {
     }
 }
 
-/// A readable SQL-ish type name for messages.
-pub fn type_name(dt: &DataType) -> String {
-    use DataType::*;
-    match dt {
-        Boolean => "BOOLEAN".into(),
-        Int8 => "TINYINT".into(),
-        Int16 => "SMALLINT".into(),
-        Int32 => "INT".into(),
-        Int64 => "BIGINT".into(),
-        Float32 => "FLOAT".into(),
-        Float64 => "DOUBLE".into(),
-        Utf8 | Utf8View | LargeUtf8 => "STRING".into(),
-        Binary | BinaryView | LargeBinary => "BINARY".into(),
-        Date32 | Date64 => "DATE".into(),
-        Timestamp(_, Some(_)) => "TIMESTAMP".into(),
-        Timestamp(_, None) => "TIMESTAMP_NTZ".into(),
-        Decimal128(p, s) => format!("DECIMAL({p},{s})"),
-        List(f) => format!("ARRAY<{}>", type_name(f.data_type())),
-        Struct(fs) => format!(
-            "STRUCT<{}>",
-            fs.iter()
-                .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Map(..) => "MAP".into(),
-        other => other.to_string(),
-    }
-}
+/// SQL-style type names for messages (shared with the file readers).
+pub use confluo_connectors::files::typed::type_name;

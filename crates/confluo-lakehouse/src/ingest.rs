@@ -394,22 +394,7 @@ pub async fn catch_up_index(lh: &Lakehouse, info: &TableInfo, table: &DeltaTable
         };
         if let Some(ing) = commit.get(INGEST_KEY) {
             let overwrite = ing.get("mode").and_then(Value::as_str) == Some("overwrite");
-            let files: Vec<IngestedFile> = ing
-                .get("files")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|f| {
-                            Some(IngestedFile {
-                                path: f.get("path")?.as_str()?.to_string(),
-                                size: f.get("size")?.as_i64()?,
-                                modified_ms: f.get("modified_ms")?.as_i64()?,
-                                delta_version: version,
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let files = files_in_commit(ing, version);
             ms.record_ingest(&info.id, version, overwrite, &files)
                 .await?;
         } else if is_overwrite(&commit) {
@@ -420,6 +405,26 @@ pub async fn catch_up_index(lh: &Lakehouse, info: &TableInfo, table: &DeltaTable
         ms.set_indexed_version(&info.id, latest).await?;
     }
     Ok(())
+}
+
+/// The `files` list (path, size, modified_ms) a commit's Confluo record carries.
+pub fn files_in_commit(record: &Value, version: i64) -> Vec<IngestedFile> {
+    record
+        .get("files")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| {
+                    Some(IngestedFile {
+                        path: f.get("path")?.as_str()?.to_string(),
+                        size: f.get("size")?.as_i64()?,
+                        modified_ms: f.get("modified_ms")?.as_i64()?,
+                        delta_version: version,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn is_overwrite(commit: &Value) -> bool {

@@ -208,7 +208,14 @@ pub trait Catalog {
     fn names(&self) -> Vec<String>;
 }
 
-fn full_name(name: &ObjectName, catalog: &str, schema: &str, pos: &Pos) -> Result<TableName> {
+/// The full name of a dataset or table reference, completed with the pipeline's catalog
+/// and schema.
+pub(crate) fn full_name(
+    name: &ObjectName,
+    catalog: &str,
+    schema: &str,
+    pos: &Pos,
+) -> Result<TableName> {
     let parts = name_parts(name);
     Ok(match parts.as_slice() {
         [t] => TableName::new(catalog, schema, t),
@@ -223,7 +230,8 @@ fn full_name(name: &ObjectName, catalog: &str, schema: &str, pos: &Pos) -> Resul
     })
 }
 
-fn at(pos: &Pos, loc: datafusion::sql::sqlparser::tokenizer::Location) -> Pos {
+/// `loc` within the file of `pos` (or `pos` itself when `loc` is unknown).
+pub(crate) fn at(pos: &Pos, loc: datafusion::sql::sqlparser::tokenizer::Location) -> Pos {
     if loc.line == 0 {
         return pos.clone();
     }

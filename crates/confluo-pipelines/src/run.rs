@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, Expr, col};
-use datafusion::sql::sqlparser::ast::{ObjectName, Query, Statement};
+use datafusion::sql::sqlparser::ast::{Query, Statement};
 use deltalake::DeltaTable;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -35,11 +35,11 @@ use confluo_sql::SqlSession;
 use confluo_sql::read_files::{plan_read_files, provider};
 use confluo_sql::rewrite::object_name;
 
-use crate::dialect::{self, DatasetKind, Reference, Replacement, name_parts};
+use crate::dialect::{self, DatasetKind, Reference, Replacement};
 use crate::error::{PipelineError, Pos, Result};
 use crate::event_log::{self, Event, EventLog};
 use crate::expectations::Checker;
-use crate::graph::{Dataset, Flow, Pipeline, files_path};
+use crate::graph::{Dataset, Flow, Pipeline, at, files_path, full_name};
 
 /// Key of a flow's record in each commit's `commitInfo`.
 pub const FLOW_KEY: &str = "confluo.flow";
@@ -781,22 +781,7 @@ impl<'a> Runner<'a> {
                 continue;
             };
             let flow_key = format!("{prefix}{name}");
-            let files: Vec<IngestedFile> = flow
-                .get("files")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|f| {
-                            Some(IngestedFile {
-                                path: f.get("path")?.as_str()?.to_string(),
-                                size: f.get("size")?.as_i64()?,
-                                modified_ms: f.get("modified_ms")?.as_i64()?,
-                                delta_version: version,
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let files = confluo_lakehouse::ingest::files_in_commit(flow, version);
             if !files.is_empty() {
                 ms.record_ingest(&flow_key, version, false, &files).await?;
             }
@@ -912,16 +897,6 @@ impl<'a> Runner<'a> {
         Ok(report)
     }
 
-    fn key_of(&self, name: &ObjectName) -> TableName {
-        let parts = name_parts(name);
-        match parts.as_slice() {
-            [t] => TableName::new(&self.pipeline.catalog, &self.pipeline.schema, t),
-            [s, t] => TableName::new(&self.pipeline.catalog, s, t),
-            [c, s, t, ..] => TableName::new(c, s, t),
-            [] => TableName::new(&self.pipeline.catalog, &self.pipeline.schema, ""),
-        }
-    }
-
     /// Plans a flow: every reference pointed at a provider (validation: placeholders),
     /// `STREAM` inputs restricted to what is new for this flow.
     async fn plan(&self, flow: &Flow, validate: bool, state: &FlowState) -> Result<Planned> {
@@ -1032,7 +1007,8 @@ impl<'a> Runner<'a> {
                         Replacement::Table(self.session.register_scratch(p)?)
                     }
                     Reference::Table { name, .. } => {
-                        let table = self.key_of(name);
+                        let table =
+                            full_name(name, &self.pipeline.catalog, &self.pipeline.schema, &here)?;
                         let key = table.to_string();
                         match self.pipeline.datasets.get(&key) {
                             Some(d) if d.kind() == DatasetKind::View => {
@@ -1179,17 +1155,6 @@ fn file_paths(table: &DeltaTable) -> Result<Vec<String>> {
         .iter()
         .map(|f| f.path().to_string())
         .collect())
-}
-
-fn at(pos: &Pos, loc: datafusion::sql::sqlparser::tokenizer::Location) -> Pos {
-    if loc.line == 0 {
-        return pos.clone();
-    }
-    Pos {
-        file: pos.file.clone(),
-        line: loc.line,
-        column: loc.column,
-    }
 }
 
 fn nullable(schema: &Schema) -> Schema {

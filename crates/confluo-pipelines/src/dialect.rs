@@ -710,6 +710,10 @@ fn name_location(name: &ObjectName) -> Location {
     }
 }
 
+fn is_cloud_files(name: &ObjectName) -> bool {
+    matches!(name.0.last(), Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("cloud_files"))
+}
+
 /// A table factor as the reference it is, after taking off `STREAM` and `LIVE.`.
 fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, TableFactor)>, String> {
     let TableFactor::Table { name, args, .. } = tf else {
@@ -741,7 +745,8 @@ fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, Tabl
             Reference::Files {
                 path,
                 options,
-                stream,
+                // Auto Loader's legacy `cloud_files(...)` is a streaming source by itself.
+                stream: stream || is_cloud_files(&name),
                 pos,
             },
             plain,

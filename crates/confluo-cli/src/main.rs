@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate sample CSV, JSON and Parquet files, ingest them and query them.
+    /// Run the customer-360 example end to end: generate CRM, marketing and support files,
+    /// run the bronze → silver → gold pipeline, print the answers.
     Demo(commands::demo::DemoArgs),
     /// Create a new project with a commented confluo.yaml.
     Init(commands::init::InitArgs),

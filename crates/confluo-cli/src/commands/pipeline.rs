@@ -46,7 +46,7 @@ pub struct ValidateArgs {
 }
 
 /// `confluo run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RunArgs {
     /// The pipeline (default: the project's only one).
     #[arg(long)]
@@ -63,6 +63,13 @@ pub struct RunArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
+}
+
+impl RunArgs {
+    /// Update everything in the project's only pipeline, as `confluo run` does.
+    pub fn everything() -> Self {
+        Self::default()
+    }
 }
 
 /// `confluo runs`.

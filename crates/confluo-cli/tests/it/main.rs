@@ -1,10 +1,12 @@
 //! End-to-end tests of the `confluo` binary: real files, real Delta tables, real servers.
 
 mod common;
+mod customer360;
 mod errors;
 mod ingest;
 mod interop;
 mod kill;
 mod pipeline;
 mod rescue;
+mod slt;
 mod sql;

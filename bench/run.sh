@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest
+# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines
 # Creates bench/.venv with the peers from PyPI, generates the data once, builds Confluo (release).
+# pipelines: Confluo's declarative pipelines against Apache Spark Declarative Pipelines
+# (pyspark 4.3, needs Java 17 as `java`); SCALE (default 1) and RUNS (default 1) are passed on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-ingest}"
 if [ ! -x bench/.venv/bin/python ]; then
   python3 -m venv bench/.venv
   bench/.venv/bin/pip install -q duckdb polars pyarrow deltalake
+fi
+if [ "$which" = pipelines ] && ! bench/.venv/bin/python -c "import pyspark, psutil" 2>/dev/null; then
+  # Spark Declarative Pipelines ships in the pyspark wheel (spark-pipelines); the rest is what its
+  # Spark Connect client imports. pandas < 3: pyspark 4.3 warns that it does not support 3.x yet.
+  bench/.venv/bin/pip install -q 'pyspark[pipelines]==4.3.0' pyyaml grpcio grpcio-status \
+    googleapis-common-protos 'pandas<3' pyarrow zstandard psutil deltalake
 fi
 cargo build --release -p confluo-cli
 export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
@@ -15,5 +23,8 @@ case "$which" in
     bench/.venv/bin/python bench/gen_orders.py bench/data
     bench/.venv/bin/python bench/ingest.py
     ;;
-  *) echo "unknown benchmark: $which (try: ingest)" >&2; exit 2 ;;
+  pipelines)
+    bench/.venv/bin/python bench/pipelines.py
+    ;;
+  *) echo "unknown benchmark: $which (try: ingest, pipelines)" >&2; exit 2 ;;
 esac

@@ -214,13 +214,22 @@ impl Lakehouse {
             Some(l) => location_url(l)?,
             None => self.storage.table_url(&name),
         };
-        let existing = delta::table_exists(&self.storage, url.as_str()).await?;
-        let table = if existing {
-            if managed {
+        let mut existing = delta::table_exists(&self.storage, url.as_str()).await?;
+        if existing && managed {
+            // A create killed between writing the Delta log and registering the table leaves
+            // version 0 (metadata, no data) behind at the managed location: start it over.
+            // Anything further along holds someone's data, so it is refused.
+            let found =
+                delta::open_table(&self.storage, url.as_str(), TableVersion::Latest).await?;
+            if found.version() != Some(0) {
                 return Err(LakehouseError::Invalid(format!(
                     "cannot create {name}: its location {url} already holds a Delta table that is not registered\n  hint: register it with CREATE TABLE {name} LOCATION '{url}', or remove the folder"
                 )));
             }
+            self.delete_location(url.as_str()).await?;
+            existing = false;
+        }
+        let table = if existing {
             delta::open_table(&self.storage, url.as_str(), TableVersion::Latest).await?
         } else {
             if schema.fields().is_empty() {

@@ -27,7 +27,7 @@ CREATE OR REFRESH STREAMING TABLE account_versions (
   CONSTRAINT reachable EXPECT (email IS NOT NULL OR phone IS NOT NULL)
 )
 COMMENT 'Every exported version of every CRM account, standardised'
-AS SELECT * FROM crm_accounts_typed;
+AS SELECT * FROM STREAM(crm_accounts_typed);
 
 CREATE OR REFRESH MATERIALIZED VIEW customers
 COMMENT 'One row per customer: the latest version of each CRM account'

@@ -719,7 +719,7 @@ fn thousands(v: f64) -> String {
     let digits = whole.to_string();
     let mut out = String::new();
     for (n, ch) in digits.chars().enumerate() {
-        if n > 0 && (digits.len() - n) % 3 == 0 {
+        if n > 0 && (digits.len() - n).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

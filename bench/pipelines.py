@@ -4,7 +4,7 @@ Usage: bench/run.sh pipelines   (or, with bench/.venv and a Confluo binary in pl
        CONFLUO_BIN=... SCALE=1 RUNS=1 bench/.venv/bin/python bench/pipelines.py)
 
 Environment:
-  SCALE        size of the customer-360 data (`confluo demo --scale`; 1 is about 1 M raw rows)
+  SCALE        size of the customer-360 data (`confluo demo --scale`; 1 is about 0.5 M raw rows)
   RUNS         repetitions of every measurement; the median is quoted (default 1)
   TOOLS        comma list of tools to run: confluo,sdp (default both)
   CONFLUO_BIN  the Confluo binary (default target/release/confluo)

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 /// Quarters the example covers: 2024 Q1 .. 2025 Q4.
 pub const QUARTERS: u32 = 8;
-/// Accounts at scale 1 (about one million raw rows over all files).
+/// Accounts at scale 1 (about half a million raw rows, 110 MB, over all files).
 const ACCOUNTS_PER_SCALE: f64 = 12_000.0;
 /// Days covered.
 const DAYS: i64 = 731;
@@ -36,7 +36,7 @@ const DAYS: i64 = 731;
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    /// Size: 1 is about a million raw rows; linear.
+    /// Size: 1 is about half a million raw rows; linear.
     pub scale: f64,
     /// How many quarters of exports to write (1..=8).
     pub quarters: u32,

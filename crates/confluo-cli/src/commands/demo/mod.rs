@@ -42,7 +42,8 @@ pub struct DemoArgs {
     /// Where to create (or reuse) the demo project.
     #[arg(long, default_value = "customer-360")]
     dir: PathBuf,
-    /// Size of the generated data: 1 is about a million raw rows, 10 about ten million.
+    /// Size of the generated data: 1 is about half a million raw rows (110 MB), 20 about ten
+    /// million.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
     /// How many quarters of exports to write (1-8, 2024 Q1 onwards). Run again with more

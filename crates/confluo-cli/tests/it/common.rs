@@ -36,13 +36,7 @@ impl TestProject {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("--project")
-            .arg(self.dir.path())
-            .arg("--quiet")
-            .args(args);
-        c.env_remove("CONFLUO_PROJECT");
-        c
+        command_in(self.dir.path(), args)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -51,14 +45,7 @@ impl TestProject {
 
     /// Runs and expects success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "confluo {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.run(args))
     }
 
     /// Runs and expects failure; returns stderr.
@@ -92,6 +79,25 @@ impl TestProject {
         args.extend_from_slice(extra);
         serde_json::from_str(self.ok(&args).trim()).expect("ingest summary")
     }
+}
+
+/// `confluo --project dir --quiet args...`, ignoring any CONFLUO_PROJECT of the caller.
+pub fn command_in(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("--project").arg(dir).arg("--quiet").args(args);
+    c.env_remove("CONFLUO_PROJECT");
+    c
+}
+
+/// The stdout of a `confluo` run that must have succeeded (else both outputs in the panic).
+pub fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "confluo {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A minimal CSV reader for test output (quotes and doubled quotes).

@@ -7,25 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{bin, parse_csv};
-
-/// `confluo` with `--project dir`.
-fn confluo(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin());
-    c.arg("--project").arg(dir).arg("--quiet").args(args);
-    c.env_remove("CONFLUO_PROJECT");
-    c
-}
+use crate::common::{bin, command_in, parse_csv, succeeded};
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = confluo(dir, args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "confluo {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(args, command_in(dir, args).output().unwrap())
 }
 
 fn demo(dir: &Path, scale: &str, quarters: &str, extra: &[&str]) -> String {
@@ -39,14 +24,7 @@ fn demo(dir: &Path, scale: &str, quarters: &str, extra: &[&str]) -> String {
         quarters,
     ];
     args.extend_from_slice(extra);
-    let out = Command::new(bin()).args(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "confluo {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(&args, Command::new(bin()).args(&args).output().unwrap())
 }
 
 fn scalar(dir: &Path, sql: &str) -> u64 {
@@ -196,7 +174,7 @@ fn sigkill_during_run_then_rerun_equals_one_clean_run() {
     for (n, frac) in [0.1, 0.3, 0.5, 0.7, 0.9].into_iter().enumerate() {
         let killed = tmp.path().join(format!("killed{n}"));
         demo(&killed, "0.03", "8", &["--generate-only"]);
-        let mut child = confluo(&killed, &["run"])
+        let mut child = command_in(&killed, &["run"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();

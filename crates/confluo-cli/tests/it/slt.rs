@@ -11,9 +11,8 @@
 //! - anything else is `confluo query SQL --format csv`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::common::{bin, parse_csv};
+use crate::common::{command_in, parse_csv};
 
 #[derive(Debug)]
 struct Failure(String);
@@ -76,13 +75,9 @@ impl Confluo {
     }
 
     fn confluo(&self, args: &[&str]) -> Result<String, Failure> {
-        let out = Command::new(bin())
+        // Relative paths in queries resolve against the project, as a user inside it types them.
+        let out = command_in(self.dir.path(), args)
             .current_dir(self.dir.path())
-            .arg("--project")
-            .arg(self.dir.path())
-            .arg("--quiet")
-            .args(args)
-            .env_remove("CONFLUO_PROJECT")
             .output()
             .map_err(|e| Failure(e.to_string()))?;
         if out.status.success() {
@@ -108,9 +103,8 @@ impl sqllogictest::DB for Confluo {
     fn run(&mut self, sql: &str) -> Result<sqllogictest::DBOutput<Self::ColumnType>, Self::Error> {
         let trimmed = sql.trim();
         let upper = trimmed.to_ascii_uppercase();
-        if let Some(rest) = upper.strip_prefix("WRITE FILE ") {
+        if upper.starts_with("WRITE FILE ") {
             let (first, body) = trimmed.split_once('\n').unwrap_or((trimmed, ""));
-            let _ = rest;
             let path = self.dir.path().join(first["WRITE FILE ".len()..].trim());
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, format!("{body}\n")).unwrap();

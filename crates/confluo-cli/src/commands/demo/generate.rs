@@ -19,6 +19,7 @@
 //! each segment responds to different product features.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -436,12 +437,14 @@ pub fn generate(dir: &Path, spec: &Spec) -> anyhow::Result<Truth> {
             let tphone = typed_phone(&mut rng, &phone);
             let cdate = crm_date(&mut rng, day(created));
             line.clear();
-            line.push_str(&format!(
+            write!(
+                line,
                 "{shown_id},{},{seg},{region},{name},{},{},{cdate},{last_modified}",
                 csv_field(&company, ','),
                 csv_field(&typed, ','),
                 csv_field(&tphone, ','),
-            ));
+            )
+            .expect("writing to a String");
             exported |= out.line(Export::Accounts, q, &line)?;
             // An exact duplicate row now and then, and a row that lost its id.
             if rng.chance(0.01) {
@@ -485,7 +488,8 @@ pub fn generate(dir: &Path, spec: &Spec) -> anyhow::Result<Truth> {
             };
             let q = export_quarter(&mut rng, opened_day);
             line.clear();
-            line.push_str(&format!(
+            write!(
+                line,
                 "TCK-{:08};{};{};{};{};{};{csat}",
                 ticket_seq,
                 csv_field(&requester, ';'),
@@ -495,7 +499,8 @@ pub fn generate(dir: &Path, spec: &Spec) -> anyhow::Result<Truth> {
                     .unwrap_or_default(),
                 rng.pick(PRIORITIES),
                 rng.pick(CATEGORIES),
-            ));
+            )
+            .expect("writing to a String");
             if out.line(Export::Tickets, q, &line)? {
                 truth.tickets += 1;
                 truth.tickets_of_customers += u64::from(known);
@@ -653,9 +658,9 @@ pub fn generate(dir: &Path, spec: &Spec) -> anyhow::Result<Truth> {
                 let modified = at(when, rng.below(86_400)).format("%Y-%m-%dT%H:%M:%SZ");
                 let q = export_quarter(&mut rng, when);
                 line.clear();
-                line.push_str(&format!(
+                write!(line,
                     "{opp_id},{shown_account},{product},{kind},{stage},{amount_s},{created_s},{close_s},{modified}"
-                ));
+                ).expect("writing to a String");
                 exported |= out.line(Export::Opportunities, q, &line)?;
             }
             truth.opportunities += u64::from(exported);
@@ -699,10 +704,10 @@ fn engagement_line(
     } else {
         format!("\"ts\": \"{}\"", when.format("%Y-%m-%d %H:%M:%S"))
     };
-    line.push_str(&format!(
+    write!(line,
         "{{\"event_id\": \"{event_id}\", \"email\": {email}, \"campaign_id\": \"{}\", \"campaign_name\": {name}, \"channel\": \"{}\", \"feature\": \"{}\", \"action\": \"{action}\", {time}}}",
         c.id, c.channel, FEATURES[c.feature]
-    ));
+    ).expect("writing to a String");
 }
 
 fn capitalise(s: &str) -> String {

@@ -146,9 +146,17 @@ pub fn python() -> String {
 }
 
 /// Runs a Python script and returns its stdout.
+///
+/// The script ends with a flushed `os._exit(0)`: the deltalake binding can abort while the
+/// interpreter tears down its runtime threads ("terminate called without an active
+/// exception", delta-io/delta-rs#2184), after the script's work is done. An exception in the
+/// script itself still exits non-zero before reaching that line.
 pub fn run_python(script: &str) -> String {
+    let script = format!(
+        "{script}\nimport os as _os, sys as _sys\n_sys.stdout.flush()\n_sys.stderr.flush()\n_os._exit(0)\n"
+    );
     let out = Command::new(python())
-        .args(["-c", script])
+        .args(["-c", &script])
         .output()
         .unwrap();
     assert!(

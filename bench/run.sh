@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines
+# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines|postgres
 # Creates bench/.venv with the peers from PyPI, generates the data once, builds Confluo (release).
 # pipelines: Confluo's declarative pipelines against Apache Spark Declarative Pipelines
 # (pyspark 4.3, needs Java 17 as `java`); SCALE (default 1) and RUNS (default 1) are passed on.
+# postgres: snapshot and CDC from the local PostgreSQL (127.0.0.1:5432, wal_level=logical) against
+# binary COPY (the floor) and ConnectorX; RUNS (default 1) is passed on. With CONFLUO_BIN set, that
+# binary is measured and nothing is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-ingest}"
@@ -16,8 +19,13 @@ if [ "$which" = pipelines ] && ! bench/.venv/bin/python -c "import pyspark, psut
   bench/.venv/bin/pip install -q 'pyspark[pipelines]==4.3.0' pyyaml grpcio grpcio-status \
     googleapis-common-protos 'pandas<3' pyarrow zstandard psutil deltalake
 fi
-cargo build --release -p confluo-cli
-export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
+if [ "$which" = postgres ] && ! bench/.venv/bin/python -c "import connectorx, psycopg, psutil, deltalake, pyarrow" 2>/dev/null; then
+  bench/.venv/bin/pip install -q connectorx 'psycopg[binary]' pyarrow deltalake psutil polars
+fi
+if [ "$which" != postgres ] || [ -z "${CONFLUO_BIN:-}" ]; then
+  cargo build --release -p confluo-cli
+  export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
+fi
 case "$which" in
   ingest)
     bench/.venv/bin/python bench/gen_orders.py bench/data
@@ -26,5 +34,8 @@ case "$which" in
   pipelines)
     bench/.venv/bin/python bench/pipelines.py
     ;;
-  *) echo "unknown benchmark: $which (try: ingest, pipelines)" >&2; exit 2 ;;
+  postgres)
+    bench/.venv/bin/python bench/postgres.py
+    ;;
+  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres)" >&2; exit 2 ;;
 esac

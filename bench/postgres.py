@@ -18,6 +18,7 @@ Environment:
                ~/.cache/confluo-target/debug/confluo, labelled "debug build"); the Confluo parts
                are skipped with a message when neither exists.
   KEEP         1 to keep the Confluo project folders under bench/out/postgres
+  TIMEOUT      seconds after which a measured process is killed and the run fails (default none)
 
 Setup (idempotent): database, public.bench_t(id bigint primary key, a int, b bigint,
 c numeric(12,2), d text, e timestamptz, f float8) with ROWS rows from generate_series, ANALYZEd.
@@ -83,6 +84,7 @@ SECONDS = int(os.environ.get("SECONDS", "60"))
 RUNS = int(os.environ.get("RUNS", "1"))
 TOOLS = [t for t in os.environ.get("TOOLS", "floor,cx-arrow,cx-parquet,confluo,cdc").split(",") if t]
 KEEP = os.environ.get("KEEP") == "1"
+TIMEOUT = float(os.environ.get("TIMEOUT", "0"))  # seconds per measured process; 0: none
 URL = f"postgresql://{USER}@{HOST}:{PORT}/{DB}"
 TX_ROWS = 1000  # rows per transaction of the throughput workload
 
@@ -145,7 +147,16 @@ def measure(argv, log, stdout_to=None, env=None, cwd=None):
         t0 = time.perf_counter()
         p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out if stdout_to else err, stderr=err)
         rss = TreeRss(p.pid)
-        _, status, usage = os.wait4(p.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid == p.pid:
+                break
+            if TIMEOUT and time.perf_counter() - t0 > TIMEOUT:
+                p.kill()
+                os.wait4(p.pid, 0)
+                rss.stop()
+                raise RuntimeError(f"{' '.join(argv)} did not finish within TIMEOUT={TIMEOUT} s, log {log}")
+            time.sleep(0.01)
         elapsed = time.perf_counter() - t0
         peak = rss.stop()
     code = os.waitstatus_to_exitcode(status)

@@ -2,3 +2,4 @@
 //! `type:` users write in `confluo.yaml`.
 
 pub mod files;
+pub mod postgres;

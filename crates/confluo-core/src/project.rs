@@ -37,6 +37,73 @@ pub struct ProjectConfig {
     /// Declarative pipelines, by name.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Managed ingestion from a connection into lakehouse tables, by entry name.
+    #[serde(default)]
+    pub ingest: BTreeMap<String, IngestConfig>,
+}
+
+/// A managed ingestion entry: source tables of a connection kept as lakehouse tables, one
+/// per source table, named like it, in `schema`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The connection (a key of `connections`).
+    pub connection: String,
+    /// Source tables: names or globs over `schema.table` (`public.*`, `sales.order_*`).
+    pub tables: Vec<String>,
+    /// The target lakehouse schema (`schema` or `catalog.schema`); created if missing.
+    pub schema: String,
+    /// `snapshot` (a full copy each sync, the default) or `cdc` (change capture).
+    #[serde(default)]
+    pub mode: IngestMode,
+    /// How changes are applied in `cdc` mode: 1 keeps the latest row, 2 keeps history.
+    #[serde(default)]
+    pub scd_type: ScdType,
+    /// Source connections read in parallel (default 4).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+}
+
+/// How an ingestion entry keeps its tables in sync.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestMode {
+    /// A consistent full copy, overwriting the tables.
+    #[default]
+    Snapshot,
+    /// A snapshot, then the source's change stream.
+    Cdc,
+}
+
+/// Slowly changing dimension type of a CDC target.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum ScdType {
+    /// Latest row per key.
+    #[default]
+    Type1,
+    /// Every version, with `__START_AT` / `__END_AT`.
+    Type2,
+}
+
+impl TryFrom<u8> for ScdType {
+    type Error = String;
+    fn try_from(v: u8) -> std::result::Result<Self, String> {
+        match v {
+            1 => Ok(ScdType::Type1),
+            2 => Ok(ScdType::Type2),
+            n => Err(format!("scd_type must be 1 or 2, not {n}")),
+        }
+    }
+}
+
+impl From<ScdType> for u8 {
+    fn from(t: ScdType) -> u8 {
+        match t {
+            ScdType::Type1 => 1,
+            ScdType::Type2 => 2,
+        }
+    }
 }
 
 /// A declarative pipeline: the SQL files that define it and where its datasets go.
@@ -241,6 +308,7 @@ impl ProjectConfig {
             metastore: MetastoreConfig::default(),
             connections: BTreeMap::new(),
             pipelines: BTreeMap::new(),
+            ingest: BTreeMap::new(),
         }
     }
 
@@ -485,6 +553,32 @@ mod tests {
             .to_string();
         assert!(err.contains("p/confluo.yaml:2:1"), "{err}");
         assert!(err.contains("storag"), "{err}");
+    }
+
+    #[test]
+    fn ingest_entries() {
+        let cfg = ProjectConfig::from_yaml(
+            "name: x\ningest:\n  crm:\n    connection: pg\n    tables: [public.*]\n    schema: bronze\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        let e = &cfg.ingest["crm"];
+        assert_eq!(e.mode, IngestMode::Snapshot);
+        assert_eq!(e.scd_type, ScdType::Type1);
+        let err = ProjectConfig::from_yaml(
+            "name: x\ningest:\n  crm:\n    connection: pg\n    tables: [a]\n    schema: b\n    scd_type: 3\n",
+            Path::new("c"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("scd_type must be 1 or 2"), "{err}");
+        assert!(
+            ProjectConfig::from_yaml(
+                "name: x\ningest:\n  crm:\n    connection: pg\n    tables: [a]\n    schema: b\n    modee: cdc\n",
+                Path::new("c"),
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -37,6 +37,10 @@ enum Command {
     Query(commands::query::QueryArgs),
     /// Interactive SQL shell with history.
     Sql(commands::shell::ShellArgs),
+    /// List, test and explore the project's connections to external systems.
+    Connections(commands::connections::ConnectionsArgs),
+    /// Sync `ingest:` entries: copy source tables into lakehouse tables.
+    Sync(commands::sync::SyncArgs),
     /// Check a pipeline's SQL (names, types, cycles, expectations) and print its graph.
     Validate(commands::pipeline::ValidateArgs),
     /// Update a pipeline: new input only, in dependency order.
@@ -78,6 +82,8 @@ fn main() -> ExitCode {
             Command::Ingest(a) => commands::ingest::run(&ctx, a).await,
             Command::Query(a) => commands::query::run(&ctx, a).await,
             Command::Sql(a) => commands::shell::run(&ctx, a).await,
+            Command::Connections(a) => commands::connections::run(&ctx, a).await,
+            Command::Sync(a) => commands::sync::run(&ctx, a).await,
             Command::Validate(a) => commands::pipeline::validate(&ctx, a).await,
             Command::Run(a) => commands::pipeline::run(&ctx, a).await,
             Command::Runs(a) => commands::pipeline::runs(&ctx, a).await,

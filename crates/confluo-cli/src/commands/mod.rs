@@ -1,11 +1,13 @@
 //! The `confluo` subcommands.
 
+pub mod connections;
 pub mod demo;
 pub mod ingest;
 pub mod init;
 pub mod pipeline;
 pub mod query;
 pub mod shell;
+pub mod sync;
 
 use std::path::PathBuf;
 use std::sync::Arc;

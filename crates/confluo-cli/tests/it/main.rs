@@ -7,6 +7,7 @@ mod ingest;
 mod interop;
 mod kill;
 mod pipeline;
+mod postgres;
 mod rescue;
 mod slt;
 mod sql;

@@ -1,0 +1,391 @@
+//! `confluo sync [ENTRY]`: managed ingestion. Each `ingest:` entry of `confluo.yaml` keeps
+//! one lakehouse table per source table. In `mode: snapshot` a sync reads a consistent
+//! snapshot of every selected table and replaces each lakehouse table in one Delta overwrite
+//! commit that records the source position.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use clap::Args;
+use confluo_connectors::postgres::{
+    PostgresConfig, SnapshotEvent, SnapshotInfo, SnapshotRequest, TableId, resolve_tables, snapshot,
+};
+use confluo_core::project::{IngestConfig, IngestMode};
+use confluo_core::{Project, TableName, suggest};
+use confluo_lakehouse::delta::{self, CommitRequest, TableVersion, WriteMode};
+use confluo_lakehouse::lakehouse::current_user;
+use confluo_lakehouse::write::TableWriter;
+use confluo_lakehouse::{Lakehouse, NewTable};
+use deltalake::DeltaTable;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+use super::connections::postgres_config;
+use super::{CmdResult, Context};
+use crate::progress::count;
+use crate::report::CliError;
+
+/// Source connections used when an entry does not say.
+const DEFAULT_PARALLELISM: usize = 4;
+
+/// Arguments of `confluo sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The `ingest:` entry to sync (default: every entry).
+    entry: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One lakehouse table written by a sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncedTable {
+    /// The source table.
+    pub source: TableId,
+    /// The lakehouse table.
+    pub table: String,
+    /// Rows written.
+    pub rows: u64,
+    /// The Delta version committed.
+    pub version: i64,
+    /// Whether the sync created the table.
+    pub created: bool,
+    /// Key ranges the source table was read in, in parallel (1: read whole).
+    pub ranges: usize,
+    /// Values stored as null because they have no Arrow counterpart, by column.
+    pub nulled: Vec<(String, u64)>,
+}
+
+/// What a snapshot sync did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    /// The entry's name.
+    pub entry: String,
+    /// The source connection.
+    pub connection: String,
+    /// The source instant every table was read at.
+    pub snapshot: SnapshotInfo,
+    /// The tables, in source order.
+    pub tables: Vec<SyncedTable>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Runs `confluo sync`.
+pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let entries = &project.config.ingest;
+    let selected: Vec<(&String, &IngestConfig)> = match &args.entry {
+        Some(name) => match entries.get_key_value(name) {
+            Some(e) => vec![e],
+            None => {
+                let near = suggest::nearest(name, entries.keys().map(String::as_str));
+                return Err(anyhow::anyhow!(
+                    "no ingest entry named `{name}` in confluo.yaml{}",
+                    if near.is_empty() {
+                        "\n  hint: entries live under `ingest:`".to_string()
+                    } else {
+                        suggest::hint(&near)
+                    }
+                )
+                .into());
+            }
+        },
+        None => entries.iter().collect(),
+    };
+    if selected.is_empty() {
+        return Err(anyhow::anyhow!(
+            "confluo.yaml has no `ingest:` entries\n  hint: add one, e.g.\n    ingest:\n      crm:\n        connection: crm\n        tables: [\"public.*\"]\n        schema: bronze"
+        )
+        .into());
+    }
+    let mut reports = Vec::new();
+    for (name, entry) in selected {
+        if entry.mode == IngestMode::Cdc {
+            eprintln!("mode cdc is handled by the change-capture engine");
+            return Ok(ExitCode::FAILURE);
+        }
+        let report =
+            sync_snapshot(&project, &lh, name, entry, None, ctx.quiet || args.json).await?;
+        if !args.json {
+            print_report(&report);
+        }
+        reports.push(report);
+    }
+    if args.json {
+        let v = if reports.len() == 1 && args.entry.is_some() {
+            json!(reports[0])
+        } else {
+            json!(reports)
+        };
+        println!("{v}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &SyncReport) {
+    let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
+    println!(
+        "Synced `{}` from connection `{}`: {} table{}, {} rows in {:.2} s (snapshot {}, LSN {})",
+        r.entry,
+        r.connection,
+        r.tables.len(),
+        if r.tables.len() == 1 { "" } else { "s" },
+        count(rows),
+        r.seconds,
+        r.snapshot.pg_snapshot,
+        r.snapshot.wal_lsn
+    );
+    for t in &r.tables {
+        println!(
+            "  {} -> {}: {} rows (version {}{})",
+            t.source,
+            t.table,
+            count(t.rows),
+            t.version,
+            if t.created { ", new table" } else { "" }
+        );
+        for (col, n) in &t.nulled {
+            println!(
+                "    note: {} value{} of `{col}` (±infinity or NaN) stored as null",
+                count(*n),
+                if *n == 1 { "" } else { "s" }
+            );
+        }
+    }
+}
+
+/// A table being written: its writer and what the commit needs.
+struct Pending {
+    name: TableName,
+    table: DeltaTable,
+    writer: TableWriter,
+    new_schema: Option<SchemaRef>,
+    created: bool,
+    ranges: usize,
+    bar: Option<ProgressBar>,
+}
+
+/// Copies a consistent snapshot of the entry's tables into the lakehouse: one table per
+/// source table, each replaced in one Delta overwrite commit whose `commitInfo` records
+/// `confluo.source` (connection, table, snapshot, LSN, rows). With `snapshot_id`, reads
+/// that exported snapshot (e.g. a replication slot's) instead of taking a new one.
+pub async fn sync_snapshot(
+    project: &Project,
+    lh: &Lakehouse,
+    entry_name: &str,
+    entry: &IngestConfig,
+    snapshot_id: Option<String>,
+    quiet: bool,
+) -> Result<SyncReport, CliError> {
+    let started = Instant::now();
+    let cfg = postgres_config(project, &entry.connection)?;
+    let (catalog, schema) = target_schema(lh, entry_name, &entry.schema)?;
+    ensure_schema(lh, &catalog, &schema).await?;
+    let mut conn = cfg.connect().await?;
+    let tables = resolve_tables(&mut conn, &cfg, &entry.tables).await?;
+    let _ = sqlx::Connection::close(conn).await;
+    // Validate every table's types before touching the lakehouse.
+    for t in &tables {
+        t.arrow_schema(&cfg)?;
+    }
+    let order: Vec<TableId> = tables.iter().map(|t| t.id.clone()).collect();
+    let request = SnapshotRequest {
+        tables,
+        parallelism: entry.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
+        snapshot_id,
+    };
+    let mut snap = snapshot(&cfg, request).await?;
+    let info = snap.info.clone();
+    let bars =
+        (!quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
+    let mut pending: HashMap<TableId, Pending> = HashMap::new();
+    let mut done: BTreeMap<TableId, SyncedTable> = BTreeMap::new();
+    while let Some(event) = snap.next().await {
+        match event? {
+            SnapshotEvent::TableStarted {
+                table,
+                schema: arrow_schema,
+                row_estimate,
+                ranges,
+            } => {
+                let name = TableName::new(catalog.clone(), schema.clone(), table.name.clone());
+                let bar = bars.as_ref().map(|m| table_bar(m, &table, row_estimate));
+                let mut p = open_target(lh, &cfg, &table, name, arrow_schema, bar).await?;
+                p.ranges = ranges;
+                pending.insert(table, p);
+            }
+            SnapshotEvent::Batch { table, batch } => {
+                if let Some(p) = pending.get_mut(&table) {
+                    p.writer.write(&batch).await?;
+                    if let Some(b) = &p.bar {
+                        b.inc(batch.num_rows() as u64);
+                    }
+                }
+            }
+            SnapshotEvent::TableFinished(t) => {
+                let Some(p) = pending.remove(&t.table) else {
+                    continue;
+                };
+                let adds = p.writer.finish().await?;
+                let mut app_metadata = HashMap::new();
+                app_metadata.insert(
+                    "confluo.source".to_string(),
+                    json!({
+                        "connection": cfg.name,
+                        "type": "postgres",
+                        "database": cfg.database,
+                        "table": t.table.to_string(),
+                        "entry": entry_name,
+                        "snapshot": info.pg_snapshot,
+                        "lsn": info.wal_lsn,
+                        "rows": t.rows,
+                    }),
+                );
+                let version = delta::commit(
+                    &p.table,
+                    CommitRequest {
+                        adds,
+                        mode: WriteMode::Overwrite,
+                        new_schema: p.new_schema,
+                        app_metadata,
+                        txn: None,
+                    },
+                )
+                .await?;
+                if let Some(b) = &p.bar {
+                    b.finish_and_clear();
+                }
+                done.insert(
+                    t.table.clone(),
+                    SyncedTable {
+                        source: t.table,
+                        table: p.name.to_string(),
+                        rows: t.rows,
+                        version,
+                        created: p.created,
+                        ranges: p.ranges,
+                        nulled: t.nulled,
+                    },
+                );
+            }
+        }
+    }
+    snap.finish().await?;
+    if let Some(m) = &bars {
+        let _ = m.clear();
+    }
+    let tables = order.iter().filter_map(|id| done.remove(id)).collect();
+    Ok(SyncReport {
+        entry: entry_name.to_string(),
+        connection: cfg.name.clone(),
+        snapshot: info,
+        tables,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn table_bar(m: &MultiProgress, table: &TableId, estimate: Option<u64>) -> ProgressBar {
+    let bar = match estimate.filter(|e| *e > 0) {
+        Some(n) => {
+            let b = ProgressBar::new(n);
+            if let Ok(s) = ProgressStyle::with_template(
+                "{spinner} {prefix:30} [{bar:30}] {human_pos}/~{human_len} rows, {per_sec} ({elapsed})",
+            ) {
+                b.set_style(s.progress_chars("=> "));
+            }
+            b
+        }
+        None => {
+            let b = ProgressBar::no_length();
+            if let Ok(s) = ProgressStyle::with_template(
+                "{spinner} {prefix:30} {human_pos} rows, {per_sec} ({elapsed})",
+            ) {
+                b.set_style(s);
+            }
+            b
+        }
+    };
+    let bar = m.add(bar);
+    bar.set_prefix(table.to_string());
+    bar.enable_steady_tick(Duration::from_millis(125));
+    bar
+}
+
+/// The entry's target `catalog.schema`.
+fn target_schema(lh: &Lakehouse, entry: &str, text: &str) -> Result<(String, String), CliError> {
+    let parts = confluo_core::ident::split_parts(text).map_err(|e| {
+        anyhow::anyhow!("ingest entry `{entry}`: `schema: {text}` is not a schema name: {e}")
+    })?;
+    match parts.as_slice() {
+        [s] => Ok((lh.default_catalog().to_string(), s.as_str().to_string())),
+        [c, s] => Ok((c.as_str().to_string(), s.as_str().to_string())),
+        _ => Err(anyhow::anyhow!(
+            "ingest entry `{entry}`: `schema: {text}` has too many parts; write `schema` or `catalog.schema`"
+        )
+        .into()),
+    }
+}
+
+/// Creates the target schema when its catalog exists and it does not.
+async fn ensure_schema(lh: &Lakehouse, catalog: &str, schema: &str) -> Result<(), CliError> {
+    let ms = lh.metastore();
+    if ms.get_catalog(catalog).await?.is_some() && ms.get_schema(catalog, schema).await?.is_none() {
+        ms.create_schema(catalog, schema, None, Some(&current_user()), true)
+            .await?;
+    }
+    lh.require_schema(catalog, schema).await?;
+    Ok(())
+}
+
+/// Opens (or creates) the lakehouse table for a source table and a writer for its rows.
+async fn open_target(
+    lh: &Lakehouse,
+    cfg: &PostgresConfig,
+    source: &TableId,
+    name: TableName,
+    arrow_schema: SchemaRef,
+    bar: Option<ProgressBar>,
+) -> Result<Pending, CliError> {
+    let target = delta::delta_compatible_schema(&arrow_schema);
+    let (table, new_schema, created) = match lh.metastore().get_table(&name).await? {
+        Some(info) => {
+            let table = lh.open_delta(&info, TableVersion::Latest).await?;
+            let current = delta::table_schema(&table)?;
+            // The source's columns may have changed since the last sync: the overwrite
+            // commit replaces the schema along with the rows.
+            let changed = current.fields() != target.fields();
+            (table, changed.then(|| target.clone()), false)
+        }
+        None => {
+            let (_, table) = lh
+                .create_table(NewTable {
+                    name: name.clone(),
+                    schema: target.as_ref().clone(),
+                    partition_by: Vec::new(),
+                    comment: Some(format!(
+                        "{source} from connection `{}` (database {})",
+                        cfg.name, cfg.database
+                    )),
+                    properties: BTreeMap::new(),
+                    location: None,
+                })
+                .await?;
+            (table, None, true)
+        }
+    };
+    let writer = TableWriter::new(&table, target)?;
+    Ok(Pending {
+        name,
+        table,
+        writer,
+        new_schema,
+        created,
+        ranges: 1,
+        bar,
+    })
+}

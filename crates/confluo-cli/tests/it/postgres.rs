@@ -347,6 +347,24 @@ fn connections_list_test_discover() {
     assert!(t.contains("wal_level       logical"), "{t}");
     assert!(t.contains("may replicate"), "{t}");
 
+    // Debian's server offers TLS with a self-signed certificate: `require` encrypts,
+    // `verify-full` refuses the unknown issuer and says what to check.
+    let with_mode = |mode: &str| {
+        TestProject::with_config(
+            &db.connection("")
+                .replace("sslmode: disable", &format!("sslmode: {mode}")),
+        )
+    };
+    if db.scalar("SELECT current_setting('ssl')") == "on" {
+        let t = ok(&with_mode("require"), &["connections", "test", "pg"]);
+        assert!(t.contains("TLS             on"), "{t}");
+        let e = fail(&with_mode("verify-full"), &["connections", "test", "pg"]);
+        assert!(e.contains("TLS failed") && e.contains("sslrootcert"), "{e}");
+    } else {
+        let e = fail(&with_mode("require"), &["connections", "test", "pg"]);
+        assert!(e.contains("TLS") && e.contains("sslmode"), "{e}");
+    }
+
     let d = ok(&p, &["connections", "discover", "pg"]);
     assert!(d.contains("sales.orders (table"), "{d}");
     assert!(d.contains("primary key (id)"), "{d}");

@@ -299,16 +299,18 @@ impl PostgresConfig {
                 };
                 (db.message().to_string(), hint)
             }
+            sqlx::Error::Io(io) if is_tls_failure(&io.to_string()) => (
+                format!("TLS failed: {io}"),
+                self.tls_hint(),
+            ),
             sqlx::Error::Io(io) => (
                 format!("cannot reach the server: {io}"),
                 "check `host` and `port`, and that PostgreSQL is running and listening there (listen_addresses)".into(),
             ),
-            sqlx::Error::Tls(t) => (
-                format!("TLS failed: {t}"),
-                format!(
-                    "check `sslmode` ({}) and `sslrootcert`; use `sslmode: disable` only if the server does not offer TLS on a trusted network",
-                    sslmode_name(self.sslmode)
-                ),
+            sqlx::Error::Tls(t) => (format!("TLS failed: {t}"), self.tls_hint()),
+            sqlx::Error::Protocol(m) => (
+                format!("the server did not answer like PostgreSQL: {m}"),
+                "check `host` and `port`: something else listens there, or a proxy is in the way".into(),
             ),
             other => (
                 other.to_string(),
@@ -322,6 +324,24 @@ impl PostgresConfig {
             hint,
         }
     }
+}
+
+impl PostgresConfig {
+    fn tls_hint(&self) -> String {
+        format!(
+            "check `sslmode` ({}) and `sslrootcert` (the CA that signed the server's certificate; verify-full also checks that `host` matches the certificate's name); use `sslmode: disable` only on a trusted network",
+            sslmode_name(self.sslmode)
+        )
+    }
+}
+
+/// Whether an I/O error at connect time is really a TLS failure (rustls reports
+/// certificate problems through the I/O error).
+fn is_tls_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["certificate", "tls", "handshake", "ssl"]
+        .iter()
+        .any(|w| m.contains(w))
 }
 
 /// The spelling of a TLS mode in `confluo.yaml`.

@@ -121,6 +121,9 @@ pub struct FlowDef {
     pub query: Box<Query>,
     /// `INSERT INTO ONCE`: runs once (and again on a full refresh).
     pub once: bool,
+    /// `AS AUTO CDC INTO` / `APPLY CHANGES INTO`: the changes are applied by key instead of
+    /// appended; `query` then reads the source.
+    pub auto_cdc: Option<Box<crate::auto_cdc::syntax::CdcFlow>>,
     /// Where the statement starts.
     pub pos: Pos,
 }
@@ -234,11 +237,9 @@ pub fn parse_file(
                 let def = parse_create(&mut p, path, start).map_err(|e| err(e, &p))?;
                 out.definitions.push(def);
             }
-            Some("APPLY") | Some("AUTO") => {
-                return Err(PipelineError::at(
-                    start,
-                    "change data capture flows (AUTO CDC / APPLY CHANGES) are not supported yet",
-                ));
+            Some("APPLY") => {
+                let def = parse_apply_changes(&mut p, path, start).map_err(|e| err(e, &p))?;
+                out.definitions.push(def);
             }
             _ => {
                 return Err(PipelineError::at(
@@ -327,7 +328,7 @@ fn parse_create(p: &mut Parser, path: &Path, pos: Pos) -> Result<Definition, Par
     } else if eat(p, &["LIVE", "VIEW"]) || eat(p, &["VIEW"]) {
         DatasetKind::View
     } else if eat(p, &["FLOW"]) {
-        return parse_flow(p, pos);
+        return parse_flow(p, path, pos);
     } else {
         let t = p.peek_token();
         return p.expected(
@@ -466,18 +467,70 @@ fn skip_until_clause(p: &mut Parser) {
     }
 }
 
-fn parse_flow(p: &mut Parser, pos: Pos) -> Result<Definition, ParserError> {
+/// The legacy `APPLY CHANGES INTO LIVE.target FROM STREAM(LIVE.src) KEYS ...`: a flow named
+/// after its target.
+fn parse_apply_changes(p: &mut Parser, path: &Path, pos: Pos) -> Result<Definition, ParserError> {
+    if !eat(p, &["APPLY", "CHANGES", "INTO"]) {
+        let t = p.peek_token();
+        return p.expected(
+            "APPLY CHANGES INTO <target> FROM <source> KEYS (...) ...",
+            t,
+        );
+    }
+    let (target, query, cdc) = crate::auto_cdc::syntax::parse_body(p, path)?;
+    let target = strip_live(target);
+    let name = match target.0.last() {
+        Some(ObjectNamePart::Identifier(i)) => i.value.clone(),
+        _ => target.to_string(),
+    };
+    Ok(Definition::Flow(FlowDef {
+        name,
+        target,
+        query,
+        once: false,
+        auto_cdc: Some(Box::new(cdc)),
+        pos,
+    }))
+}
+
+fn parse_flow(p: &mut Parser, path: &Path, pos: Pos) -> Result<Definition, ParserError> {
     let name = p.parse_identifier()?;
     if eat(p, &["COMMENT"]) {
         p.parse_literal_string()?;
     }
     if !eat(p, &["AS"]) {
         let t = p.peek_token();
-        return p.expected("AS INSERT INTO ... after the flow's name", t);
+        return p.expected(
+            "AS INSERT INTO ... or AS AUTO CDC INTO ... after the flow's name",
+            t,
+        );
+    }
+    let cdc_once = if eat(p, &["AUTO", "CDC"]) {
+        let once = eat(p, &["ONCE"]);
+        if !eat(p, &["INTO"]) {
+            let t = p.peek_token();
+            return p.expected("INTO <target> after AUTO CDC", t);
+        }
+        Some(once)
+    } else if eat(p, &["APPLY", "CHANGES", "INTO"]) {
+        Some(false)
+    } else {
+        None
+    };
+    if let Some(once) = cdc_once {
+        let (target, query, cdc) = crate::auto_cdc::syntax::parse_body(p, path)?;
+        return Ok(Definition::Flow(FlowDef {
+            name: name.value,
+            target: strip_live(target),
+            query,
+            once,
+            auto_cdc: Some(Box::new(cdc)),
+            pos,
+        }));
     }
     if !eat(p, &["INSERT", "INTO"]) {
         let t = p.peek_token();
-        return p.expected("INSERT INTO (AUTO CDC flows are not supported yet)", t);
+        return p.expected("INSERT INTO or AUTO CDC INTO", t);
     }
     let once = eat(p, &["ONCE"]);
     let _ = eat(p, &["TABLE"]);
@@ -489,6 +542,7 @@ fn parse_flow(p: &mut Parser, pos: Pos) -> Result<Definition, ParserError> {
         target,
         query,
         once,
+        auto_cdc: None,
         pos,
     }))
 }

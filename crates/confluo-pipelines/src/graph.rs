@@ -54,6 +54,8 @@ pub struct Flow {
     pub once: bool,
     /// What it reads, views expanded.
     pub inputs: Vec<FlowInput>,
+    /// An AUTO CDC flow: its changes are applied by key rather than appended.
+    pub auto_cdc: Option<Box<crate::auto_cdc::syntax::CdcFlow>>,
     /// Where it is defined.
     pub pos: Pos,
 }
@@ -328,6 +330,7 @@ pub fn build(
                 query: q.clone(),
                 once: false,
                 inputs: vec![],
+                auto_cdc: None,
                 pos: ds.def.pos.clone(),
             });
         }
@@ -340,6 +343,17 @@ pub fn build(
         let target = full_name(&f.target, cat, sch, &f.pos)?.to_string();
         match datasets.get(&target) {
             Some(d) if d.def.kind == DatasetKind::StreamingTable => {}
+            Some(d) if f.auto_cdc.is_some() => {
+                return Err(PipelineError::at(
+                    f.pos.clone(),
+                    format!(
+                        "AUTO CDC flow {} applies changes into {target}, a {}; the target of AUTO CDC must be a streaming table\n  hint: declare it with CREATE OR REFRESH STREAMING TABLE {} (without AS ...)",
+                        f.name,
+                        d.def.kind.label(),
+                        f.target
+                    ),
+                ));
+            }
             Some(d) => {
                 return Err(PipelineError::at(
                     f.pos.clone(),
@@ -375,6 +389,7 @@ pub fn build(
             query: f.query,
             once: f.once,
             inputs: vec![],
+            auto_cdc: f.auto_cdc,
             pos: f.pos,
         });
     }
@@ -445,6 +460,7 @@ pub fn build(
             }
         }
     }
+    crate::auto_cdc::check_graph(&datasets, &flows)?;
     let order = topological(&datasets)?;
     Ok(Pipeline {
         name: name.to_string(),

@@ -5,6 +5,7 @@
 //! [`graph::load`] reads and resolves a pipeline's files; [`run::Runner`] validates every
 //! flow against placeholders and then updates the datasets in dependency order.
 
+pub mod auto_cdc;
 pub mod dialect;
 pub mod error;
 pub mod event_log;

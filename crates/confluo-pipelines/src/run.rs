@@ -115,6 +115,10 @@ pub struct DatasetReport {
     pub rows_quarantined: u64,
     /// Input files read.
     pub files_read: u64,
+    /// AUTO CDC: keys inserted or updated (SCD 1) or versions written (SCD 2).
+    pub rows_upserted: u64,
+    /// AUTO CDC: keys deleted.
+    pub rows_deleted: u64,
     /// Per-expectation counts.
     pub expectations: Vec<ExpectationReport>,
     /// Wall time.
@@ -233,7 +237,10 @@ impl<'a> Runner<'a> {
                     ));
                 }
                 let planned = self.plan(flow, true, &FlowState::default()).await?;
-                let out = Arc::new(planned.df.schema().as_arrow().clone());
+                let out = match &flow.auto_cdc {
+                    Some(cdc) => crate::auto_cdc::target_schema(cdc, flow, &planned.df)?,
+                    None => Arc::new(planned.df.schema().as_arrow().clone()),
+                };
                 self.check_expectations(ds, &planned.df, flow)?;
                 schema = Some(match schema {
                     None => out,
@@ -255,6 +262,7 @@ impl<'a> Runner<'a> {
                 query: q,
                 once: false,
                 inputs: vec![],
+                auto_cdc: None,
                 pos: v.def.pos.clone(),
             };
             self.plan(&flow, true, &FlowState::default()).await?;
@@ -585,6 +593,13 @@ impl<'a> Runner<'a> {
         let (info, mut table) = self.target(ds, &planned_schema).await?;
         let prefix = format!("{}|", info.id);
         if full && delta::table_version(&table) > 0 {
+            if ds
+                .flows
+                .iter()
+                .any(|&f| self.pipeline.flows[f].auto_cdc.is_some())
+            {
+                crate::auto_cdc::reset_state(&self.lh, &ds.table).await?;
+            }
             delta::commit(
                 &table,
                 CommitRequest {
@@ -642,6 +657,41 @@ impl<'a> Runner<'a> {
                 .map_err(|e| PipelineError::Config(e.to_string()))?
                 .map(|v| v + 1)
                 .unwrap_or(0);
+            if let Some(cdc) = &flow.auto_cdc {
+                let meta = json!({
+                    "pipeline": self.pipeline.name,
+                    "flow": flow.name,
+                    "batch": batch,
+                    "files": planned.files.iter().map(|f| json!({"path": f.location, "size": f.size, "modified_ms": f.modified_ms})).collect::<Vec<_>>(),
+                    "offsets": planned.offsets.iter().cloned().collect::<BTreeMap<String, i64>>(),
+                    "once": flow.once,
+                });
+                let txn = crate::auto_cdc::Txn {
+                    app_id,
+                    version: batch,
+                };
+                let metadata = HashMap::from([(FLOW_KEY.to_string(), meta)]);
+                let s = crate::auto_cdc::apply_changes(
+                    &self.lh, &info, planned.df, &cdc.spec, &txn, metadata,
+                )
+                .await?;
+                table = self.lh.open_delta(&info, TableVersion::Latest).await?;
+                self.catch_up(&info, &table, &prefix).await?;
+                self.lh.metastore().touch_table(&ds.table).await?;
+                rows.fetch_add(s.upserted + s.deleted, Ordering::Relaxed);
+                report.status = Status::Completed;
+                report.version = Some(s.version);
+                report.rows_written += s.upserted;
+                report.rows_upserted += s.upserted;
+                report.rows_deleted += s.deleted;
+                report.files_read += planned.files.len() as u64;
+                log.record(
+                    Event::info("flow_progress", format!("flow {} batch {batch}: {} change rows, {} upserted, {} deleted, {} late", flow.name, s.changes, s.upserted, s.deleted, s.late))
+                        .on(&ds.key, Some(&flow.name))
+                        .with(json!({"batch": batch, "version": s.version, "changes": s.changes, "rows_upserted": s.upserted, "rows_deleted": s.deleted, "rows_late": s.late, "truncated": s.truncated, "files_read": planned.files.len()})),
+                );
+                continue;
+            }
             // Evolve the table when the flow brings new columns.
             let current = delta::table_schema(&table)?;
             let incoming = Arc::new(planned.df.schema().as_arrow().clone());
@@ -1289,6 +1339,8 @@ impl DatasetReport {
             rows_dropped: 0,
             rows_quarantined: 0,
             files_read: 0,
+            rows_upserted: 0,
+            rows_deleted: 0,
             expectations: vec![],
             duration: Duration::ZERO,
             version: None,
@@ -1306,6 +1358,8 @@ impl DatasetReport {
             "rows_dropped": self.rows_dropped,
             "rows_quarantined": self.rows_quarantined,
             "files_read": self.files_read,
+            "rows_upserted": self.rows_upserted,
+            "rows_deleted": self.rows_deleted,
             "version": self.version,
             "duration_ms": self.duration.as_millis() as u64,
             "expectations": self.expectations.iter().map(|e| json!({

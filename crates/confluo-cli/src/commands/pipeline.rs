@@ -326,6 +326,18 @@ fn print_summary(report: &confluo_pipelines::UpdateReport) {
         ]);
     }
     println!("{t}");
+    for d in report
+        .datasets
+        .iter()
+        .filter(|d| d.rows_upserted + d.rows_deleted > 0)
+    {
+        println!(
+            "{}: {} upserted, {} deleted (AUTO CDC)",
+            d.key,
+            count(d.rows_upserted),
+            count(d.rows_deleted)
+        );
+    }
     for d in &report.datasets {
         match &d.status {
             Status::Failed(m) => eprintln!("error: {}: {m}", d.key),

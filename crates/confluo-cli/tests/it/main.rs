@@ -1,5 +1,6 @@
 //! End-to-end tests of the `confluo` binary: real files, real Delta tables, real servers.
 
+mod auto_cdc;
 mod common;
 mod customer360;
 mod errors;

@@ -41,6 +41,7 @@ fn is_definition(sql: &str) -> bool {
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     match w.as_slice() {
         ["SET", ..] => true,
+        ["APPLY", "CHANGES", ..] => true,
         ["CREATE", rest @ ..] => {
             let rest: Vec<&str> = rest
                 .iter()
@@ -192,6 +193,11 @@ fn slt_expectations() {
 #[test]
 fn slt_pipeline_errors() {
     run_file("pipeline_errors.slt");
+}
+
+#[test]
+fn slt_auto_cdc() {
+    run_file("auto_cdc.slt");
 }
 
 #[test]

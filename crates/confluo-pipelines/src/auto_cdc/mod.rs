@@ -452,6 +452,35 @@ pub(crate) fn failpoint(name: &str) {
     }
 }
 
+/// Opens an AUTO CDC target, creating it with the schema [`resolve`] works out from the
+/// change rows when it does not exist yet (for callers outside a pipeline, e.g. managed
+/// ingestion).
+pub async fn ensure_target(
+    lh: &Lakehouse,
+    name: &confluo_core::TableName,
+    spec: &AutoCdcSpec,
+    changes: &DataFrame,
+    properties: std::collections::BTreeMap<String, String>,
+) -> Result<TableInfo> {
+    if let Some(info) = lh.metastore().get_table(name).await? {
+        return Ok(info);
+    }
+    let r = resolve(spec, changes)
+        .map_err(|e| PipelineError::Config(format!("AUTO CDC into {name}: {}", e.message)))?;
+    let schema = delta::delta_compatible_schema(&r.target_schema);
+    let (info, _) = lh
+        .create_table(confluo_lakehouse::NewTable {
+            name: name.clone(),
+            schema: schema.as_ref().clone(),
+            partition_by: vec![],
+            comment: None,
+            properties,
+            location: None,
+        })
+        .await?;
+    Ok(info)
+}
+
 /// Forgets an SCD 1 target's tombstones and sequences (before a full refresh rebuilds it).
 pub async fn reset_state(lh: &Lakehouse, target: &confluo_core::TableName) -> Result<()> {
     let name = state_table_name(target);

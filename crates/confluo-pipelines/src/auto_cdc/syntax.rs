@@ -257,3 +257,70 @@ pub fn parse_body(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::dialect::{Definition, parse_file};
+
+    use super::*;
+
+    fn flow(sql: &str) -> (String, CdcFlow) {
+        let f = parse_file(Path::new("p.sql"), sql, &BTreeMap::new()).unwrap();
+        let Some(Definition::Flow(f)) = f.definitions.into_iter().last() else {
+            panic!("no flow")
+        };
+        (f.name, *f.auto_cdc.expect("an AUTO CDC flow"))
+    }
+
+    #[test]
+    fn both_spellings() {
+        let (name, f) = flow(
+            "CREATE FLOW f AS AUTO CDC INTO t FROM STREAM(src) KEYS (a, b) IGNORE NULL UPDATES \
+             APPLY AS DELETE WHEN op = \"DELETE\" APPLY AS TRUNCATE WHEN op = 'T' SEQUENCE BY ts \
+             COLUMNS * EXCEPT (op, ts) STORED AS SCD TYPE 2 TRACK HISTORY ON * EXCEPT (x)",
+        );
+        assert_eq!(name, "f");
+        assert_eq!(f.spec.keys, ["a", "b"]);
+        assert!(f.spec.ignore_null_updates);
+        assert_eq!(f.spec.apply_as_deletes.as_deref(), Some("op = 'DELETE'"));
+        assert_eq!(f.spec.sequence_by, "ts");
+        assert_eq!(
+            f.spec.columns,
+            ColumnSelection::Except(vec!["op".into(), "ts".into()])
+        );
+        assert_eq!(f.spec.scd_type, ScdType::Two);
+        assert_eq!(
+            f.spec.track_history,
+            ColumnSelection::Except(vec!["x".into()])
+        );
+        let (name, f) = flow(
+            "APPLY CHANGES INTO LIVE.t FROM STREAM(LIVE.src) KEYS (id) SEQUENCE BY seq COLUMNS id, v",
+        );
+        assert_eq!(name, "t");
+        assert_eq!(f.spec.scd_type, ScdType::One);
+        assert_eq!(
+            f.spec.columns,
+            ColumnSelection::Only(vec!["id".into(), "v".into()])
+        );
+    }
+
+    #[test]
+    fn missing_clauses_are_errors() {
+        let e = parse_file(
+            Path::new("p.sql"),
+            "CREATE FLOW f AS AUTO CDC INTO t FROM STREAM(src) SEQUENCE BY s",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs KEYS"), "{e}");
+        let e = parse_file(
+            Path::new("p.sql"),
+            "CREATE FLOW f AS AUTO CDC INTO t FROM STREAM(src) KEYS (k) KEYS (j) SEQUENCE BY s",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("written twice"), "{e}");
+    }
+}

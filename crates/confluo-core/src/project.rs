@@ -521,6 +521,18 @@ connections: {{}}
 #     database: crm
 #     user: confluo
 #     password: ${{env:CRM_PASSWORD}}
+#     sslmode: prefer            # disable | prefer | require | verify-ca | verify-full
+#     unsupported_types: error   # or text: read types Confluo cannot map as text
+
+# Managed ingestion: `confluo sync` copies source tables into lakehouse tables, one per
+# source table, named like it, in `schema` (created if missing).
+ingest: {{}}
+#   crm:
+#     connection: crm
+#     tables: ["public.*"]       # names or globs over schema.table
+#     schema: bronze
+#     mode: snapshot             # snapshot (full copy each sync) | cdc (change capture)
+#     parallelism: 4
 
 # Declarative pipelines: SQL files (Lakeflow / Spark Declarative Pipelines dialect)
 # that define streaming tables, materialized views, views and flows. `confluo run`

@@ -162,6 +162,46 @@ fn crash_between_commits_then_rerun_equals_one_clean_run() {
 }
 
 #[test]
+fn sigkill_during_a_run_then_rerun_equals_one_clean_run() {
+    let clean = project();
+    clean.write("changes/1.csv", RUNS[0]);
+    clean.ok(&["run"]);
+    clean.write("changes/2.csv", RUNS[1]);
+    let started = std::time::Instant::now();
+    clean.ok(&["run"]);
+    let run_time = started.elapsed();
+    clean.write("changes/3.csv", RUNS[2]);
+    clean.ok(&["run"]);
+    let expected = (history(&clean), current(&clean));
+    for frac in [0.2, 0.4, 0.6, 0.8, 0.95] {
+        let p = project();
+        p.write("changes/1.csv", RUNS[0]);
+        p.ok(&["run"]);
+        p.write("changes/2.csv", RUNS[1]);
+        let mut child = p
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(run_time.mul_f64(frac));
+        if child.try_wait().unwrap().is_none() {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        }
+        let _ = child.wait();
+        p.ok(&["run"]);
+        p.write("changes/3.csv", RUNS[2]);
+        p.ok(&["run"]);
+        assert_eq!(
+            (history(&p), current(&p)),
+            expected,
+            "killed at {frac} of a run"
+        );
+    }
+}
+
+#[test]
 fn python_deltalake_reads_the_targets() {
     let p = project();
     for (i, run) in RUNS.iter().enumerate() {

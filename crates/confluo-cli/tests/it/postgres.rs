@@ -240,6 +240,21 @@ fn types_round_trip() {
     );
     let nulled = s["tables"][0]["nulled"].to_string();
     assert!(nulled.contains("\"d\"") && nulled.contains("\"ts\""), "{s}");
+    // An independent reader (Python deltalake) sees the same values and types.
+    let path = p.path("lakehouse/main/bronze/all_types");
+    let out = crate::common::run_python(&format!(
+        r#"
+from deltalake import DeltaTable
+t = DeltaTable({path:?}).to_pyarrow_table().sort_by("id").to_pylist()
+r = t[0]
+print(r["n"], r["nbig"], r["ia"], r["ta"], r["tstz"].isoformat(), r["by"].hex(), r["m"], t[1]["n"])
+"#,
+        path = path.to_str().unwrap()
+    ));
+    assert_eq!(
+        out.trim(),
+        "-12345678.91 99999999999999999999999999999999999999 [7, None, -1] ['x', 'y z', None] 2024-01-02T01:04:05+00:00 00ff10 -12.34 None"
+    );
     // The Delta schema keeps the mapped types.
     let desc = ok(
         &p,

@@ -106,6 +106,10 @@ pub struct DatasetDef {
     pub properties: Vec<(String, String)>,
     /// The defining query (absent for a streaming table fed only by flows).
     pub query: Option<Box<Query>>,
+    /// `FLOW AUTO CDC FROM ...` of Databricks SQL: the source query and clauses of the
+    /// table's own AUTO CDC flow.
+    #[allow(clippy::type_complexity)]
+    pub auto_cdc: Option<(Box<Query>, Box<crate::auto_cdc::syntax::CdcFlow>)>,
     /// Where the statement starts.
     pub pos: Pos,
 }
@@ -234,7 +238,22 @@ pub fn parse_file(
         match word(&t.token).as_deref() {
             Some("SET") => skip_statement(&mut p),
             Some("CREATE") => {
-                let def = parse_create(&mut p, path, start).map_err(|e| err(e, &p))?;
+                let def = parse_create(&mut p, path, start.clone()).map_err(|e| err(e, &p))?;
+                // `CREATE STREAMING TABLE t ... FLOW AUTO CDC FROM ...` also defines t's flow.
+                let cdc = match &def {
+                    Definition::Dataset(d) => d.auto_cdc.clone(),
+                    Definition::Flow(_) => None,
+                };
+                if let (Some((query, cdc)), Definition::Dataset(d)) = (cdc, &def) {
+                    out.definitions.push(Definition::Flow(FlowDef {
+                        name: d.name.0.last().map(|p| p.to_string()).unwrap_or_default(),
+                        target: d.name.clone(),
+                        query,
+                        once: false,
+                        auto_cdc: Some(cdc),
+                        pos: start,
+                    }));
+                }
                 out.definitions.push(def);
             }
             Some("APPLY") => {
@@ -411,7 +430,14 @@ fn parse_create(p: &mut Parser, path: &Path, pos: Pos) -> Result<Definition, Par
         let t = p.peek_token();
         return p.expected(&format!("AS <query> for the {}", kind.label()), t);
     }
+    let auto_cdc = if ct.query.is_none() && eat(p, &["FLOW", "AUTO", "CDC"]) {
+        let (query, cdc) = crate::auto_cdc::syntax::parse_from(p, path)?;
+        Some((query, Box::new(cdc)))
+    } else {
+        None
+    };
     Ok(Definition::Dataset(DatasetDef {
+        auto_cdc,
         name,
         kind,
         private,

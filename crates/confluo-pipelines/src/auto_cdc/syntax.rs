@@ -168,6 +168,13 @@ pub fn parse_body(
     path: &Path,
 ) -> Result<(ObjectName, Box<Query>, CdcFlow), ParserError> {
     let target = p.parse_object_name(false)?;
+    let (query, cdc) = parse_from(p, path)?;
+    Ok((target, query, cdc))
+}
+
+/// Parses `FROM source clauses...` (after the target, or after `FLOW AUTO CDC` in
+/// `CREATE STREAMING TABLE t FLOW AUTO CDC FROM ...`).
+pub fn parse_from(p: &mut Parser, path: &Path) -> Result<(Box<Query>, CdcFlow), ParserError> {
     if !eat(p, &["FROM"]) {
         let t = p.peek_token();
         return p.expected("FROM <source> after the AUTO CDC target", t);
@@ -248,7 +255,6 @@ pub fn parse_body(
         ));
     }
     Ok((
-        target,
         query,
         CdcFlow {
             spec,

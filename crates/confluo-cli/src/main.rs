@@ -49,6 +49,8 @@ enum Command {
     Runs(commands::pipeline::RunsArgs),
     /// Print the events of one update.
     Events(commands::pipeline::EventsArgs),
+    /// Compare a source table with a lakehouse table: counts, checksums per key range, differing keys.
+    Verify(commands::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
             Command::Run(a) => commands::pipeline::run(&ctx, a).await,
             Command::Runs(a) => commands::pipeline::runs(&ctx, a).await,
             Command::Events(a) => commands::pipeline::events(&ctx, a).await,
+            Command::Verify(a) => commands::verify::run(&ctx, a).await,
         }
     });
     // Do not wait for stray background tasks at exit.

@@ -1,6 +1,7 @@
 //! The lakehouse: storage roots (object_store), Delta tables (delta-rs) and the metastore
 //! (sqlx) that names them `catalog.schema.table`, plus the operations that write into them.
 
+pub mod changes;
 pub mod delta;
 pub mod error;
 pub mod ingest;

@@ -173,20 +173,35 @@ pub enum Reference {
         /// Where it is written.
         pos: Location,
     },
+    /// `read_changes('connection', 'schema.table')`: a database table's change feed.
+    Changes {
+        /// The connection in `confluo.yaml`.
+        connection: String,
+        /// The source table.
+        table: String,
+        /// Read through `STREAM` (a change feed can only be read that way).
+        stream: bool,
+        /// Where it is written.
+        pos: Location,
+    },
 }
 
 impl Reference {
     /// Whether it is read incrementally.
     pub fn is_stream(&self) -> bool {
         match self {
-            Reference::Table { stream, .. } | Reference::Files { stream, .. } => *stream,
+            Reference::Table { stream, .. }
+            | Reference::Files { stream, .. }
+            | Reference::Changes { stream, .. } => *stream,
         }
     }
 
     /// Where it is written.
     pub fn location(&self) -> Location {
         match self {
-            Reference::Table { pos, .. } | Reference::Files { pos, .. } => *pos,
+            Reference::Table { pos, .. }
+            | Reference::Files { pos, .. }
+            | Reference::Changes { pos, .. } => *pos,
         }
     }
 }
@@ -820,6 +835,10 @@ fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, Tabl
         *a = args.clone();
     }
     let pos = name_location(&name);
+    if matches!(name.0.last(), Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("read_changes"))
+    {
+        return changes_reference(&args, stream, pos).map(|r| Some((r, plain)));
+    }
     match confluo_sql::rewrite::request_of(&plain)? {
         Some(Request::ReadFiles { path, options, .. }) => Ok(Some((
             Reference::Files {
@@ -835,6 +854,39 @@ fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, Tabl
         None if args.is_some() => Ok(None),
         None => Ok(Some((Reference::Table { name, stream, pos }, plain))),
     }
+}
+
+/// `read_changes('connection', 'schema.table')`: two string literals.
+fn changes_reference(
+    args: &Option<TableFunctionArgs>,
+    stream: bool,
+    pos: Location,
+) -> std::result::Result<Reference, String> {
+    let usage = "read_changes takes a connection and a table: read_changes('conn', 'schema.table')";
+    let Some(args) = args else {
+        return Err(usage.into());
+    };
+    let texts: Vec<String> = args
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+                datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| usage.to_string())?;
+    let [connection, table] = texts.as_slice() else {
+        return Err(usage.into());
+    };
+    Ok(Reference::Changes {
+        connection: connection.clone(),
+        table: table.clone(),
+        stream,
+        pos,
+    })
 }
 
 struct CollectRefs {
@@ -938,7 +990,7 @@ impl VisitorMut for Rewrite<'_> {
                 Some(ObjectNamePart::Identifier(i)) => Some(i.clone()),
                 _ => None,
             },
-            Reference::Files { .. } => None,
+            Reference::Files { .. } | Reference::Changes { .. } => None,
         };
         let TableFactor::Table { alias, .. } = &plain else {
             return ControlFlow::Continue(());

@@ -30,6 +30,13 @@ pub enum Input {
         /// Reader options.
         options: Vec<(String, String)>,
     },
+    /// A database table's change feed through `read_changes`.
+    Changes {
+        /// The connection.
+        connection: String,
+        /// The source table.
+        table: String,
+    },
 }
 
 /// One input of a flow, and whether it is read incrementally.
@@ -568,6 +575,18 @@ fn expand(
             },
             stream: *stream,
         }),
+        Reference::Changes {
+            connection,
+            table,
+            stream,
+            ..
+        } => out.push(FlowInput {
+            input: Input::Changes {
+                connection: connection.clone(),
+                table: table.clone(),
+            },
+            stream: *stream,
+        }),
         Reference::Table {
             name,
             stream,
@@ -841,6 +860,7 @@ pub fn describe_input(i: &Input) -> String {
         Input::Dataset(k) => k.clone(),
         Input::Table(t) => t.to_string(),
         Input::Files { path, .. } => format!("read_files('{path}')"),
+        Input::Changes { connection, table } => format!("read_changes('{connection}', '{table}')"),
     }
 }
 

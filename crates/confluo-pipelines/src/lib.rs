@@ -11,6 +11,7 @@ pub mod error;
 pub mod event_log;
 pub mod expectations;
 pub mod graph;
+pub mod managed;
 pub mod run;
 
 pub use error::{PipelineError, Pos, Result};

@@ -185,6 +185,8 @@ struct Planned {
     nothing_new: bool,
     /// Input versions and file fingerprints (for materialized views).
     signature: BTreeMap<String, Value>,
+    /// The flow being planned (names its change-feed slots).
+    flow: String,
 }
 
 #[derive(Default)]
@@ -956,6 +958,7 @@ impl<'a> Runner<'a> {
             offsets: vec![],
             nothing_new: true,
             signature: BTreeMap::new(),
+            flow: flow.name.clone(),
         };
         let mut any_stream = false;
         let query = self
@@ -1055,6 +1058,14 @@ impl<'a> Runner<'a> {
                         };
                         let p = provider(scan, None, path).map_err(PipelineError::from)?;
                         Replacement::Table(self.session.register_scratch(p)?)
+                    }
+                    Reference::Changes {
+                        connection, table, ..
+                    } => {
+                        self.changes_source(
+                            connection, table, stream, validate, &here, state, planned, any_stream,
+                        )
+                        .await?
                     }
                     Reference::Table { name, .. } => {
                         let table =
@@ -1163,6 +1174,86 @@ impl<'a> Runner<'a> {
             });
             Ok(q)
         })
+    }
+
+    /// `STREAM read_changes(connection, table)`: the feed's schema when validating, else
+    /// what is new since the flow's offsets.
+    #[allow(clippy::too_many_arguments)]
+    async fn changes_source(
+        &self,
+        connection: &str,
+        table: &str,
+        stream: bool,
+        validate: bool,
+        here: &Pos,
+        state: &FlowState,
+        planned: &mut Planned,
+        any_stream: &mut bool,
+    ) -> Result<Replacement> {
+        use crate::managed::changes_feed;
+        let fail = |m: String| {
+            PipelineError::at(
+                here.clone(),
+                format!("read_changes('{connection}', '{table}'): {m}"),
+            )
+        };
+        if !stream {
+            return Err(fail(
+                "a change feed is read as a stream: write STREAM read_changes(...)".into(),
+            ));
+        }
+        *any_stream = true;
+        let conn = self
+            .project
+            .config
+            .connections
+            .get(connection)
+            .ok_or_else(|| {
+                let names = self.project.config.connections.keys().map(String::as_str);
+                fail(format!(
+                    "no connection `{connection}` in confluo.yaml{}",
+                    confluo_core::suggest::hint(&confluo_core::suggest::nearest(connection, names))
+                ))
+            })?;
+        if conn.kind != "postgres" {
+            return Err(fail(format!(
+                "connection `{connection}` is of type `{}`; change feeds come from postgres connections",
+                conn.kind
+            )));
+        }
+        let cfg = confluo_connectors::postgres::PostgresConfig::from_connection(connection, conn)
+            .map_err(|e| fail(e.to_string()))?;
+        if validate {
+            let schema = changes_feed::schema(&cfg, table)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let empty: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![vec![]])?);
+            return Ok(Replacement::Table(self.session.register_scratch(empty)?));
+        }
+        // One slot per flow and table; names PostgreSQL accepts, stable across runs.
+        let id = fnv1a(&format!(
+            "{}\0{}\0{connection}\0{table}",
+            self.pipeline.name, planned.flow
+        ));
+        let slot = format!("confluo_feed_{id:016x}");
+        let publication = format!(
+            "confluo_feed_{:016x}",
+            fnv1a(&format!("{connection}\0{table}"))
+        );
+        let key = format!("pg:{connection}:{table}");
+        let read = changes_feed::read(&cfg, table, &key, &slot, &publication, &state.offsets)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        for w in &read.warnings {
+            tracing::warn!("{w}");
+        }
+        if read.new {
+            planned.nothing_new = false;
+        }
+        planned.offsets.extend(read.offsets);
+        Ok(Replacement::Table(
+            self.session.register_scratch(read.provider)?,
+        ))
     }
 
     /// Data files added to `table` since version `from` (all of them when `from` < 0).
@@ -1411,4 +1502,11 @@ fn quoted(t: &TableName) -> String {
         t.schema.as_str(),
         t.table.as_str()
     )
+}
+
+/// FNV-1a: a small hash that stays the same across Rust versions (slot names depend on it).
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

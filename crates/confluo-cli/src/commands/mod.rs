@@ -8,6 +8,8 @@ pub mod pipeline;
 pub mod query;
 pub mod shell;
 pub mod sync;
+pub mod sync_cdc;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;

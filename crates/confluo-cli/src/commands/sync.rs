@@ -39,6 +39,13 @@ pub struct SyncArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// `mode: cdc` entries: keep applying changes until Ctrl-C instead of stopping once
+    /// caught up.
+    #[arg(long)]
+    continuous: bool,
+    /// With `--continuous`: how long to wait between polls when there is nothing new.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
 }
 
 /// One lakehouse table written by a sync.
@@ -104,10 +111,30 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
         .into());
     }
     let mut reports = Vec::new();
+    let mut cdc_reports = Vec::new();
     for (name, entry) in selected {
         if entry.mode == IngestMode::Cdc {
-            eprintln!("mode cdc is handled by the change-capture engine");
-            return Ok(ExitCode::FAILURE);
+            let cfg = postgres_config(&project, &entry.connection)?;
+            let (catalog, schema) = target_schema(&lh, name, &entry.schema)?;
+            ensure_schema(&lh, &catalog, &schema).await?;
+            let cdc = super::sync_cdc::entry(&project, name, entry, cfg, catalog, schema)?;
+            let report = super::sync_cdc::run_entry(
+                &lh,
+                &cdc,
+                &super::sync_cdc::CdcRunOptions {
+                    continuous: args.continuous,
+                    interval: args.interval,
+                    json: args.json,
+                    quiet: ctx.quiet,
+                },
+            )
+            .await?;
+            if args.json {
+                cdc_reports.push(json!({"entry": name, "mode": "cdc", "report": report}));
+            } else {
+                super::sync_cdc::print_report(name, &report);
+            }
+            continue;
         }
         let report =
             sync_snapshot(&project, &lh, name, entry, None, ctx.quiet || args.json).await?;
@@ -117,10 +144,12 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
         reports.push(report);
     }
     if args.json {
-        let v = if reports.len() == 1 && args.entry.is_some() {
-            json!(reports[0])
+        let mut all: Vec<serde_json::Value> = reports.iter().map(|r| json!(r)).collect();
+        all.extend(cdc_reports);
+        let v = if all.len() == 1 && args.entry.is_some() {
+            all.remove(0)
         } else {
-            json!(reports)
+            json!(all)
         };
         println!("{v}");
     }

@@ -9,6 +9,7 @@ mod interop;
 mod kill;
 mod pipeline;
 mod postgres;
+mod postgres_cdc;
 mod rescue;
 mod slt;
 mod sql;

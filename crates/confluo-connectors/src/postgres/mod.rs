@@ -2,6 +2,7 @@
 //! and types, the PostgreSQL → Arrow type mapping, binary `COPY` decoded into Arrow, and a
 //! consistent parallel snapshot shared by every table.
 
+pub mod cdc;
 pub mod config;
 pub mod copy;
 pub mod decode;

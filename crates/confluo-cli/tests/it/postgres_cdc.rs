@@ -1,0 +1,464 @@
+//! Change data capture from the machine's PostgreSQL into the lakehouse: a `mode: cdc`
+//! ingest entry copies the tables and then applies inserts, updates (with unchanged TOAST
+//! values), deletes, key changes, a truncate and a new column; `confluo verify` and an
+//! independent read of both sides agree. Also SIGKILL in the middle of streaming, a server
+//! side disconnect, and the errors a user can cause.
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+use crate::common::TestProject;
+
+/// A database of its own, dropped (with its slot) at the end.
+struct Db {
+    name: String,
+    rt: tokio::runtime::Runtime,
+}
+
+const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+impl Db {
+    fn new(tag: &str) -> Db {
+        let name = format!("confluo_cdc_{tag}_{}", std::process::id());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut c = PgConnection::connect(ADMIN).await.unwrap();
+            // One statement each: DROP/CREATE DATABASE refuse to run in a transaction block.
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+        });
+        Db { name, rt }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    fn exec(&self, sql: &str) {
+        self.rt.block_on(async {
+            let mut c = PgConnection::connect(&self.url()).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+    }
+
+    /// Text of each row of `sql` (whose columns are all cast to text), NULL as "∅".
+    fn text_rows(&self, sql: &str) -> Vec<String> {
+        self.rt.block_on(async {
+            let mut c = PgConnection::connect(&self.url()).await.unwrap();
+            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.into_iter().map(|(s,)| s).collect()
+        })
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        self.rt.block_on(async {
+            if let Ok(mut c) = PgConnection::connect(ADMIN).await {
+                for sql in [
+                    format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"),
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ] {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                }
+            }
+        });
+    }
+}
+
+fn project(db: &Db, entry_extra: &str) -> TestProject {
+    TestProject::with_config(&format!(
+        "connections:
+  src:
+    type: postgres
+    host: 127.0.0.1
+    port: 5432
+    database: {db}
+    user: postgres
+    sslmode: disable
+ingest:
+  shop:
+    connection: src
+    tables: [\"public.*\"]
+    schema: shop
+    mode: cdc
+{entry_extra}",
+        db = db.name
+    ))
+}
+
+const SCHEMA: &str = "
+CREATE TABLE orders (
+  id bigint PRIMARY KEY, customer int NOT NULL, amount numeric(12,2), note text, big text,
+  tags text[], created timestamptz, payload jsonb, flag bool, day date, ref uuid, price float8,
+  small int2, raw bytea, span interval
+);
+ALTER TABLE orders ALTER COLUMN big SET STORAGE EXTERNAL;
+CREATE TABLE items (id int PRIMARY KEY, order_id bigint, qty int2, price float8);
+CREATE TABLE events (k text PRIMARY KEY, v int);
+INSERT INTO orders
+  SELECT g, g % 97, (g * 1.25)::numeric(12,2), 'note ' || g,
+         CASE WHEN g % 10 = 0 THEN repeat(md5(g::text), 200) END,
+         ARRAY['a' || g, NULL, 'b \"q\" ' || g], timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute',
+         jsonb_build_object('g', g), g % 2 = 0, date '2024-01-01' + g % 300,
+         md5(g::text)::uuid, g / 3.0, (g % 1000)::int2, decode(lpad(to_hex(g), 8, '0'), 'hex'),
+         make_interval(days => g % 5, secs => g % 60)
+  FROM generate_series(1, 3000) g;
+INSERT INTO items SELECT g, g % 3000 + 1, (g % 7)::int2, g * 0.5 FROM generate_series(1, 2000) g;
+INSERT INTO events SELECT 'k' || g, g FROM generate_series(1, 100) g;
+";
+
+/// Changes of every kind, in transactions of mixed sizes.
+const WORKLOAD: &str = "
+BEGIN; INSERT INTO orders (id, customer, amount, note) SELECT g, 1, 9.99, 'new ' || g FROM generate_series(3001, 3500) g; COMMIT;
+UPDATE orders SET amount = amount + 1 WHERE id % 10 = 0 AND id <= 1000;
+UPDATE orders SET note = NULL, tags = '{}' WHERE id BETWEEN 100 AND 150;
+DELETE FROM orders WHERE id BETWEEN 200 AND 260;
+UPDATE orders SET id = 100000 WHERE id = 5;
+BEGIN; UPDATE orders SET customer = customer + 1 WHERE id > 1000; INSERT INTO orders (id, customer) VALUES (200, 7); DELETE FROM orders WHERE id = 3001; COMMIT;
+UPDATE orders SET big = 'short now' WHERE id = 20;
+TRUNCATE items;
+INSERT INTO items SELECT g, g, 1, 1.5 FROM generate_series(1, 300) g;
+DELETE FROM events WHERE v > 90; UPDATE events SET v = -v WHERE v < 10;
+";
+
+/// The lakehouse rows of `sql` in the CSV form the CLI prints.
+fn lake(p: &TestProject, sql: &str) -> Vec<String> {
+    p.rows(sql).into_iter().map(|r| r.join("|")).collect()
+}
+
+fn verify_equal(p: &TestProject, source: &str, target: &str) {
+    let out = p.ok(&["verify", source, target]);
+    assert!(out.starts_with("equal:"), "{out}");
+}
+
+/// An independent comparison: the same columns read by PostgreSQL and by the lakehouse.
+fn compare_orders(db: &Db, p: &TestProject) {
+    let pg = db.text_rows(
+        "SELECT concat_ws('|', id, customer, coalesce(amount::text, ''), coalesce(note, ''), coalesce(length(big)::text, ''), coalesce(flag::text, '')) FROM orders ORDER BY id",
+    );
+    let lh = lake(
+        p,
+        "SELECT id, customer, amount, note, length(big), CASE WHEN flag THEN 'true' WHEN NOT flag THEN 'false' END FROM shop.orders ORDER BY id",
+    );
+    assert_eq!(pg.len(), lh.len());
+    for (a, b) in pg.iter().zip(&lh) {
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn copy_then_every_kind_of_change_matches_the_source() {
+    let db = Db::new("kinds");
+    db.exec(SCHEMA);
+    let p = project(&db, "");
+    let out = p.ok(&["sync", "shop", "--json"]);
+    assert!(out.contains("orders"), "{out}");
+    verify_equal(&p, "src.public.orders", "shop.orders");
+    verify_equal(&p, "src.public.items", "shop.items");
+
+    // One transaction per line, of mixed sizes.
+    for line in WORKLOAD.lines().filter(|l| !l.trim().is_empty()) {
+        db.exec(line);
+    }
+    p.ok(&["sync", "shop"]);
+    verify_equal(&p, "src.public.orders", "shop.orders");
+    verify_equal(&p, "src.public.items", "shop.items");
+    compare_orders(&db, &p);
+    // Unchanged TOASTed values survive updates of other columns.
+    assert_eq!(
+        p.scalar("SELECT length(big) FROM shop.orders WHERE id = 10"),
+        "6400"
+    );
+    assert_eq!(p.scalar("SELECT count(*) FROM shop.events"), "90");
+    assert_eq!(p.scalar("SELECT v FROM shop.events WHERE k = 'k3'"), "-3");
+    assert_eq!(p.scalar("SELECT count(*) FROM shop.items"), "300");
+
+    // A new column at the source reaches the lakehouse table.
+    db.exec(
+        "ALTER TABLE orders ADD COLUMN region text; UPDATE orders SET region = 'eu' WHERE id <= 3;",
+    );
+    p.ok(&["sync", "shop"]);
+    assert_eq!(
+        p.scalar("SELECT count(*) FROM shop.orders WHERE region = 'eu'"),
+        "3"
+    );
+    verify_equal(&p, "src.public.orders", "shop.orders");
+
+    // Nothing new: no new Delta version.
+    let before = p.rows("DESCRIBE HISTORY shop.orders").len();
+    p.ok(&["sync", "shop"]);
+    assert_eq!(p.rows("DESCRIBE HISTORY shop.orders").len(), before);
+
+    // verify names what differs when the tables do not match.
+    db.exec("UPDATE orders SET note = 'changed behind confluo' WHERE id = 7; DELETE FROM orders WHERE id = 8;");
+    let out = p.run(&["verify", "src.public.orders", "shop.orders"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("key 7: differs (note: source changed behind confluo"),
+        "{text}"
+    );
+    assert!(
+        text.contains("key 8: in main.shop.orders but not in the source"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sigkill_while_streaming_and_a_lost_connection_lose_and_duplicate_nothing() {
+    let db = Db::new("kill");
+    db.exec(
+        "CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+             INSERT INTO acct SELECT g, 1000, 'n' FROM generate_series(1, 2000) g;",
+    );
+    let p = project(&db, "");
+    p.ok(&["sync", "shop"]);
+    let url = db.url();
+    // A workload of transfers (the total balance is invariant) and inserts/deletes.
+    let writer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut c = PgConnection::connect(&url).await.unwrap();
+            for i in 0..400i64 {
+                let a = (i * 37) % 2000 + 1;
+                let b = (i * 53) % 2000 + 1;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "BEGIN; UPDATE acct SET balance = balance - 5 WHERE id = {a}; UPDATE acct SET balance = balance + 5 WHERE id = {b};
+                     INSERT INTO acct VALUES ({}, 0, 'x') ON CONFLICT DO NOTHING; DELETE FROM acct WHERE id = {} AND balance = 0; COMMIT;",
+                    10_000 + i,
+                    10_000 + i - 3
+                )))
+                .execute(&mut c)
+                .await
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    });
+    let started = Instant::now();
+    let mut kills = 0;
+    while !writer.is_finished() || kills < 3 {
+        let mut child = p
+            .command(&["sync", "shop", "--continuous", "--interval", "100ms"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300 + (kills * 170) % 500));
+        if kills == 1 {
+            // The server drops the connection: the stream reconnects by itself.
+            db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'confluo' AND pid <> pg_backend_pid()");
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        kills += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "workload too slow"
+        );
+    }
+    writer.join().unwrap();
+    p.ok(&["sync", "shop"]);
+    verify_equal(&p, "src.public.acct", "shop.acct");
+    assert_eq!(
+        p.scalar("SELECT sum(balance) FROM shop.acct"),
+        db.text_rows("SELECT sum(balance)::text FROM acct")[0]
+    );
+    // The slot is confirmed exactly up to what the lakehouse committed last.
+    let confirmed = db.text_rows(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE database = current_database()",
+    );
+    assert_eq!(confirmed.len(), 1);
+    assert_eq!(lsn(&confirmed[0]), committed_end_lsn(&p));
+}
+
+fn lsn(text: &str) -> u64 {
+    let (hi, lo) = text.trim().split_once('/').expect("an LSN");
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
+/// The highest end LSN any change commit of the lakehouse records.
+fn committed_end_lsn(p: &TestProject) -> u64 {
+    let mut best = 0;
+    for entry in walkdir(&p.path("lakehouse")) {
+        if entry.extension().is_some_and(|e| e == "json")
+            && entry.parent().is_some_and(|d| d.ends_with("_delta_log"))
+        {
+            for line in std::fs::read_to_string(&entry).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(end) = v
+                    .pointer("/commitInfo/confluo.cdc/end_lsn")
+                    .and_then(|e| e.as_str())
+                {
+                    best = best.max(lsn(end));
+                }
+            }
+        }
+    }
+    best
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walkdir(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn capture_errors_say_what_to_fix() {
+    let db = Db::new("errs");
+    db.exec(
+        "CREATE TABLE nokey (a int, b text); INSERT INTO nokey VALUES (1, 'x');
+             DROP ROLE IF EXISTS confluo_norepl; CREATE ROLE confluo_norepl LOGIN;",
+    );
+    let p = project(&db, "");
+    let err = p.fail(&["sync", "shop"]);
+    assert!(
+        err.contains("public.nokey") && err.contains("no primary key"),
+        "{err}"
+    );
+    assert!(err.contains("mode: snapshot"), "{err}");
+
+    db.exec("ALTER TABLE nokey ADD PRIMARY KEY (a)");
+    let q = TestProject::with_config(&format!(
+        "connections:
+  src:
+    type: postgres
+    host: 127.0.0.1
+    database: {}
+    user: confluo_norepl
+    sslmode: disable
+ingest:
+  shop: {{connection: src, tables: [\"public.*\"], schema: shop, mode: cdc}}
+",
+        db.name
+    ));
+    let err = q.fail(&["sync", "shop"]);
+    assert!(
+        err.contains("may not use logical replication") && err.contains("REPLICATION"),
+        "{err}"
+    );
+    db.exec("DROP ROLE IF EXISTS confluo_norepl");
+}
+
+/// `STREAM read_changes(...)` feeding AUTO CDC flows: SCD 1 equals the source after each
+/// update, SCD 2 keeps every version.
+#[test]
+fn read_changes_feeds_auto_cdc_flows() {
+    let db = Db::new("feed");
+    db.exec(
+        "CREATE TABLE customers (id int PRIMARY KEY, name text, city text);
+         INSERT INTO customers VALUES (1, 'Ann', 'Paris'), (2, 'Bob', 'Rome'), (3, 'Cid', 'Oslo');",
+    );
+    let p = TestProject::with_config(&format!(
+        "connections:
+  src: {{type: postgres, host: 127.0.0.1, port: 5432, database: {}, user: postgres, sslmode: disable}}
+pipelines:
+  crm:
+    libraries: [\"pipelines/*.sql\"]
+    schema: crm
+",
+        db.name
+    ));
+    p.write(
+        "pipelines/cdc.sql",
+        "CREATE OR REFRESH STREAMING TABLE customer_changes
+AS SELECT * FROM STREAM read_changes('src', 'public.customers');
+
+CREATE OR REFRESH STREAMING TABLE customers;
+CREATE FLOW customers_scd1 AS AUTO CDC INTO customers
+FROM STREAM(customer_changes)
+KEYS (id)
+APPLY AS DELETE WHEN _op = 'DELETE'
+SEQUENCE BY _lsn
+COLUMNS * EXCEPT (_op, _lsn, _commit_ts)
+STORED AS SCD TYPE 1;
+
+CREATE OR REFRESH STREAMING TABLE customers_history;
+CREATE FLOW customers_scd2 AS AUTO CDC INTO customers_history
+FROM STREAM(customer_changes)
+KEYS (id)
+APPLY AS DELETE WHEN _op = 'DELETE'
+SEQUENCE BY _lsn
+COLUMNS * EXCEPT (_op, _lsn, _commit_ts)
+STORED AS SCD TYPE 2;
+",
+    );
+    p.ok(&["validate"]);
+    p.ok(&["run"]);
+    verify_equal(&p, "src.public.customers", "crm.customers");
+    assert_eq!(
+        p.scalar("SELECT count(*) FROM crm.customer_changes WHERE _op = 'INSERT'"),
+        "3"
+    );
+
+    // One transaction each (a multi-statement string would be one implicit transaction).
+    for sql in [
+        "UPDATE customers SET city = 'Lyon' WHERE id = 1",
+        "DELETE FROM customers WHERE id = 2",
+        "INSERT INTO customers VALUES (4, 'Dee', 'Rome')",
+        "BEGIN; UPDATE customers SET city = 'Nice' WHERE id = 1; UPDATE customers SET name = 'Cyd' WHERE id = 3; COMMIT;",
+    ] {
+        db.exec(sql);
+    }
+    p.ok(&["run"]);
+    verify_equal(&p, "src.public.customers", "crm.customers");
+    // Each transaction is one change per key in the feed.
+    assert_eq!(
+        lake(
+            &p,
+            "SELECT _op, count(*) FROM crm.customer_changes GROUP BY _op ORDER BY _op"
+        ),
+        vec!["DELETE|1", "INSERT|4", "UPDATE|3"]
+    );
+    // History: Ann in Paris, Lyon, then Nice (current); Bob closed by the delete.
+    assert_eq!(
+        lake(
+            &p,
+            "SELECT city, `__END_AT` IS NULL FROM crm.customers_history WHERE id = 1 ORDER BY `__START_AT`"
+        ),
+        vec!["Paris|false", "Lyon|false", "Nice|true"]
+    );
+    assert_eq!(
+        p.scalar("SELECT count(*) FROM crm.customers_history WHERE id = 2 AND `__END_AT` IS NULL"),
+        "0"
+    );
+    // Nothing new: the run reads nothing and writes nothing.
+    let out = p.ok(&["run", "--json"]);
+    assert!(!out.contains("\"completed\""), "{out}");
+    // Not through STREAM: a clear error at the place.
+    p.write(
+        "pipelines/bad.sql",
+        "CREATE MATERIALIZED VIEW snap AS SELECT * FROM read_changes('src', 'public.customers');",
+    );
+    let err = p.fail(&["validate"]);
+    assert!(
+        err.contains("bad.sql:1:") && err.contains("STREAM read_changes"),
+        "{err}"
+    );
+}

@@ -1,0 +1,76 @@
+//! A table's net changes as an Arrow batch: the table's columns typed as the snapshot types
+//! them, then `_op`, `_lsn` (commit LSN) and `_commit_ts`, and a `__unchanged_<col>` flag for
+//! each column with values the source did not send (unchanged TOAST).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+use super::compact::TableChanges;
+use super::pgoutput::Value;
+use super::text::decode_column;
+use crate::postgres::types::ColumnMapping;
+
+/// Builds the batch. `mappings` holds every column of the relation by name (refresh it from
+/// discovery when the source added a column); a missing one is an error naming it.
+pub fn to_record_batch(
+    t: &TableChanges,
+    mappings: &[(String, ColumnMapping)],
+) -> Result<RecordBatch, String> {
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let mut unchanged_fields = Vec::new();
+    let mut unchanged_columns: Vec<ArrayRef> = Vec::new();
+    for (i, col) in t.relation.columns.iter().enumerate() {
+        let mapping = mappings
+            .iter()
+            .find(|(n, _)| n == &col.name)
+            .map(|(_, m)| m)
+            .ok_or_else(|| format!("column `{}` has no type mapping", col.name))?;
+        let raw: Vec<Option<&[u8]>> = t
+            .rows
+            .iter()
+            .map(|r| TableChanges::raw(&r.values[i]).map(|b| b.as_ref()))
+            .collect();
+        let array = decode_column(&mapping.wire, &mapping.arrow, &raw)
+            .map_err(|e| format!("column `{}`: {e}", col.name))?;
+        fields.push(Field::new(&col.name, array.data_type().clone(), true));
+        columns.push(array);
+        if t.rows.iter().any(|r| r.values[i] == Value::Unchanged) {
+            let flags: BooleanArray = t
+                .rows
+                .iter()
+                .map(|r| Some(r.values[i] == Value::Unchanged))
+                .collect();
+            unchanged_fields.push(Field::new(
+                format!("__unchanged_{}", col.name),
+                DataType::Boolean,
+                false,
+            ));
+            unchanged_columns.push(Arc::new(flags));
+        }
+    }
+    fields.push(Field::new("_op", DataType::Utf8, false));
+    columns.push(Arc::new(StringArray::from_iter_values(
+        t.rows.iter().map(|r| r.op.label()),
+    )));
+    fields.push(Field::new("_lsn", DataType::Int64, false));
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        t.rows.iter().map(|r| r.lsn as i64),
+    )));
+    fields.push(Field::new(
+        "_commit_ts",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    ));
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from_iter_values(t.rows.iter().map(|r| r.commit_ts_micros))
+            .with_timezone("UTC"),
+    ));
+    fields.extend(unchanged_fields);
+    columns.extend(unchanged_columns);
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+}

@@ -1,0 +1,356 @@
+//! Folds a run of decoded changes into the net effect per table and key: the last image of
+//! each row, or its deletion, or a truncate followed by what came after it. Readers of the
+//! lakehouse see whole source transactions, so intermediate states inside a batch never need
+//! to be materialised; folding also makes each key appear once in the MERGE that applies it.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::pgoutput::{Relation, Tuple, Value};
+
+/// What happened to a key in the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// The row is new.
+    Insert,
+    /// The row existed and has these values now.
+    Update,
+    /// The row is gone.
+    Delete,
+    /// The whole table was emptied (only when folding per transaction; the values are null).
+    Truncate,
+}
+
+impl Op {
+    /// The `_op` column's text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Insert => "INSERT",
+            Op::Update => "UPDATE",
+            Op::Delete => "DELETE",
+            Op::Truncate => "TRUNCATE",
+        }
+    }
+
+    /// The net effect of `self` followed by `next` on one key.
+    fn then(self, next: Op) -> Op {
+        match (self, next) {
+            (Op::Insert, Op::Update) => Op::Insert,
+            (Op::Delete, Op::Insert | Op::Update) => Op::Update,
+            (_, n) => n,
+        }
+    }
+
+    /// Whether the row exists after this change.
+    pub fn keeps_row(self) -> bool {
+        matches!(self, Op::Insert | Op::Update)
+    }
+}
+
+/// The net change of one key.
+#[derive(Debug, Clone)]
+pub struct NetRow {
+    /// Upsert or delete.
+    pub op: Op,
+    /// Commit LSN of the transaction that made this change.
+    pub lsn: u64,
+    /// Commit time of that transaction, microseconds since the Unix epoch.
+    pub commit_ts_micros: i64,
+    /// Column values in the relation's order; [`Value::Unchanged`] means "keep the target's".
+    pub values: Tuple,
+}
+
+/// The net changes of one table within a batch.
+#[derive(Debug, Clone)]
+pub struct TableChanges {
+    /// The table's shape as of the last change folded in.
+    pub relation: Relation,
+    /// Positions of the key columns in `relation.columns`.
+    pub key: Vec<usize>,
+    /// The table was truncated in this batch: the target must be emptied before `rows` apply.
+    pub truncated: bool,
+    /// Net rows in first-touched order.
+    pub rows: Vec<NetRow>,
+    index: HashMap<Vec<u8>, usize>,
+    /// Raw changes folded in (for progress and metrics).
+    pub changes: u64,
+    /// Fold only within a transaction: each transaction's net change per key is kept (a
+    /// change feed that keeps history), instead of one net change per key for the batch.
+    pub per_transaction: bool,
+}
+
+/// Encodes the key columns of a tuple into one comparable byte string.
+fn key_bytes(values: &Tuple, key: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * key.len() + 8);
+    for &i in key {
+        match values.get(i) {
+            Some(Value::Text(b) | Value::Binary(b)) => {
+                out.push(1);
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+            _ => out.push(0),
+        }
+    }
+    out
+}
+
+impl TableChanges {
+    /// Starts an empty set of changes for a table keyed by `key`.
+    pub fn new(relation: Relation, key: Vec<usize>) -> Self {
+        TableChanges {
+            relation,
+            key,
+            truncated: false,
+            rows: Vec::new(),
+            index: HashMap::new(),
+            changes: 0,
+            per_transaction: false,
+        }
+    }
+
+    fn index_key(&self, row: &NetRow) -> Vec<u8> {
+        let mut k = key_bytes(&row.values, &self.key);
+        if self.per_transaction {
+            k.extend_from_slice(&row.lsn.to_le_bytes());
+        }
+        k
+    }
+
+    fn put(&mut self, row: NetRow) {
+        let k = self.index_key(&row);
+        match self.index.get(&k) {
+            Some(&i) => {
+                let prev = std::mem::replace(&mut self.rows[i], row);
+                let cur = &mut self.rows[i];
+                cur.op = prev.op.then(cur.op);
+                // An unchanged TOASTed value keeps what an earlier change in this batch set.
+                if cur.op.keeps_row() && prev.op.keeps_row() {
+                    for (v, p) in cur.values.iter_mut().zip(prev.values) {
+                        if *v == Value::Unchanged {
+                            *v = p;
+                        }
+                    }
+                }
+            }
+            None => {
+                self.index.insert(k, self.rows.len());
+                self.rows.push(row);
+            }
+        }
+    }
+
+    /// Folds in an insert.
+    pub fn insert(&mut self, lsn: u64, ts: i64, new: Tuple) {
+        self.changes += 1;
+        self.put(NetRow {
+            op: Op::Insert,
+            lsn,
+            commit_ts_micros: ts,
+            values: new,
+        });
+    }
+
+    /// Folds in an update. `old` is the old key (sent when the key changed) or the old row
+    /// (replica identity full); when its key differs, the row under the old key is gone.
+    pub fn update(&mut self, lsn: u64, ts: i64, old: Option<Tuple>, new: Tuple) {
+        self.changes += 1;
+        if let Some(old) = old
+            && key_bytes(&old, &self.key) != key_bytes(&new, &self.key)
+        {
+            self.put(NetRow {
+                op: Op::Delete,
+                lsn,
+                commit_ts_micros: ts,
+                values: old,
+            });
+            self.put(NetRow {
+                op: Op::Insert,
+                lsn,
+                commit_ts_micros: ts,
+                values: new,
+            });
+            return;
+        }
+        self.put(NetRow {
+            op: Op::Update,
+            lsn,
+            commit_ts_micros: ts,
+            values: new,
+        });
+    }
+
+    /// Folds in a delete (the old key, or the whole old row).
+    pub fn delete(&mut self, lsn: u64, ts: i64, old: Tuple) {
+        self.changes += 1;
+        self.put(NetRow {
+            op: Op::Delete,
+            lsn,
+            commit_ts_micros: ts,
+            values: old,
+        });
+    }
+
+    /// A truncate wipes the target and everything folded so far (per transaction: a
+    /// `TRUNCATE` row, so readers of the change feed see it in order).
+    pub fn truncate(&mut self, lsn: u64, ts: i64) {
+        self.changes += 1;
+        if self.per_transaction {
+            let n = self.relation.columns.len();
+            self.rows.push(NetRow {
+                op: Op::Truncate,
+                lsn,
+                commit_ts_micros: ts,
+                values: vec![Value::Null; n],
+            });
+            return;
+        }
+        self.truncated = true;
+        self.rows.clear();
+        self.index.clear();
+    }
+
+    /// Moves the rows folded so far to a new shape of the table (columns added or dropped
+    /// inside a transaction that also changed rows). Values follow their column by name; a
+    /// column whose type changed cannot be carried over and is an error.
+    pub fn reshape(&mut self, relation: &Relation, key: Vec<usize>) -> Result<(), String> {
+        let map: Vec<Option<usize>> = relation
+            .columns
+            .iter()
+            .map(|c| {
+                self.relation
+                    .columns
+                    .iter()
+                    .position(|o| o.name == c.name)
+                    .filter(|&i| self.relation.columns[i].type_oid == c.type_oid)
+            })
+            .collect();
+        for (c, m) in relation.columns.iter().zip(&map) {
+            if m.is_none() && self.relation.columns.iter().any(|o| o.name == c.name) {
+                return Err(format!(
+                    "column `{}` changed type while the same transaction changed rows",
+                    c.name
+                ));
+            }
+        }
+        for row in &mut self.rows {
+            let old = std::mem::take(&mut row.values);
+            row.values = map
+                .iter()
+                .map(|m| m.map_or(Value::Null, |i| old.get(i).cloned().unwrap_or(Value::Null)))
+                .collect();
+        }
+        self.relation = relation.clone();
+        self.key = key;
+        self.index = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (self.index_key(r), i))
+            .collect();
+        Ok(())
+    }
+
+    /// Whether any row still has a value the source did not send (unchanged TOAST).
+    pub fn has_unchanged(&self) -> bool {
+        self.rows
+            .iter()
+            .any(|r| r.op.keeps_row() && r.values.contains(&Value::Unchanged))
+    }
+
+    /// The raw bytes of one value, `None` for NULL or unchanged.
+    pub fn raw(value: &Value) -> Option<&Bytes> {
+        match value {
+            Value::Text(b) | Value::Binary(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::cdc::pgoutput::RelationColumn;
+
+    fn rel() -> Relation {
+        let col = |name: &str, key| RelationColumn {
+            key,
+            name: name.into(),
+            type_oid: 25,
+            type_modifier: -1,
+        };
+        Relation {
+            id: 1,
+            schema: "public".into(),
+            name: "t".into(),
+            replica_identity: b'd',
+            columns: vec![col("id", true), col("a", false), col("big", false)],
+        }
+    }
+    fn v(s: &str) -> Value {
+        Value::Binary(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn last_image_wins_and_unchanged_values_are_filled_from_earlier_changes() {
+        let mut t = TableChanges::new(rel(), vec![0]);
+        t.insert(10, 0, vec![v("1"), v("a"), v("toast")]);
+        t.update(20, 0, None, vec![v("1"), v("b"), Value::Unchanged]);
+        t.update(20, 0, None, vec![v("2"), v("c"), Value::Unchanged]);
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows[0].values, vec![v("1"), v("b"), v("toast")]);
+        assert_eq!(t.rows[0].lsn, 20);
+        assert_eq!(
+            t.rows[0].op,
+            Op::Insert,
+            "inserted then updated in one batch"
+        );
+        assert!(
+            t.has_unchanged(),
+            "key 2 never had its TOASTed value in this batch"
+        );
+    }
+
+    #[test]
+    fn key_changes_delete_the_old_key_and_truncate_forgets_everything_before() {
+        let mut t = TableChanges::new(rel(), vec![0]);
+        t.update(10, 0, None, vec![v("1"), v("a"), Value::Null]);
+        t.update(
+            20,
+            0,
+            Some(vec![v("1"), Value::Null, Value::Null]),
+            vec![v("9"), v("a"), Value::Null],
+        );
+        assert_eq!(
+            t.rows.iter().map(|r| r.op).collect::<Vec<_>>(),
+            [Op::Delete, Op::Insert]
+        );
+        t.truncate(30, 0);
+        t.delete(30, 0, vec![v("9"), Value::Null, Value::Null]);
+        assert!(t.truncated);
+        assert_eq!(t.rows.len(), 1);
+        assert_eq!(t.changes, 4);
+    }
+
+    #[test]
+    fn per_transaction_folding_keeps_each_transaction() {
+        let mut t = TableChanges::new(rel(), vec![0]);
+        t.per_transaction = true;
+        t.insert(10, 0, vec![v("1"), v("a"), Value::Null]);
+        t.update(10, 0, None, vec![v("1"), v("b"), Value::Null]);
+        t.update(20, 0, None, vec![v("1"), v("c"), Value::Null]);
+        t.truncate(30, 0);
+        t.insert(40, 0, vec![v("1"), v("d"), Value::Null]);
+        let ops: Vec<(Op, u64)> = t.rows.iter().map(|r| (r.op, r.lsn)).collect();
+        assert_eq!(
+            ops,
+            [
+                (Op::Insert, 10),
+                (Op::Update, 20),
+                (Op::Truncate, 30),
+                (Op::Insert, 40)
+            ]
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Applying keyed changes to a Delta table: the net upserts and deletes of a batch of source
+//! transactions, in one commit that carries the application transaction of the batch, so a
+//! batch is applied exactly once however often it is replayed. The change-capture engines of
+//! every database source land their rows through here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::Column;
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use serde_json::Value;
+
+use crate::delta::{self, CommitRequest, WriteMode};
+use crate::error::{LakehouseError, Result};
+use crate::write::TableWriter;
+
+/// The `_op` column: `UPSERT` or `DELETE`.
+pub const OP_COLUMN: &str = "_op";
+/// Columns of a change batch that describe the change rather than the row.
+pub const CHANGE_COLUMNS: &[&str] = &["_op", "_lsn", "_commit_ts"];
+
+fn is_change_column(name: &str) -> bool {
+    CHANGE_COLUMNS.contains(&name) || name.starts_with(UNCHANGED_PREFIX)
+}
+
+/// Prefix of the boolean columns that say a value was not sent (unchanged TOAST): the
+/// target keeps its value.
+pub const UNCHANGED_PREFIX: &str = "__unchanged_";
+
+/// One batch of net changes to apply.
+pub struct NetChanges {
+    /// Rows: the table's columns, `_op`, and optionally `__unchanged_<col>` flags; `_lsn`
+    /// and `_commit_ts` are ignored.
+    pub rows: RecordBatch,
+    /// Key columns.
+    pub keys: Vec<String>,
+    /// The source truncated the table first: the result is exactly the upserts.
+    pub truncated: bool,
+    /// `(app id, version)` recorded with the commit.
+    pub txn: (String, i64),
+    /// Provenance in the commit's `commitInfo`.
+    pub metadata: HashMap<String, Value>,
+}
+
+/// What an apply did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ApplyReport {
+    /// The new table version (`None` when there was nothing to do).
+    pub version: Option<i64>,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// Rows deleted.
+    pub deleted: u64,
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn data_columns(rows: &RecordBatch) -> Vec<String> {
+    rows.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| !is_change_column(n))
+        .collect()
+}
+
+/// The table's schema widened with source columns it lacks (new nullable columns). An
+/// existing column whose type changed is an error naming both types; types that differ only
+/// in the names of nested fields (a list's `item` or `element`) are the same type.
+fn evolved_schema(table: &DeltaTable, rows: &RecordBatch, name: &str) -> Result<Option<SchemaRef>> {
+    let current = delta::table_schema(table)?;
+    let incoming = arrow::datatypes::Schema::new(
+        rows.schema()
+            .fields()
+            .iter()
+            .filter(|f| !is_change_column(f.name()))
+            .map(|f| match current.field_with_name(f.name()) {
+                Ok(t) if t.data_type().equals_datatype(f.data_type()) => {
+                    Arc::new(f.as_ref().clone().with_data_type(t.data_type().clone()))
+                }
+                _ => f.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    delta::evolve_schema(&current, &incoming, name)
+}
+
+/// The rows with each table column in the table's own type (nested field names, widened
+/// integers), so MERGE compares and writes like with like.
+fn align(rows: RecordBatch, table: &SchemaRef, name: &str) -> Result<RecordBatch> {
+    let schema = rows.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (f, c) in schema.fields().iter().zip(rows.columns()) {
+        match table.field_with_name(f.name()) {
+            Ok(t) if t.data_type() != f.data_type() && !is_change_column(f.name()) => {
+                let cast = arrow::compute::cast(c, t.data_type()).map_err(|e| {
+                    LakehouseError::Schema(format!(
+                        "{name}: column `{}` ({}) cannot be written as {}: {e}",
+                        f.name(),
+                        f.data_type(),
+                        t.data_type()
+                    ))
+                })?;
+                fields.push(Arc::new(
+                    f.as_ref().clone().with_data_type(t.data_type().clone()),
+                ));
+                columns.push(cast);
+            }
+            _ => {
+                fields.push(f.clone());
+                columns.push(c.clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
+        .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))
+}
+
+/// Applies one batch of net changes in a single commit; a batch whose transaction the table
+/// already holds is skipped (returns no version).
+pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<ApplyReport> {
+    let name = table.table_url().to_string();
+    let (app, version) = changes.txn.clone();
+    let done = table
+        .snapshot()
+        .map_err(LakehouseError::delta(&name))?
+        .transaction_version(table.log_store().as_ref(), &app)
+        .await
+        .map_err(LakehouseError::delta(&name))?;
+    if done.is_some_and(|v| v >= version) {
+        return Ok(ApplyReport::default());
+    }
+    // New source columns first, in a commit of their own (no data changes).
+    if let Some(schema) = evolved_schema(table, &changes.rows, &name)? {
+        delta::commit(
+            table,
+            CommitRequest {
+                new_schema: Some(schema),
+                ..Default::default()
+            },
+        )
+        .await?;
+        table.load().await.map_err(LakehouseError::delta(&name))?;
+    }
+    changes.rows = align(changes.rows, &delta::table_schema(table)?, &name)?;
+    let ops = changes
+        .rows
+        .column_by_name(OP_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| {
+            LakehouseError::Schema(format!("changes for {name} have no {OP_COLUMN} column"))
+        })?;
+    let is_upsert: BooleanArray = ops.iter().map(|o| Some(o != Some("DELETE"))).collect();
+    if changes.truncated {
+        return overwrite_with(table, &changes, &is_upsert).await;
+    }
+    if changes.rows.num_rows() == 0 {
+        return Ok(ApplyReport::default());
+    }
+    let columns = data_columns(&changes.rows);
+    let unchanged: Vec<String> = changes
+        .rows
+        .schema()
+        .fields()
+        .iter()
+        .filter_map(|f| f.name().strip_prefix(UNCHANGED_PREFIX).map(str::to_string))
+        .collect();
+    let ctx = SessionContext::new();
+    let source = ctx.read_batch(changes.rows.clone())?;
+    let predicate = changes
+        .keys
+        .iter()
+        .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let props = CommitProperties::default()
+        .with_application_transaction(Transaction::new(&app, version))
+        .with_metadata(changes.metadata.clone());
+    let (merged, metrics) = table
+        .clone()
+        .merge(source, predicate)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_commit_properties(props)
+        .when_matched_delete(|d| d.predicate(format!("s.{} = 'DELETE'", quote(OP_COLUMN))))
+        .map_err(LakehouseError::delta(&name))?
+        .when_matched_update(|mut u| {
+            for c in &columns {
+                let q = quote(c);
+                let value = if unchanged.contains(c) {
+                    format!(
+                        "CASE WHEN s.{f} THEN t.{q} ELSE s.{q} END",
+                        f = quote(&format!("{UNCHANGED_PREFIX}{c}"))
+                    )
+                } else {
+                    format!("s.{q}")
+                };
+                u = u.update(Column::new_unqualified(c.as_str()), value);
+            }
+            u
+        })
+        .map_err(LakehouseError::delta(&name))?
+        .when_not_matched_insert(|mut i| {
+            i = i.predicate(format!("s.{} <> 'DELETE'", quote(OP_COLUMN)));
+            for c in &columns {
+                i = i.set(
+                    Column::new_unqualified(c.as_str()),
+                    format!("s.{}", quote(c)),
+                );
+            }
+            i
+        })
+        .map_err(LakehouseError::delta(&name))?
+        .await
+        .map_err(LakehouseError::delta(&name))?;
+    *table = merged;
+    Ok(ApplyReport {
+        version: Some(delta::table_version(table)),
+        inserted: metrics.num_target_rows_inserted as u64,
+        updated: metrics.num_target_rows_updated as u64,
+        deleted: metrics.num_target_rows_deleted as u64,
+    })
+}
+
+/// A truncate in the batch: the table becomes exactly the batch's upserts, in one overwrite.
+async fn overwrite_with(
+    table: &mut DeltaTable,
+    changes: &NetChanges,
+    is_upsert: &BooleanArray,
+) -> Result<ApplyReport> {
+    let name = table.table_url().to_string();
+    let kept = filter_record_batch(&changes.rows, is_upsert)
+        .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?;
+    let schema = delta::table_schema(table)?;
+    let data: Vec<usize> = kept
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !is_change_column(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let kept = kept
+        .project(&data)
+        .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?;
+    let mut writer = TableWriter::new(table, schema)?;
+    writer.write(&kept).await?;
+    let rows = writer.rows();
+    let adds = writer.finish().await?;
+    let version = delta::commit(
+        table,
+        CommitRequest {
+            adds,
+            mode: WriteMode::Overwrite,
+            app_metadata: changes.metadata.clone(),
+            txn: Some(changes.txn.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    table.load().await.map_err(LakehouseError::delta(&name))?;
+    Ok(ApplyReport {
+        version: Some(version),
+        inserted: rows,
+        ..Default::default()
+    })
+}

@@ -430,6 +430,24 @@ pub async fn apply_changes(
     let r = resolve(spec, &changes).map_err(|e| {
         PipelineError::Config(format!("AUTO CDC into {}: {}", target.name, e.message))
     })?;
+    // New source columns the target keeps are added to it first (a metadata-only commit:
+    // a redo finds them there and skips it).
+    let current = delta::table_schema(&table)?;
+    let wanted = delta::delta_compatible_schema(&r.target_schema);
+    let table = match delta::evolve_schema(&current, &wanted, &target.name.to_string())? {
+        Some(evolved) => {
+            delta::commit(
+                &table,
+                delta::CommitRequest {
+                    new_schema: Some(evolved),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            lh.open_delta(target, TableVersion::Latest).await?
+        }
+        None => table,
+    };
     let (state, plan) = changes.into_parts();
     let ctx = SessionContext::new_with_state(state);
     table

@@ -19,6 +19,10 @@
 //! - SCD 2 needs no state: the history in the target is the state. The affected keys' history
 //!   is rebuilt from their stored versions plus the new events (a delete is a version that
 //!   ends without a successor) and swapped in with one MERGE.
+//!
+//! Not yet: several AUTO CDC flows into one target; expectations on a target; a `STRUCT`
+//! sequence; reading a target through `STREAM` downstream (its MERGEs rewrite files, as in
+//! Lakeflow without `skipChangeCommits`). A batch is held in memory while it is applied.
 
 use std::collections::HashMap;
 

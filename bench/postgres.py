@@ -45,11 +45,18 @@ every run (CDC_ROWS rows; replication slots and publications left in the databas
               each row with a new unique v and t_commit = clock_timestamp(); after a 5 s drain
               Confluo gets SIGINT. A row's latency is the commitInfo timestamp of the first Delta
               version whose data holds its (id, v) minus its t_commit (the files each version adds,
-              found with the deltalake package, are read for (id, v)).
+              found with the deltalake package, are read for (id, v)). A value that a later change
+              of the same key superseded within one Delta commit (the table keeps the latest row
+              per key) counts as visible with that commit. Afterwards source and Delta are compared.
+The initial copy includes creating the replication slot, which waits for transactions open on the
+server at that moment (on a shared cluster that can add seconds). A CDC run broken by a lost
+connection (another user restarting the shared server) is recorded and done once more.
 Debezium-style peers need Kafka and Kafka Connect, which this machine does not have, so CDC is
 measured for Confluo alone.
 
-Results go to bench/postgres-results.json; a markdown table for BENCHMARKS.md is printed.
+Results go to bench/postgres-results.json, merged with the file's earlier results for the
+measurements this run did not make (TOOLS picks a subset; CDC is replaced as a whole); a markdown
+table for BENCHMARKS.md is printed.
 """
 import json
 import os

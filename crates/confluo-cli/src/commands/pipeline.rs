@@ -46,7 +46,7 @@ pub struct ValidateArgs {
 }
 
 /// `confluo run`.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Args)]
 pub struct RunArgs {
     /// The pipeline (default: the project's only one).
     #[arg(long)]
@@ -63,6 +63,27 @@ pub struct RunArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
+    /// Keep updating, one update per trigger interval, until Ctrl-C (change feeds and
+    /// streaming tables stay current). A failed update is retried with backoff.
+    #[arg(long, conflicts_with_all = ["refresh", "full_refresh_selection"])]
+    continuous: bool,
+    /// With `--continuous`: the time between the starts of two updates.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            pipeline: None,
+            full_refresh: false,
+            refresh: vec![],
+            full_refresh_selection: vec![],
+            json: false,
+            continuous: false,
+            interval: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 impl RunArgs {
@@ -242,6 +263,9 @@ impl Observer for LiveDisplay {
 
 /// `confluo run`: update the pipeline.
 pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
+    if args.continuous {
+        return run_continuously(ctx, args).await;
+    }
     let (project, lh, pipeline) = load(ctx, args.pipeline.as_deref()).await?;
     let runner = Runner::new(&project, lh, &pipeline)
         .await
@@ -281,6 +305,104 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `confluo run --continuous`: an update per trigger interval until Ctrl-C. Each update
+/// prints one line (or one JSON object); a failed update is reported and retried with
+/// backoff, so a source that restarts or a network outage is ridden out.
+async fn run_continuously(ctx: &Context, args: RunArgs) -> CmdResult {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let mut first = true;
+    let mut failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let (project, lh, pipeline) = load(ctx, args.pipeline.as_deref()).await?;
+        let options = RunOptions {
+            full_refresh: args.full_refresh && first,
+            refresh: vec![],
+            full_refresh_selection: vec![],
+        };
+        first = false;
+        let display = LiveDisplay::new(true);
+        let outcome = match Runner::new(&project, lh, &pipeline).await {
+            Ok(runner) => runner.run(&options, &display).await,
+            Err(e) => Err(e),
+        };
+        let wait = match outcome {
+            Ok(report) => {
+                failures = if report.ok() { 0 } else { failures + 1 };
+                let written: u64 = report.datasets.iter().map(|d| d.rows_written).sum();
+                let updated: Vec<&str> = report
+                    .datasets
+                    .iter()
+                    .filter(|d| d.status == Status::Completed)
+                    .map(|d| d.key.as_str())
+                    .collect();
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "update_id": report.update_id,
+                            "ok": report.ok(),
+                            "duration_ms": report.duration.as_millis() as u64,
+                            "rows_written": written,
+                            "datasets": report.datasets.iter().map(DatasetReport::metrics).collect::<Vec<_>>(),
+                        })
+                    );
+                } else if !ctx.quiet {
+                    println!(
+                        "{} update {}: {} in {:.2} s, {} rows written{}",
+                        chrono::Local::now().format("%H:%M:%S"),
+                        &report.update_id[..8.min(report.update_id.len())],
+                        if report.ok() { "ok" } else { "FAILED" },
+                        report.duration.as_secs_f64(),
+                        written,
+                        if updated.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", updated.join(", "))
+                        }
+                    );
+                }
+                if report.ok() {
+                    args.interval.saturating_sub(started.elapsed())
+                } else {
+                    backoff(args.interval, failures)
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = backoff(args.interval, failures);
+                eprint!(
+                    "{}",
+                    crate::report::format_error(&pipeline_error(&project, e))
+                );
+                eprintln!("retrying in {:.0} s", wait.as_secs_f64());
+                wait
+            }
+        };
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100).min(until - Instant::now())).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Wait after `failures` failed updates in a row: the interval, doubled each time, at most
+/// a minute.
+fn backoff(interval: std::time::Duration, failures: u32) -> std::time::Duration {
+    (interval * 2u32.saturating_pow(failures.min(6))).min(std::time::Duration::from_secs(60))
 }
 
 fn print_summary(report: &confluo_pipelines::UpdateReport) {

@@ -462,3 +462,57 @@ STORED AS SCD TYPE 2;
         "{err}"
     );
 }
+
+/// `confluo run --continuous`: changes reach the SCD 1 target without anyone running
+/// anything, across a server-side disconnect; Ctrl-C stops it cleanly.
+#[test]
+fn continuous_run_keeps_the_feed_current() {
+    let db = Db::new("cont");
+    db.exec("CREATE TABLE kv (k int PRIMARY KEY, v text); INSERT INTO kv VALUES (1, 'a');");
+    let p = TestProject::with_config(&format!(
+        "connections:
+  src: {{type: postgres, host: 127.0.0.1, port: 5432, database: {}, user: postgres, sslmode: disable}}
+pipelines:
+  p:
+    libraries: [\"pipelines/*.sql\"]
+    schema: lake
+",
+        db.name
+    ));
+    p.write(
+        "pipelines/kv.sql",
+        "CREATE OR REFRESH STREAMING TABLE kv;
+CREATE FLOW kv_cdc AS AUTO CDC INTO kv FROM STREAM read_changes('src', 'public.kv')
+KEYS (k) APPLY AS DELETE WHEN _op = 'DELETE' SEQUENCE BY _lsn
+COLUMNS * EXCEPT (_op, _lsn, _commit_ts) STORED AS SCD TYPE 1;
+",
+    );
+    let mut child = p
+        .command(&["run", "--continuous", "--interval", "200ms"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_for = |sql: &str, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = p.run(&["query", sql, "--format", "csv"]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            if out.status.success() && text.lines().nth(1) == Some(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{sql} never gave {want}: {text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("SELECT count(*) FROM lake.kv", "1");
+    db.exec("INSERT INTO kv SELECT g, 'x' FROM generate_series(2, 50) g");
+    wait_for("SELECT count(*) FROM lake.kv", "50");
+    db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    db.exec("DELETE FROM kv WHERE k > 10");
+    wait_for("SELECT count(*) FROM lake.kv", "10");
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    verify_equal(&p, "src.public.kv", "lake.kv");
+}

@@ -129,6 +129,27 @@ impl Metastore {
                 context: format!("cannot connect to the metastore at {redacted}"),
                 source: e,
             })?;
+        // Two confluo processes opening a new SQLite metastore at once would both create its
+        // tables (PostgreSQL migrations already take an advisory lock): one migrates while
+        // the other waits on a lock file beside the database.
+        let _migration_lock = match sqlite_path(url) {
+            Some(path) => {
+                let lock_path = format!("{path}.migrate.lock");
+                let file = std::fs::File::create(&lock_path).map_err(|e| LakehouseError::Io {
+                    path: lock_path.clone(),
+                    source: e,
+                })?;
+                let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    .await
+                    .map_err(|e| LakehouseError::Invalid(format!("metastore lock: {e}")))?
+                    .map_err(|e| LakehouseError::Io {
+                        path: lock_path,
+                        source: e,
+                    })?;
+                Some(file)
+            }
+            None => None,
+        };
         migrator()
             .run(&pool)
             .await

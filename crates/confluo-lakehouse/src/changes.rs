@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Column;
@@ -165,6 +165,11 @@ pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<Ap
     if changes.truncated {
         return overwrite_with(table, &changes, &is_upsert).await;
     }
+    // Only new keys: the target mirrors the source as of the batch's start, where none of
+    // them existed, so the rows are appended without a MERGE (which would read the table).
+    if !ops.is_empty() && ops.iter().all(|o| o == Some("INSERT")) {
+        return append(table, &changes).await;
+    }
     if changes.rows.num_rows() == 0 {
         return Ok(ApplyReport::default());
     }
@@ -178,12 +183,20 @@ pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<Ap
         .collect();
     let ctx = SessionContext::new();
     let source = ctx.read_batch(changes.rows.clone())?;
-    let predicate = changes
+    let mut predicate = changes
         .keys
         .iter()
         .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
         .collect::<Vec<_>>()
         .join(" AND ");
+    // The batch's key range as literals lets the MERGE skip files whose statistics lie
+    // outside it (changes are often to recent rows).
+    if let [key] = changes.keys.as_slice()
+        && let Some((lo, hi)) = key_range(&changes.rows, key)
+    {
+        let q = quote(key);
+        predicate.push_str(&format!(" AND t.{q} >= {lo} AND t.{q} <= {hi}"));
+    }
     let props = CommitProperties::default()
         .with_application_transaction(Transaction::new(&app, version))
         .with_metadata(changes.metadata.clone());
@@ -233,6 +246,58 @@ pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<Ap
     })
 }
 
+/// The smallest and largest value of an integer key column.
+fn key_range(rows: &RecordBatch, key: &str) -> Option<(i64, i64)> {
+    let column = rows.column_by_name(key)?;
+    if !column.data_type().is_integer() {
+        return None;
+    }
+    let as_i64 = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64).ok()?;
+    let values = as_i64.as_primitive::<arrow::datatypes::Int64Type>();
+    Some((arrow::compute::min(values)?, arrow::compute::max(values)?))
+}
+
+/// The rows of a batch without the change columns.
+fn data_only(rows: &RecordBatch, name: &str) -> Result<RecordBatch> {
+    let keep: Vec<usize> = rows
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !is_change_column(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    rows.project(&keep)
+        .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))
+}
+
+/// A batch of inserts only: appended in one commit with the batch's transaction.
+async fn append(table: &mut DeltaTable, changes: &NetChanges) -> Result<ApplyReport> {
+    let name = table.table_url().to_string();
+    let rows = data_only(&changes.rows, &name)?;
+    let mut writer = TableWriter::new(table, delta::table_schema(table)?)?;
+    writer.write(&rows).await?;
+    let inserted = writer.rows();
+    let adds = writer.finish().await?;
+    let version = delta::commit(
+        table,
+        CommitRequest {
+            adds,
+            mode: WriteMode::Append,
+            app_metadata: changes.metadata.clone(),
+            txn: Some(changes.txn.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    table.load().await.map_err(LakehouseError::delta(&name))?;
+    Ok(ApplyReport {
+        version: Some(version),
+        inserted,
+        ..Default::default()
+    })
+}
+
 /// A truncate in the batch: the table becomes exactly the batch's upserts, in one overwrite.
 async fn overwrite_with(
     table: &mut DeltaTable,
@@ -243,17 +308,7 @@ async fn overwrite_with(
     let kept = filter_record_batch(&changes.rows, is_upsert)
         .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?;
     let schema = delta::table_schema(table)?;
-    let data: Vec<usize> = kept
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !is_change_column(f.name()))
-        .map(|(i, _)| i)
-        .collect();
-    let kept = kept
-        .project(&data)
-        .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?;
+    let kept = data_only(&kept, &name)?;
     let mut writer = TableWriter::new(table, schema)?;
     writer.write(&kept).await?;
     let rows = writer.rows();

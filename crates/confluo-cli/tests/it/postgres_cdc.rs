@@ -208,8 +208,12 @@ fn copy_then_every_kind_of_change_matches_the_source() {
     // verify names what differs when the tables do not match.
     db.exec("UPDATE orders SET note = 'changed behind confluo' WHERE id = 7; DELETE FROM orders WHERE id = 8;");
     let out = p.run(&["verify", "src.public.orders", "shop.orders"]);
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("key 7: differs (note: source changed behind confluo"),
         "{text}"
@@ -515,4 +519,116 @@ COLUMNS * EXCEPT (_op, _lsn, _commit_ts) STORED AS SCD TYPE 1;
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     verify_equal(&p, "src.public.kv", "lake.kv");
+}
+
+/// SIGKILL while the initial copy runs, at several moments; then a sync copies again (or
+/// goes on from what was copied) and the tables equal the source, changes included.
+#[test]
+fn sigkill_during_the_initial_copy_then_sync_equals_the_source() {
+    let db = Db::new("copykill");
+    db.exec(
+        "CREATE TABLE big (id bigint PRIMARY KEY, a int, b text);
+         INSERT INTO big SELECT g, g % 1000, md5(g::text) FROM generate_series(1, 300000) g;
+         CREATE TABLE small (id int PRIMARY KEY, v int);
+         INSERT INTO small SELECT g, g FROM generate_series(1, 1000) g;",
+    );
+    let p = project(&db, "");
+    for delay_ms in [150u64, 400, 900] {
+        let mut child = p.command(&["sync", "shop"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        db.exec(&format!("UPDATE big SET a = -1 WHERE id = {delay_ms}"));
+        db.exec(&format!("DELETE FROM small WHERE id = {delay_ms}"));
+    }
+    p.ok(&["sync", "shop"]);
+    verify_equal(&p, "src.public.big", "shop.big");
+    verify_equal(&p, "src.public.small", "shop.small");
+    db.exec("UPDATE big SET b = 'after' WHERE id % 1000 = 0");
+    p.ok(&["sync", "shop"]);
+    verify_equal(&p, "src.public.big", "shop.big");
+}
+
+/// A PostgreSQL restart while `sync --continuous` streams: it reconnects by itself and,
+/// after catch-up, the table equals the source. Runs alone (see .config/nextest.toml):
+/// other tests would lose their connections during the restart.
+#[test]
+fn postgres_restart_while_streaming() {
+    let db = Db::new("restart");
+    db.exec(
+        "CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL);
+         INSERT INTO acct SELECT g, 100 FROM generate_series(1, 500) g;",
+    );
+    let p = project(&db, "");
+    p.ok(&["sync", "shop"]);
+    let url = db.url();
+    let writer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut done = 0;
+            let mut i = 0i64;
+            while done < 300 {
+                i += 1;
+                let Ok(mut c) = PgConnection::connect(&url).await else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                while done < 300 {
+                    let sql = format!(
+                        "UPDATE acct SET balance = balance + 1 WHERE id = {}",
+                        (i * 7 + done) % 500 + 1
+                    );
+                    if sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut c)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    done += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        });
+    });
+    let child = p
+        .command(&["sync", "shop", "--continuous", "--interval", "100ms"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let cluster = std::fs::read_dir("/etc/postgresql").ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .max()
+    });
+    let restarted = std::process::Command::new("pg_ctlcluster")
+        .args([
+            "--skip-systemctl-redirect",
+            cluster.as_deref().unwrap_or("15"),
+            "main",
+            "restart",
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(restarted, "could not restart PostgreSQL with pg_ctlcluster");
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reconnecting"),
+        "no reconnect reported: {stderr}"
+    );
+    p.ok(&["sync", "shop"]);
+    verify_equal(&p, "src.public.acct", "shop.acct");
+    assert_eq!(
+        p.scalar("SELECT sum(balance) FROM shop.acct"),
+        db.text_rows("SELECT sum(balance)::text FROM acct")[0]
+    );
 }

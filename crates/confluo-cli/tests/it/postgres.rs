@@ -130,7 +130,7 @@ fn delta_log_text(p: &TestProject, table: &str) -> String {
     out
 }
 
-const TYPES_SQL: &str = r#"
+pub(crate) const TYPES_SQL: &str = r#"
 CREATE TYPE mood AS ENUM ('sad', 'happy');
 CREATE DOMAIN price AS numeric(12, 2) CHECK (VALUE >= -1000000);
 CREATE TABLE all_types (

@@ -14,6 +14,18 @@ use super::pgoutput::Value;
 use super::text::decode_column;
 use crate::postgres::types::ColumnMapping;
 
+/// `pg_type` OID of `inet`.
+const INET_OID: u32 = 869;
+
+/// An inet value's text with its netmask, as `inet::text` writes it.
+fn inet_with_mask(v: &[u8]) -> Vec<u8> {
+    let mut out = v.to_vec();
+    if !v.contains(&b'/') {
+        out.extend_from_slice(if v.contains(&b':') { b"/128" } else { b"/32" });
+    }
+    out
+}
+
 /// Builds the batch. `mappings` holds every column of the relation by name (refresh it from
 /// discovery when the source added a column); a missing one is an error naming it.
 pub fn to_record_batch(
@@ -35,6 +47,15 @@ pub fn to_record_batch(
             .iter()
             .map(|r| TableChanges::raw(&r.values[i]).map(|b| b.as_ref()))
             .collect();
+        // The copy reads inet as `inet::text`, which always writes the netmask; the stream
+        // sends inet's output form, which leaves out /32 and /128. Same text for both.
+        let with_mask: Vec<Option<Vec<u8>>>;
+        let raw = if col.type_oid == INET_OID {
+            with_mask = raw.iter().map(|v| v.map(inet_with_mask)).collect();
+            with_mask.iter().map(|v| v.as_deref()).collect()
+        } else {
+            raw
+        };
         let array = decode_column(&mapping.wire, &mapping.arrow, &raw)
             .map_err(|e| format!("column `{}`: {e}", col.name))?;
         fields.push(Field::new(&col.name, array.data_type().clone(), true));

@@ -57,12 +57,6 @@ pub fn entry(
     catalog: String,
     schema: String,
 ) -> Result<CdcEntry, CliError> {
-    if entry.scd_type == ScdType::Type2 {
-        return Err(anyhow::anyhow!(
-            "ingest entry `{name}`: `scd_type: 2` is not supported by managed ingestion yet\n  hint: use `scd_type: 1`, or keep history with an AUTO CDC flow ... STORED AS SCD TYPE 2 over STREAM read_changes(...)"
-        )
-        .into());
-    }
     Ok(CdcEntry {
         name: name.to_string(),
         slot: cfg
@@ -78,6 +72,7 @@ pub fn entry(
         schema,
         parallelism: entry.parallelism.unwrap_or(4),
         state_dir: project.state_dir(),
+        history: entry.scd_type == ScdType::Type2,
         cfg,
     })
 }

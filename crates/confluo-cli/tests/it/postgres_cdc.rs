@@ -655,3 +655,54 @@ ingest:
     verify_equal(&p, "src.public.all_types", "shop.all_types");
     assert_eq!(p.scalar("SELECT count(*) FROM shop.all_types"), "6");
 }
+
+/// `scd_type: 2`: the copy is the first version of every row; each later transaction that
+/// changes a row closes its version and opens a new one; a delete closes it. The open
+/// versions equal the source.
+#[test]
+fn scd_type_2_entries_keep_every_version() {
+    let db = Db::new("scd2");
+    db.exec(
+        "CREATE TABLE price (sku int PRIMARY KEY, amount numeric(8,2), note text);
+             INSERT INTO price VALUES (1, 10.00, 'a'), (2, 20.00, 'b'), (3, 30.00, 'c');",
+    );
+    let p = project(&db, "    scd_type: 2\n");
+    p.ok(&["sync", "shop"]);
+    for sql in [
+        "UPDATE price SET amount = 11.00 WHERE sku = 1",
+        "UPDATE price SET amount = 12.00 WHERE sku = 1",
+        "DELETE FROM price WHERE sku = 2",
+        "INSERT INTO price VALUES (4, 40.00, 'd')",
+    ] {
+        db.exec(sql);
+    }
+    p.ok(&["sync", "shop"]);
+    assert_eq!(
+        lake(
+            &p,
+            "SELECT amount, `__END_AT` IS NULL FROM shop.price WHERE sku = 1 ORDER BY `__START_AT`"
+        ),
+        vec!["10.00|false", "11.00|false", "12.00|true"]
+    );
+    assert_eq!(
+        p.scalar("SELECT count(*) FROM shop.price WHERE sku = 2 AND `__END_AT` IS NULL"),
+        "0"
+    );
+    assert_eq!(
+        p.scalar("SELECT count(*) FROM shop.price WHERE sku = 2"),
+        "1"
+    );
+    let current = lake(
+        &p,
+        "SELECT sku, amount, note FROM shop.price WHERE `__END_AT` IS NULL ORDER BY sku",
+    );
+    let source = db.text_rows("SELECT concat_ws('|', sku, amount, note) FROM price ORDER BY sku");
+    assert_eq!(current, source);
+    // A truncate cannot become history: a clear error, nothing applied.
+    db.exec("TRUNCATE price");
+    let err = p.fail(&["sync", "shop"]);
+    assert!(
+        err.contains("truncated") && err.contains("sync again"),
+        "{err}"
+    );
+}

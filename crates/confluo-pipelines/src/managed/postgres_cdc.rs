@@ -29,6 +29,8 @@ use confluo_lakehouse::changes::{self, NetChanges};
 use confluo_lakehouse::delta::{self, CommitRequest, WriteMode};
 use confluo_lakehouse::write::TableWriter;
 use confluo_lakehouse::{Lakehouse, NewTable, TableVersion};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
 use serde_json::json;
 use sqlx::{Executor, PgConnection};
@@ -57,6 +59,9 @@ pub struct CdcEntry {
     pub publication: String,
     /// The project's state folder.
     pub state_dir: PathBuf,
+    /// Keep every version of each row (`__START_AT` / `__END_AT`, by commit LSN) instead of
+    /// the latest one.
+    pub history: bool,
 }
 
 /// Each captured table as discovered, with its column mappings.
@@ -319,12 +324,22 @@ impl CdcEntry {
                         table: table.to_string(),
                         estimate: estimates.get(&table.to_string()).copied().flatten(),
                     });
+                    let schema = if self.history {
+                        with_history_columns(&schema)
+                    } else {
+                        schema
+                    };
                     let target = self.ensure_target(lh, &table, &schema).await?;
                     let writer = TableWriter::new(&target, delta::table_schema(&target)?)?;
                     open.insert(table, (target, writer, 0));
                 }
                 SnapshotEvent::Batch { table, batch } => {
                     if let Some((_, writer, rows)) = open.get_mut(&table) {
+                        let batch = if self.history {
+                            history_rows(&batch, from as i64)?
+                        } else {
+                            batch
+                        };
                         writer.write(&batch).await?;
                         *rows += batch.num_rows() as u64;
                         progress(Progress::CopyRows {
@@ -383,7 +398,7 @@ impl CdcEntry {
         &self,
         lh: &Lakehouse,
         id: &TableId,
-        schema: &datafusion::arrow::datatypes::SchemaRef,
+        schema: &SchemaRef,
     ) -> Result<DeltaTable> {
         let name = self.target(id);
         if let Some(info) = lh.metastore().get_table(&name).await? {
@@ -471,6 +486,9 @@ impl CdcEntry {
             sources.insert(t.id.clone(), (t.clone(), t.mappings(&self.cfg)?));
         }
         let mut reader = ChangeReader::new(&self.cfg.name, captured);
+        if self.history {
+            reader = reader.per_transaction();
+        }
         let mut backoff = Duration::from_millis(500);
         let mut warned_retention = false;
         loop {
@@ -533,6 +551,90 @@ impl CdcEntry {
             }
         }
         Ok(())
+    }
+
+    /// Applies one table's changes as SCD 2 history through the AUTO CDC engine: each
+    /// transaction's change of a key is a version, ordered by commit LSN.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_history(
+        &self,
+        lh: &Lakehouse,
+        info: &confluo_lakehouse::TableInfo,
+        id: &TableId,
+        rows: RecordBatch,
+        keys: &[String],
+        app: &str,
+        commit_lsn: u64,
+        changes: u64,
+    ) -> Result<crate::auto_cdc::ApplyStats> {
+        use crate::auto_cdc::{AutoCdcSpec, ColumnSelection, ScdType, Txn, apply_changes};
+        if let Some(ops) = rows.column_by_name("_op") {
+            let ops = datafusion::arrow::array::AsArray::as_string::<i32>(ops);
+            if ops.iter().any(|o| o == Some("TRUNCATE")) {
+                return Err(CdcError::Table {
+                    connection: self.cfg.name.clone(),
+                    table: id.to_string(),
+                    message:
+                        "was truncated at the source; SCD 2 history has no way to apply a truncate"
+                            .into(),
+                    hint: format!(
+                        "drop the lakehouse table {} and sync again to copy the table afresh",
+                        self.target(id)
+                    ),
+                }
+                .into());
+            }
+        }
+        let mut except = vec![
+            "_op".to_string(),
+            "_lsn".to_string(),
+            "_commit_ts".to_string(),
+        ];
+        except.extend(
+            rows.schema()
+                .fields()
+                .iter()
+                .filter(|f| f.name().starts_with(changes::UNCHANGED_PREFIX))
+                .map(|f| f.name().clone()),
+        );
+        let spec = AutoCdcSpec {
+            keys: keys.to_vec(),
+            sequence_by: "_lsn".into(),
+            ignore_null_updates: false,
+            apply_as_deletes: Some("_op = 'DELETE'".into()),
+            apply_as_truncates: None,
+            columns: ColumnSelection::Except(except),
+            scd_type: ScdType::Two,
+            track_history: ColumnSelection::All,
+        };
+        let ctx = datafusion::prelude::SessionContext::new();
+        let df = ctx.read_batch(rows)?;
+        let meta = HashMap::from([(
+            "confluo.cdc".to_string(),
+            json!({
+                "entry": self.name,
+                "table": id.to_string(),
+                "lsn": confluo_connectors::postgres::cdc::pgoutput::format_lsn(commit_lsn),
+                "changes": changes,
+                "scd_type": 2,
+            }),
+        )]);
+        apply_changes(
+            lh,
+            info,
+            df,
+            &spec,
+            &Txn {
+                app_id: app.to_string(),
+                version: commit_lsn as i64,
+            },
+            meta,
+        )
+        .await
+        .map_err(|e| ManagedError::Convert {
+            table: id.to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// Reads one batch and applies it; returns how many transactions it read.
@@ -601,6 +703,25 @@ impl CdcEntry {
                 })?;
             let name = self.target(&id);
             let info = lh.table(&name).await?;
+            if self.history {
+                let s = self
+                    .apply_history(
+                        lh,
+                        &info,
+                        &id,
+                        rows,
+                        &source.primary_key,
+                        app,
+                        batch.commit_lsn,
+                        tc.changes,
+                    )
+                    .await?;
+                reader.applied(&id.schema, &id.name, batch.commit_lsn);
+                out.inserted += s.upserted;
+                out.deleted += s.deleted;
+                lh.metastore().touch_table(&name).await?;
+                continue;
+            }
             let mut table = lh.open_delta(&info, TableVersion::Latest).await?;
             let applied = changes::apply(
                 &mut table,
@@ -660,6 +781,30 @@ fn is_transient(e: &ManagedError) -> bool {
         },
         _ => false,
     }
+}
+
+/// The copy's schema plus the SCD 2 columns, typed like the sequence (`_lsn`).
+fn with_history_columns(schema: &SchemaRef) -> SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(crate::auto_cdc::START_AT, DataType::Int64, true));
+    fields.push(Field::new(crate::auto_cdc::END_AT, DataType::Int64, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// Copied rows as the first version of each key: it starts at the copy's slot position.
+fn history_rows(batch: &RecordBatch, from: i64) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    let n = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from_value(from, n)));
+    columns.push(Arc::new(Int64Array::from(vec![None::<i64>; n])));
+    RecordBatch::try_new(with_history_columns(&batch.schema()), columns).map_err(|e| {
+        ManagedError::Convert {
+            table: "copy".into(),
+            message: e.to_string(),
+        }
+    })
 }
 
 fn lh_missing(name: &TableName) -> ManagedError {

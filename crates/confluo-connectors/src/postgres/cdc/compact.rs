@@ -154,8 +154,17 @@ impl TableChanges {
 
     /// Folds in an update. `old` is the old key (sent when the key changed) or the old row
     /// (replica identity full); when its key differs, the row under the old key is gone.
-    pub fn update(&mut self, lsn: u64, ts: i64, old: Option<Tuple>, new: Tuple) {
+    pub fn update(&mut self, lsn: u64, ts: i64, old: Option<Tuple>, mut new: Tuple) {
         self.changes += 1;
+        // With replica identity full the old row is whole: an unchanged TOASTed value is
+        // the old one.
+        if let Some(old) = &old {
+            for (v, o) in new.iter_mut().zip(old) {
+                if *v == Value::Unchanged && matches!(o, Value::Text(_) | Value::Binary(_)) {
+                    *v = o.clone();
+                }
+            }
+        }
         if let Some(old) = old
             && key_bytes(&old, &self.key) != key_bytes(&new, &self.key)
         {

@@ -273,29 +273,7 @@ fn data_only(rows: &RecordBatch, name: &str) -> Result<RecordBatch> {
 
 /// A batch of inserts only: appended in one commit with the batch's transaction.
 async fn append(table: &mut DeltaTable, changes: &NetChanges) -> Result<ApplyReport> {
-    let name = table.table_url().to_string();
-    let rows = data_only(&changes.rows, &name)?;
-    let mut writer = TableWriter::new(table, delta::table_schema(table)?)?;
-    writer.write(&rows).await?;
-    let inserted = writer.rows();
-    let adds = writer.finish().await?;
-    let version = delta::commit(
-        table,
-        CommitRequest {
-            adds,
-            mode: WriteMode::Append,
-            app_metadata: changes.metadata.clone(),
-            txn: Some(changes.txn.clone()),
-            ..Default::default()
-        },
-    )
-    .await?;
-    table.load().await.map_err(LakehouseError::delta(&name))?;
-    Ok(ApplyReport {
-        version: Some(version),
-        inserted,
-        ..Default::default()
-    })
+    write_rows(table, changes, &changes.rows, WriteMode::Append).await
 }
 
 /// A truncate in the batch: the table becomes exactly the batch's upserts, in one overwrite.
@@ -307,17 +285,27 @@ async fn overwrite_with(
     let name = table.table_url().to_string();
     let kept = filter_record_batch(&changes.rows, is_upsert)
         .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?;
-    let schema = delta::table_schema(table)?;
-    let kept = data_only(&kept, &name)?;
-    let mut writer = TableWriter::new(table, schema)?;
-    writer.write(&kept).await?;
-    let rows = writer.rows();
+    write_rows(table, changes, &kept, WriteMode::Overwrite).await
+}
+
+/// Writes `rows` (change columns dropped) in one commit carrying the batch's transaction.
+async fn write_rows(
+    table: &mut DeltaTable,
+    changes: &NetChanges,
+    rows: &RecordBatch,
+    mode: WriteMode,
+) -> Result<ApplyReport> {
+    let name = table.table_url().to_string();
+    let rows = data_only(rows, &name)?;
+    let mut writer = TableWriter::new(table, delta::table_schema(table)?)?;
+    writer.write(&rows).await?;
+    let inserted = writer.rows();
     let adds = writer.finish().await?;
     let version = delta::commit(
         table,
         CommitRequest {
             adds,
-            mode: WriteMode::Overwrite,
+            mode,
             app_metadata: changes.metadata.clone(),
             txn: Some(changes.txn.clone()),
             ..Default::default()
@@ -327,7 +315,7 @@ async fn overwrite_with(
     table.load().await.map_err(LakehouseError::delta(&name))?;
     Ok(ApplyReport {
         version: Some(version),
-        inserted: rows,
+        inserted,
         ..Default::default()
     })
 }

@@ -187,6 +187,8 @@ struct Planned {
     signature: BTreeMap<String, Value>,
     /// The flow being planned (names its change-feed slots).
     flow: String,
+    /// How far behind each change feed read is (for the event log).
+    source_lag: Vec<Value>,
 }
 
 #[derive(Default)]
@@ -690,7 +692,7 @@ impl<'a> Runner<'a> {
                 log.record(
                     Event::info("flow_progress", format!("flow {} batch {batch}: {} change rows, {} upserted, {} deleted, {} late", flow.name, s.changes, s.upserted, s.deleted, s.late))
                         .on(&ds.key, Some(&flow.name))
-                        .with(json!({"batch": batch, "version": s.version, "changes": s.changes, "rows_upserted": s.upserted, "rows_deleted": s.deleted, "rows_late": s.late, "truncated": s.truncated, "files_read": planned.files.len()})),
+                        .with(json!({"batch": batch, "version": s.version, "changes": s.changes, "rows_upserted": s.upserted, "rows_deleted": s.deleted, "rows_late": s.late, "truncated": s.truncated, "files_read": planned.files.len(), "source_lag": planned.source_lag})),
                 );
                 continue;
             }
@@ -791,6 +793,7 @@ impl<'a> Runner<'a> {
                     "rows_dropped": written.dropped,
                     "rows_quarantined": written.quarantined,
                     "files_read": planned.files.len(),
+                    "source_lag": planned.source_lag,
                     "expectations": ds.expectations().iter().enumerate().map(|(i, e)| {
                         let (p, f) = checker.counts(i);
                         json!({"name": e.name, "action": e.action.label(), "passed": p, "failed": f})
@@ -959,6 +962,7 @@ impl<'a> Runner<'a> {
             nothing_new: true,
             signature: BTreeMap::new(),
             flow: flow.name.clone(),
+            source_lag: vec![],
         };
         let mut any_stream = false;
         let query = self
@@ -1250,6 +1254,11 @@ impl<'a> Runner<'a> {
         if read.new {
             planned.nothing_new = false;
         }
+        planned.source_lag.push(json!({
+            "source": format!("read_changes('{connection}', '{table}')"),
+            "lag_bytes": read.lag_bytes,
+            "lag_seconds": read.lag_seconds,
+        }));
         planned.offsets.extend(read.offsets);
         Ok(Replacement::Table(
             self.session.register_scratch(read.provider)?,

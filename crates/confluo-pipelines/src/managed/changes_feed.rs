@@ -49,6 +49,10 @@ pub struct FeedRead {
     pub new: bool,
     /// Warnings for the event log.
     pub warnings: Vec<String>,
+    /// WAL bytes of the source not yet read when this read ended.
+    pub lag_bytes: u64,
+    /// Seconds between the last transaction read and now (0 when nothing was new).
+    pub lag_seconds: f64,
 }
 
 /// The change feed's columns: the table's, then `_op`, `_lsn`, `_commit_ts`.
@@ -196,6 +200,8 @@ pub async fn read(
             offsets,
             new: true,
             warnings: vec![],
+            lag_bytes: 0,
+            lag_seconds: 0.0,
         });
     };
     let Some(state_now) = existing else {
@@ -270,11 +276,25 @@ pub async fn read(
         offsets.extend(xid_offsets(key, x));
     }
     let mem = MemTable::try_new(schema, vec![batches]).map_err(ManagedError::from)?;
+    let lag_bytes = slot::slot_state(cfg, &mut conn, slot_name)
+        .await?
+        .map(|s| {
+            s.current_lsn
+                .saturating_sub(read.end_lsn.max(applied as u64))
+        })
+        .unwrap_or(0);
+    let lag_seconds = if fresh {
+        (chrono::Utc::now().timestamp_micros() - read.commit_ts_micros).max(0) as f64 / 1e6
+    } else {
+        0.0
+    };
     Ok(FeedRead {
         provider: Arc::new(mem),
         offsets,
         new: fresh,
         warnings,
+        lag_bytes,
+        lag_seconds,
     })
 }
 

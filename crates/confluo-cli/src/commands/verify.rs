@@ -9,6 +9,7 @@ use confluo_connectors::postgres::PostgresConfig;
 use confluo_pipelines::managed::verify::{Difference, VerifyRequest, verify};
 
 use super::{CmdResult, Context};
+use crate::progress::count;
 
 /// Arguments of `confluo verify`.
 #[derive(Debug, Args)]
@@ -84,7 +85,7 @@ pub async fn run(ctx: &Context, args: VerifyArgs) -> CmdResult {
             "equal: {} and {} hold the same {} rows ({} columns, {} key ranges checked in {:.2} s)",
             report.source,
             report.target,
-            report.source_rows,
+            count(report.source_rows),
             report.columns.len(),
             report.ranges,
             report.seconds
@@ -92,7 +93,10 @@ pub async fn run(ctx: &Context, args: VerifyArgs) -> CmdResult {
     } else {
         println!(
             "different: {} has {} rows, {} has {} rows",
-            report.source, report.source_rows, report.target, report.target_rows
+            report.source,
+            count(report.source_rows),
+            report.target,
+            count(report.target_rows)
         );
         for d in &report.differences {
             match d {

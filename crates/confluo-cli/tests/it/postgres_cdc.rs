@@ -456,7 +456,10 @@ STORED AS SCD TYPE 2;
     let lag = p.rows(
         "SELECT details FROM crm.crm_event_log WHERE event_type = 'flow_progress' AND flow = 'customer_changes' AND details LIKE '%lag_seconds%'",
     );
-    assert!(!lag.is_empty() && lag[0][0].contains("lag_bytes"), "{lag:?}");
+    assert!(
+        !lag.is_empty() && lag[0][0].contains("lag_bytes"),
+        "{lag:?}"
+    );
     // Nothing new: the run reads nothing and writes nothing.
     let out = p.ok(&["run", "--json"]);
     assert!(!out.contains("\"completed\""), "{out}");

@@ -2,4 +2,5 @@
 //! `type:` users write in `confluo.yaml`.
 
 pub mod files;
+pub mod mysql;
 pub mod postgres;

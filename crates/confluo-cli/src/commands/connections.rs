@@ -144,6 +144,9 @@ fn list(project: &Project, json: bool) -> CmdResult {
 }
 
 async fn test(project: &Project, name: &str, json: bool) -> CmdResult {
+    if let Some(cfg) = super::mysql::mysql_config(project, name)? {
+        return super::mysql::test(&cfg, json).await;
+    }
     let cfg = postgres_config(project, name)?;
     let started = std::time::Instant::now();
     let mut conn = match cfg.connect().await {
@@ -257,6 +260,9 @@ async fn discover_cmd(
     schema: Option<&str>,
     json: bool,
 ) -> CmdResult {
+    if let Some(cfg) = super::mysql::mysql_config(project, name)? {
+        return super::mysql::discover_cmd(&cfg, schema, json).await;
+    }
     let cfg = postgres_config(project, name)?;
     let filter = match schema {
         Some(s) => TableFilter::schema(name, s)?,

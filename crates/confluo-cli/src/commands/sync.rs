@@ -29,7 +29,7 @@ use crate::progress::count;
 use crate::report::CliError;
 
 /// Source connections used when an entry does not say.
-const DEFAULT_PARALLELISM: usize = 4;
+pub(super) const DEFAULT_PARALLELISM: usize = 4;
 
 /// Arguments of `confluo sync`.
 #[derive(Debug, Args)]
@@ -113,6 +113,17 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
     let mut reports = Vec::new();
     let mut cdc_reports = Vec::new();
     for (name, entry) in selected {
+        // MySQL / MariaDB entries (snapshot only) are synced by their own module.
+        if let Some(cfg) = super::mysql::mysql_config(&project, &entry.connection)? {
+            let report =
+                super::mysql::sync_snapshot(&cfg, &lh, name, entry, ctx.quiet || args.json).await?;
+            if args.json {
+                cdc_reports.push(json!(report));
+            } else {
+                super::mysql::print_report(&report);
+            }
+            continue;
+        }
         if entry.mode == IngestMode::Cdc {
             let cfg = postgres_config(&project, &entry.connection)?;
             let (catalog, schema) = target_schema(&lh, name, &entry.schema)?;
@@ -346,7 +357,11 @@ fn table_bar(m: &MultiProgress, table: &TableId, estimate: Option<u64>) -> Progr
 }
 
 /// The entry's target `catalog.schema`.
-fn target_schema(lh: &Lakehouse, entry: &str, text: &str) -> Result<(String, String), CliError> {
+pub(super) fn target_schema(
+    lh: &Lakehouse,
+    entry: &str,
+    text: &str,
+) -> Result<(String, String), CliError> {
     let parts = confluo_core::ident::split_parts(text).map_err(|e| {
         anyhow::anyhow!("ingest entry `{entry}`: `schema: {text}` is not a schema name: {e}")
     })?;
@@ -361,7 +376,11 @@ fn target_schema(lh: &Lakehouse, entry: &str, text: &str) -> Result<(String, Str
 }
 
 /// Creates the target schema when its catalog exists and it does not.
-async fn ensure_schema(lh: &Lakehouse, catalog: &str, schema: &str) -> Result<(), CliError> {
+pub(super) async fn ensure_schema(
+    lh: &Lakehouse,
+    catalog: &str,
+    schema: &str,
+) -> Result<(), CliError> {
     let ms = lh.metastore();
     if ms.get_catalog(catalog).await?.is_some() && ms.get_schema(catalog, schema).await?.is_none() {
         ms.create_schema(catalog, schema, None, Some(&current_user()), true)

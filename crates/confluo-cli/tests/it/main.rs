@@ -7,6 +7,7 @@ mod errors;
 mod ingest;
 mod interop;
 mod kill;
+mod mysql;
 mod pipeline;
 mod postgres;
 mod postgres_cdc;

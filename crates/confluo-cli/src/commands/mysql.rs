@@ -1,0 +1,509 @@
+//! `type: mysql` connections in the CLI: `confluo connections test|discover` and
+//! `confluo sync` (snapshot mode) for MySQL and MariaDB. `connections.rs` and `sync.rs`
+//! dispatch here on the connection's type.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use confluo_connectors::mysql::config::ssl_mode_name;
+use confluo_connectors::mysql::{
+    MysqlConfig, MysqlError, SnapshotEvent, SnapshotInfo, SnapshotRequest, SourceColumn,
+    SourceTable, TableFilter, TableId, UnsupportedTypes, discover, map_type, resolve_tables,
+    snapshot,
+};
+use confluo_core::project::{IngestConfig, IngestMode};
+use confluo_core::{Project, TableName};
+use confluo_lakehouse::delta::{self, CommitRequest, TableVersion, WriteMode};
+use confluo_lakehouse::write::TableWriter;
+use confluo_lakehouse::{Lakehouse, NewTable};
+use deltalake::DeltaTable;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+use super::CmdResult;
+use super::sync::{DEFAULT_PARALLELISM, ensure_schema, target_schema};
+use crate::progress::count;
+use crate::report::CliError;
+
+/// The connection `name` parsed as MySQL, when it exists and has `type: mysql`.
+pub fn mysql_config(project: &Project, name: &str) -> Result<Option<MysqlConfig>, CliError> {
+    match project.config.connections.get(name) {
+        Some(conn) if MysqlConfig::is_mysql(conn) => {
+            Ok(Some(MysqlConfig::from_connection(name, conn)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One text value of `sql` (text protocol), or `None`.
+async fn text_value(conn: &mut sqlx::MySqlConnection, sql: &'static str) -> Option<String> {
+    use sqlx::Row;
+    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await.ok()?;
+    rows.first()?
+        .try_get_unchecked::<Option<&[u8]>, _>(0)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// `confluo connections test NAME` for a MySQL connection: server version, TLS, binary
+/// log settings and whether the user can take the snapshot lock.
+pub async fn test(cfg: &MysqlConfig, json: bool) -> CmdResult {
+    let name = &cfg.name;
+    let started = Instant::now();
+    let mut conn = match cfg.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"connection": name, "ok": false, "error": e.to_string()})
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("FAIL  connection `{name}` ({})", cfg.addr());
+            return Err(e.into());
+        }
+    };
+    let version = text_value(&mut conn, "SELECT VERSION()")
+        .await
+        .unwrap_or_default();
+    let user = text_value(&mut conn, "SELECT CURRENT_USER()")
+        .await
+        .unwrap_or_default();
+    let log_bin = text_value(&mut conn, "SELECT @@log_bin").await.as_deref() == Some("1");
+    let format = text_value(&mut conn, "SELECT @@binlog_format")
+        .await
+        .unwrap_or_default();
+    let cipher = text_value(&mut conn, "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_cipher'")
+        .await
+        .unwrap_or_default();
+    let grants = {
+        use sqlx::Row;
+        let rows = sqlx::raw_sql("SHOW GRANTS")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(MysqlError::query(name, "reading the user's grants"))?;
+        rows.iter()
+            .filter_map(|r| r.try_get_unchecked::<Option<&[u8]>, _>(0).ok().flatten())
+            .map(|b| String::from_utf8_lossy(b).to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let _ = sqlx::Connection::close(conn).await;
+    let reload = grants.contains("ALL PRIVILEGES") || grants.contains("RELOAD");
+    let tls = !cipher.is_empty();
+    let ms = started.elapsed().as_millis();
+    if json {
+        println!(
+            "{}",
+            json!({
+                "connection": name, "ok": true, "host": cfg.addr(), "database": cfg.database,
+                "user": user, "server_version": version, "log_bin": log_bin,
+                "binlog_format": format, "reload": reload, "tls": tls, "milliseconds": ms,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "PASS  connection `{name}`: connected to {}/{} as {user} in {ms} ms",
+        cfg.addr(),
+        cfg.database
+    );
+    println!("  server version  {version}");
+    println!(
+        "  TLS             {} (ssl_mode {})",
+        if tls { "on" } else { "off" },
+        ssl_mode_name(cfg.ssl_mode)
+    );
+    println!(
+        "  binary log      {}",
+        if log_bin {
+            format!("on, binlog_format {format}")
+        } else {
+            "off (snapshots carry no binlog position; enable log_bin for change capture)".into()
+        }
+    );
+    println!(
+        "  snapshot lock   {}",
+        if reload {
+            format!("{user} has RELOAD: snapshots are tied exactly to the binlog position")
+        } else {
+            format!(
+                "{user} lacks RELOAD: snapshots read with one connection and the binlog position is approximate (GRANT RELOAD ON *.* TO ...)"
+            )
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A column's Arrow type as text, or why it has none.
+fn arrow_type(cfg: &MysqlConfig, c: &SourceColumn) -> String {
+    match (map_type(&c.resolved), cfg.unsupported_types) {
+        (Some(m), _) => confluo_lakehouse::delta::type_name(&m.arrow),
+        (None, UnsupportedTypes::Text) => "string (as text)".into(),
+        (None, UnsupportedTypes::Error) => "unsupported".into(),
+    }
+}
+
+fn table_json(cfg: &MysqlConfig, t: &SourceTable) -> serde_json::Value {
+    let cols: Vec<_> = t
+        .columns
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name, "ordinal": c.ordinal, "mysql_type": c.mysql_type,
+                "charset": c.charset, "arrow_type": arrow_type(cfg, c), "nullable": c.nullable,
+            })
+        })
+        .collect();
+    json!({
+        "schema": t.id.schema, "name": t.id.name, "kind": "table",
+        "row_estimate": t.row_estimate, "primary_key": t.primary_key, "columns": cols,
+    })
+}
+
+/// `confluo connections discover NAME [--schema DB]` for a MySQL connection. Without
+/// `--schema`, the connection's own database.
+pub async fn discover_cmd(cfg: &MysqlConfig, schema: Option<&str>, json: bool) -> CmdResult {
+    let db = schema.unwrap_or(&cfg.database);
+    let filter = TableFilter::schema(cfg, db)?;
+    let mut conn = cfg.connect().await?;
+    let tables = discover(&mut conn, cfg, &filter).await?;
+    let _ = sqlx::Connection::close(conn).await;
+    if json {
+        let v: Vec<_> = tables.iter().map(|t| table_json(cfg, t)).collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if tables.is_empty() {
+        println!("No tables in database `{db}` that {} can read.", cfg.user);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for t in &tables {
+        let rows = match t.row_estimate {
+            Some(n) => format!("~{} rows", count(n)),
+            None => "rows unknown".into(),
+        };
+        let pk = if t.primary_key.is_empty() {
+            "no primary key".to_string()
+        } else {
+            format!("primary key ({})", t.primary_key.join(", "))
+        };
+        println!("{} (table, {rows}, {pk})", t.id);
+        let wn = t.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let wt = t
+            .columns
+            .iter()
+            .map(|c| c.mysql_type.len())
+            .max()
+            .unwrap_or(0);
+        for c in &t.columns {
+            let key = if t.primary_key.contains(&c.name) {
+                "  key"
+            } else {
+                ""
+            };
+            println!(
+                "  {:wn$}  {:wt$}  -> {}{}{key}",
+                c.name,
+                c.mysql_type,
+                arrow_type(cfg, c),
+                if c.nullable { "" } else { "  not null" },
+            );
+        }
+    }
+    println!(
+        "{} table{}",
+        tables.len(),
+        if tables.len() == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One lakehouse table written by a MySQL sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncedTable {
+    /// The source table.
+    pub source: TableId,
+    /// The lakehouse table.
+    pub table: String,
+    /// Rows written.
+    pub rows: u64,
+    /// The Delta version committed.
+    pub version: i64,
+    /// Whether the sync created the table.
+    pub created: bool,
+    /// Key ranges the source table was read in, in parallel (1: read whole).
+    pub ranges: usize,
+    /// Values stored as null because they have no Arrow counterpart, by column.
+    pub nulled: Vec<(String, u64)>,
+}
+
+/// What a MySQL snapshot sync did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    /// The entry's name.
+    pub entry: String,
+    /// The source connection.
+    pub connection: String,
+    /// The binlog position every table was read at.
+    pub snapshot: SnapshotInfo,
+    /// The tables, in source order.
+    pub tables: Vec<SyncedTable>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Prints a sync's summary.
+pub fn print_report(r: &SyncReport) {
+    let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
+    println!(
+        "Synced `{}` from connection `{}`: {} table{}, {} rows in {:.2} s (binlog {}{}{})",
+        r.entry,
+        r.connection,
+        r.tables.len(),
+        if r.tables.len() == 1 { "" } else { "s" },
+        count(rows),
+        r.seconds,
+        r.snapshot.position(),
+        r.snapshot
+            .gtid_set
+            .as_ref()
+            .map(|g| format!(", GTID {g}"))
+            .unwrap_or_default(),
+        if r.snapshot.exact {
+            ""
+        } else {
+            ", approximate"
+        }
+    );
+    for t in &r.tables {
+        println!(
+            "  {} -> {}: {} rows (version {}{})",
+            t.source,
+            t.table,
+            count(t.rows),
+            t.version,
+            if t.created { ", new table" } else { "" }
+        );
+        for (col, n) in &t.nulled {
+            println!(
+                "    note: {} value{} of `{col}` (zero dates, TIME beyond 24 h) stored as null",
+                count(*n),
+                if *n == 1 { "" } else { "s" }
+            );
+        }
+    }
+}
+
+/// A table being written: its writer and what the commit needs.
+struct Pending {
+    name: TableName,
+    table: DeltaTable,
+    writer: TableWriter,
+    new_schema: Option<SchemaRef>,
+    created: bool,
+    ranges: usize,
+    bar: Option<ProgressBar>,
+}
+
+/// Copies a consistent snapshot of the entry's MySQL tables into the lakehouse: one table
+/// per source table, each replaced in one Delta overwrite commit whose `commitInfo`
+/// records `confluo.source` (connection, table, binlog file/position, GTID set, rows).
+pub async fn sync_snapshot(
+    cfg: &MysqlConfig,
+    lh: &Lakehouse,
+    entry_name: &str,
+    entry: &IngestConfig,
+    quiet: bool,
+) -> Result<SyncReport, CliError> {
+    if entry.mode == IngestMode::Cdc {
+        return Err(anyhow::anyhow!(
+            "ingest entry `{entry_name}`: connection `{}` is MySQL/MariaDB: binlog change capture is not supported yet\n  hint: use `mode: snapshot` (each sync copies a consistent snapshot)",
+            cfg.name
+        )
+        .into());
+    }
+    let started = Instant::now();
+    let (catalog, schema) = target_schema(lh, entry_name, &entry.schema)?;
+    ensure_schema(lh, &catalog, &schema).await?;
+    let mut conn = cfg.connect().await?;
+    let tables = resolve_tables(&mut conn, cfg, &entry.tables).await?;
+    let _ = sqlx::Connection::close(conn).await;
+    // Validate every table's types before touching the lakehouse.
+    for t in &tables {
+        t.arrow_schema(cfg)?;
+    }
+    let order: Vec<TableId> = tables.iter().map(|t| t.id.clone()).collect();
+    let request = SnapshotRequest {
+        tables,
+        parallelism: entry.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
+    };
+    let mut snap = snapshot(cfg, request).await?;
+    let info = snap.info.clone();
+    let bars =
+        (!quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
+    let mut pending: HashMap<TableId, Pending> = HashMap::new();
+    let mut done: BTreeMap<TableId, SyncedTable> = BTreeMap::new();
+    while let Some(event) = snap.next().await {
+        match event? {
+            SnapshotEvent::TableStarted {
+                table,
+                schema: arrow_schema,
+                row_estimate,
+                ranges,
+            } => {
+                let name = TableName::new(catalog.clone(), schema.clone(), table.name.clone());
+                let bar = bars.as_ref().map(|m| table_bar(m, &table, row_estimate));
+                let mut p = open_target(lh, cfg, &table, name, arrow_schema, bar).await?;
+                p.ranges = ranges;
+                pending.insert(table, p);
+            }
+            SnapshotEvent::Batch { table, batch } => {
+                if let Some(p) = pending.get_mut(&table) {
+                    p.writer.write(&batch).await?;
+                    if let Some(b) = &p.bar {
+                        b.inc(batch.num_rows() as u64);
+                    }
+                }
+            }
+            SnapshotEvent::TableFinished(t) => {
+                let Some(p) = pending.remove(&t.table) else {
+                    continue;
+                };
+                let adds = p.writer.finish().await?;
+                let mut app_metadata = HashMap::new();
+                app_metadata.insert(
+                    "confluo.source".to_string(),
+                    json!({
+                        "connection": cfg.name,
+                        "type": "mysql",
+                        "database": t.table.schema,
+                        "table": t.table.to_string(),
+                        "entry": entry_name,
+                        "server_version": info.server_version,
+                        "binlog_file": info.binlog_file,
+                        "binlog_position": info.binlog_position,
+                        "gtid_set": info.gtid_set,
+                        "position_exact": info.exact,
+                        "rows": t.rows,
+                    }),
+                );
+                let version = delta::commit(
+                    &p.table,
+                    CommitRequest {
+                        adds,
+                        mode: WriteMode::Overwrite,
+                        new_schema: p.new_schema,
+                        app_metadata,
+                        txn: None,
+                    },
+                )
+                .await?;
+                if let Some(b) = &p.bar {
+                    b.finish_and_clear();
+                }
+                done.insert(
+                    t.table.clone(),
+                    SyncedTable {
+                        source: t.table,
+                        table: p.name.to_string(),
+                        rows: t.rows,
+                        version,
+                        created: p.created,
+                        ranges: p.ranges,
+                        nulled: t.nulled,
+                    },
+                );
+            }
+        }
+    }
+    snap.finish().await?;
+    if let Some(m) = &bars {
+        let _ = m.clear();
+    }
+    let tables = order.iter().filter_map(|id| done.remove(id)).collect();
+    Ok(SyncReport {
+        entry: entry_name.to_string(),
+        connection: cfg.name.clone(),
+        snapshot: info,
+        tables,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn table_bar(m: &MultiProgress, table: &TableId, estimate: Option<u64>) -> ProgressBar {
+    let bar = match estimate.filter(|e| *e > 0) {
+        Some(n) => {
+            let b = ProgressBar::new(n);
+            if let Ok(s) = ProgressStyle::with_template(
+                "{spinner} {prefix:30} [{bar:30}] {human_pos}/~{human_len} rows, {per_sec} ({elapsed})",
+            ) {
+                b.set_style(s.progress_chars("=> "));
+            }
+            b
+        }
+        None => {
+            let b = ProgressBar::no_length();
+            if let Ok(s) = ProgressStyle::with_template(
+                "{spinner} {prefix:30} {human_pos} rows, {per_sec} ({elapsed})",
+            ) {
+                b.set_style(s);
+            }
+            b
+        }
+    };
+    let bar = m.add(bar);
+    bar.set_prefix(table.to_string());
+    bar.enable_steady_tick(Duration::from_millis(125));
+    bar
+}
+
+/// Opens (or creates) the lakehouse table for a source table and a writer for its rows.
+async fn open_target(
+    lh: &Lakehouse,
+    cfg: &MysqlConfig,
+    source: &TableId,
+    name: TableName,
+    arrow_schema: SchemaRef,
+    bar: Option<ProgressBar>,
+) -> Result<Pending, CliError> {
+    let target = delta::delta_compatible_schema(&arrow_schema);
+    let (table, new_schema, created) = match lh.metastore().get_table(&name).await? {
+        Some(info) => {
+            let table = lh.open_delta(&info, TableVersion::Latest).await?;
+            let current = delta::table_schema(&table)?;
+            // The source's columns may have changed since the last sync: the overwrite
+            // commit replaces the schema along with the rows.
+            let changed = current.fields() != target.fields();
+            (table, changed.then(|| target.clone()), false)
+        }
+        None => {
+            let (_, table) = lh
+                .create_table(NewTable {
+                    name: name.clone(),
+                    schema: target.as_ref().clone(),
+                    partition_by: Vec::new(),
+                    comment: Some(format!("{source} from connection `{}` (MySQL)", cfg.name)),
+                    properties: BTreeMap::new(),
+                    location: None,
+                })
+                .await?;
+            (table, None, true)
+        }
+    };
+    let writer = TableWriter::new(&table, target)?;
+    Ok(Pending {
+        name,
+        table,
+        writer,
+        new_schema,
+        created,
+        ranges: 1,
+        bar,
+    })
+}

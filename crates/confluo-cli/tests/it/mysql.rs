@@ -368,3 +368,41 @@ fn unsupported_types() {
         vec![vec!["::1", "123e4567-e89b-12d3-a456-426655440000"]]
     );
 }
+
+#[test]
+fn without_reload_one_transaction_and_approximate_position() {
+    let db = MyDb::new();
+    db.exec(
+        "CREATE TABLE a (id INT PRIMARY KEY, v INT);
+         INSERT INTO a SELECT seq, seq FROM seq_1_to_5000;
+         CREATE TABLE b (id INT PRIMARY KEY);
+         INSERT INTO b VALUES (1), (2)",
+    );
+    let user = format!("confluo_t_user_{}", &db.name["confluo_t_".len()..][..12]);
+    for host in ["%", "localhost"] {
+        db.admin(&format!("CREATE USER '{user}'@'{host}' IDENTIFIED BY 'x'"));
+        db.admin(&format!(
+            "GRANT SELECT ON {}.* TO '{user}'@'{host}'",
+            db.name
+        ));
+    }
+    let p = TestProject::with_config(&format!(
+        "{}    snapshot_split_rows: 10\ningest:\n  e:\n    connection: my\n    tables: [\"*\"]\n    schema: bronze\n    parallelism: 4\n",
+        db.connection("")
+            .replace("user: root", &format!("user: {user}"))
+            .replace("${env:CONFLUO_T_MYPASS}", "x")
+    ));
+    let out = run(&p, &["sync", "e", "--json"]);
+    for host in ["%", "localhost"] {
+        db.admin(&format!("DROP USER '{user}'@'{host}'"));
+    }
+    let s: serde_json::Value =
+        serde_json::from_str(crate::common::succeeded(&["sync"], out).trim()).unwrap();
+    assert_eq!(s["snapshot"]["exact"], false, "{s}");
+    assert_eq!(s["tables"][0]["rows"], 5000, "{s}");
+    assert_eq!(s["tables"][1]["rows"], 2, "{s}");
+    assert_eq!(
+        p.rows("SELECT count(*), sum(v) FROM bronze.a"),
+        vec![vec!["5000", "12502500"]]
+    );
+}

@@ -15,7 +15,7 @@
 //! | `BIT(n)` | `Int64` | the bits as an unsigned number (`col + 0`); `BIT(64)` values above 2^63-1 keep their bit pattern and read negative |
 //! | `DECIMAL(p,s)`, p ≤ 38 | `Decimal128(p,s)` | exact |
 //! | `DECIMAL(p,s)`, p > 38 | `Utf8` | MySQL allows 65 digits; no Delta decimal holds them, the exact text is kept |
-//! | `FLOAT/DOUBLE` | `Float32/Float64` | parsed from the server's shortest round-trip text |
+//! | `FLOAT/DOUBLE` | `Float32/Float64` | exact: `FLOAT` is read through `CAST(col AS DOUBLE)`, since the server renders a FLOAT with only 6 significant digits; DOUBLE text round-trips |
 //! | `CHAR/VARCHAR/TEXT` | `Utf8` | columns not in utf8mb4 (latin1, …) are read through `CONVERT(col USING utf8mb4)` so the server re-encodes them |
 //! | `ENUM/SET` | `Utf8` | the label(s), as MySQL renders them (`a,b` for a set) |
 //! | `JSON` | `Utf8` | the document text (MariaDB stores JSON as `LONGTEXT`) |
@@ -140,7 +140,13 @@ pub fn map_type(t: &MyType) -> Option<ColumnMapping> {
                 ColumnMapping::plain(D::Utf8, Parse::Text)
             }
         }
-        "float" => ColumnMapping::plain(D::Float32, Parse::Float),
+        // The server renders FLOAT with 6 significant digits; as DOUBLE its text holds
+        // the exact single-precision value.
+        "float" => ColumnMapping {
+            arrow: D::Float32,
+            parse: Parse::Float,
+            select: "CAST({} AS DOUBLE)",
+        },
         "double" | "real" => ColumnMapping::plain(D::Float64, Parse::Float),
         "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
         | "json" => {

@@ -692,7 +692,7 @@ impl<'a> Runner<'a> {
                 log.record(
                     Event::info("flow_progress", format!("flow {} batch {batch}: {} change rows, {} upserted, {} deleted, {} late", flow.name, s.changes, s.upserted, s.deleted, s.late))
                         .on(&ds.key, Some(&flow.name))
-                        .with(json!({"batch": batch, "version": s.version, "changes": s.changes, "rows_upserted": s.upserted, "rows_deleted": s.deleted, "rows_late": s.late, "truncated": s.truncated, "files_read": planned.files.len(), "source_lag": planned.source_lag})),
+                        .with(with_source_lag(json!({"batch": batch, "version": s.version, "changes": s.changes, "rows_upserted": s.upserted, "rows_deleted": s.deleted, "rows_late": s.late, "truncated": s.truncated, "files_read": planned.files.len()}), &planned.source_lag)),
                 );
                 continue;
             }
@@ -786,19 +786,18 @@ impl<'a> Runner<'a> {
                     ),
                 )
                 .on(&ds.key, Some(&flow.name))
-                .with(json!({
+                .with(with_source_lag(json!({
                     "batch": batch,
                     "version": version,
                     "rows_written": written.rows,
                     "rows_dropped": written.dropped,
                     "rows_quarantined": written.quarantined,
                     "files_read": planned.files.len(),
-                    "source_lag": planned.source_lag,
                     "expectations": ds.expectations().iter().enumerate().map(|(i, e)| {
                         let (p, f) = checker.counts(i);
                         json!({"name": e.name, "action": e.action.label(), "passed": p, "failed": f})
                     }).collect::<Vec<_>>(),
-                })),
+                }), &planned.source_lag)),
             );
         }
         report.expectations = ds
@@ -1511,6 +1510,16 @@ fn quoted(t: &TableName) -> String {
         t.schema.as_str(),
         t.table.as_str()
     )
+}
+
+/// Event details with the change feeds' lag, when the flow read any.
+fn with_source_lag(mut details: Value, lag: &[Value]) -> Value {
+    if !lag.is_empty()
+        && let Some(map) = details.as_object_mut()
+    {
+        map.insert("source_lag".into(), Value::Array(lag.to_vec()));
+    }
+    details
 }
 
 /// FNV-1a: a small hash that stays the same across Rust versions (slot names depend on it).

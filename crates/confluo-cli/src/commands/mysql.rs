@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use confluo_connectors::mysql::config::ssl_mode_name;
@@ -19,12 +19,12 @@ use confluo_lakehouse::delta::{self, CommitRequest, TableVersion, WriteMode};
 use confluo_lakehouse::write::TableWriter;
 use confluo_lakehouse::{Lakehouse, NewTable};
 use deltalake::DeltaTable;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use serde::Serialize;
 use serde_json::json;
 
 use super::CmdResult;
-use super::sync::{DEFAULT_PARALLELISM, ensure_schema, target_schema};
+use super::sync::{DEFAULT_PARALLELISM, ensure_schema, table_bar, target_schema};
 use crate::progress::count;
 use crate::report::CliError;
 
@@ -434,33 +434,6 @@ pub async fn sync_snapshot(
         tables,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-fn table_bar(m: &MultiProgress, table: &TableId, estimate: Option<u64>) -> ProgressBar {
-    let bar = match estimate.filter(|e| *e > 0) {
-        Some(n) => {
-            let b = ProgressBar::new(n);
-            if let Ok(s) = ProgressStyle::with_template(
-                "{spinner} {prefix:30} [{bar:30}] {human_pos}/~{human_len} rows, {per_sec} ({elapsed})",
-            ) {
-                b.set_style(s.progress_chars("=> "));
-            }
-            b
-        }
-        None => {
-            let b = ProgressBar::no_length();
-            if let Ok(s) = ProgressStyle::with_template(
-                "{spinner} {prefix:30} {human_pos} rows, {per_sec} ({elapsed})",
-            ) {
-                b.set_style(s);
-            }
-            b
-        }
-    };
-    let bar = m.add(bar);
-    bar.set_prefix(table.to_string());
-    bar.enable_steady_tick(Duration::from_millis(125));
-    bar
 }
 
 /// Opens (or creates) the lakehouse table for a source table and a writer for its rows.

@@ -329,7 +329,12 @@ pub async fn sync_snapshot(
     })
 }
 
-fn table_bar(m: &MultiProgress, table: &TableId, estimate: Option<u64>) -> ProgressBar {
+/// A progress bar for one table's copy (rows against the estimate when there is one).
+pub(super) fn table_bar(
+    m: &MultiProgress,
+    table: &dyn std::fmt::Display,
+    estimate: Option<u64>,
+) -> ProgressBar {
     let bar = match estimate.filter(|e| *e > 0) {
         Some(n) => {
             let b = ProgressBar::new(n);

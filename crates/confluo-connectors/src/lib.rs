@@ -4,3 +4,4 @@
 pub mod files;
 pub mod mysql;
 pub mod postgres;
+pub mod snapshot;

@@ -15,7 +15,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
@@ -51,73 +50,17 @@ pub struct SnapshotInfo {
     pub wal_lsn: String,
 }
 
-/// What a snapshot produces, in order per table: `TableStarted`, its `Batch`es,
-/// `TableFinished`. Events of different tables interleave.
-#[derive(Debug)]
-pub enum SnapshotEvent {
-    /// Reading of a table began.
-    TableStarted {
-        /// The table.
-        table: TableId,
-        /// The Arrow schema of its batches.
-        schema: SchemaRef,
-        /// `pg_class.reltuples`, if known (for progress).
-        row_estimate: Option<u64>,
-        /// Key ranges it is read in (1 when read whole).
-        ranges: usize,
-    },
-    /// Rows of a table.
-    Batch {
-        /// The table.
-        table: TableId,
-        /// The rows.
-        batch: RecordBatch,
-    },
-    /// Every row of the table has been sent.
-    TableFinished(TableSnapshot),
-}
-
+/// What a PostgreSQL snapshot produces.
+pub type SnapshotEvent = crate::snapshot::SnapshotEvent<TableId>;
 /// The outcome for one table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TableSnapshot {
-    /// The table.
-    pub table: TableId,
-    /// Rows read.
-    pub rows: u64,
-    /// Values stored as null because Arrow has no counterpart (`±infinity`, `NaN`), by
-    /// column.
-    pub nulled: Vec<(String, u64)>,
-}
+pub type TableSnapshot = crate::snapshot::TableSnapshot<TableId>;
+/// A PostgreSQL snapshot in progress.
+pub type Snapshot = crate::snapshot::Snapshot<TableId, SnapshotInfo, PostgresError>;
 
-/// A snapshot in progress: its instant, and a stream of events.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// The instant read.
-    pub info: SnapshotInfo,
-    rx: mpsc::Receiver<Result<SnapshotEvent>>,
-    driver: tokio::task::JoinHandle<Result<Vec<TableSnapshot>>>,
-}
-
-impl Snapshot {
-    /// The next event, or `None` when every table is done (or a worker failed: the error is
-    /// delivered first).
-    pub async fn next(&mut self) -> Option<Result<SnapshotEvent>> {
-        self.rx.recv().await
-    }
-
-    /// Waits for the workers and the coordinator to finish; returns per-table results in
-    /// the request's order.
-    pub async fn finish(mut self) -> Result<Vec<TableSnapshot>> {
-        // Drain what is left so no worker waits on a full channel.
-        self.rx.close();
-        while self.rx.recv().await.is_some() {}
-        match self.driver.await {
-            Ok(r) => r,
-            Err(e) => Err(PostgresError::Cancelled {
-                connection: String::new(),
-                message: format!("snapshot task failed: {e}"),
-            }),
-        }
+fn task_failed(message: String) -> PostgresError {
+    PostgresError::Cancelled {
+        connection: String::new(),
+        message,
     }
 }
 
@@ -313,7 +256,7 @@ pub async fn snapshot_in_transaction(
             })
             .collect())
     });
-    Ok(Snapshot { info, rx, driver })
+    Ok(Snapshot::new(info, rx, driver, task_failed))
 }
 
 /// Key-range filters for a table: one `None` to read it whole, or `parallelism` ranges over

@@ -1,12 +1,12 @@
 //! `type: mysql` connections (MySQL and MariaDB): the settings in `confluo.yaml`, and the
 //! only place connections to the server are made.
 
+use crate::connection_options::{ConnectionOptions, OptionError, parse_seconds};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use confluo_core::project::{ConnectionConfig, expand_env};
+use confluo_core::project::ConnectionConfig;
 use confluo_core::suggest;
-use serde_yaml_ng::Value;
 use sqlx::Connection;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 
@@ -111,49 +111,21 @@ impl MysqlConfig {
                 ),
             ));
         }
-        for key in conn.options.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                let near = suggest::nearest(key, KNOWN_KEYS.iter().copied());
-                let hint = if near.is_empty() {
-                    format!("\n  hint: valid keys are {}", KNOWN_KEYS.join(", "))
-                } else {
-                    suggest::hint(&near)
-                };
-                return Err(MysqlError::UnknownKey {
-                    connection: name.to_string(),
-                    key: key.clone(),
-                    hint,
-                });
+        let opts = ConnectionOptions::new(name, conn, KNOWN_KEYS).map_err(|e| match e {
+            OptionError::Unknown { key, hint } => MysqlError::UnknownKey {
+                connection: name.to_string(),
+                key,
+                hint,
+            },
+            OptionError::Invalid { key, message } => err(&key, message),
+        })?;
+        let option = |e: OptionError| match e {
+            OptionError::Invalid { key, message } | OptionError::Unknown { key, hint: message } => {
+                err(&key, message)
             }
-        }
-        let get = |key: &str| -> Result<Option<String>> {
-            let Some(v) = conn.options.get(key) else {
-                return Ok(None);
-            };
-            let text = match v {
-                Value::Null => return Ok(None),
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                _ => {
-                    return Err(err(
-                        key,
-                        "expected a single value, not a list or map".into(),
-                    ));
-                }
-            };
-            expand(&text).map(Some).map_err(|m| err(key, m))
         };
-        let require = |key: &str| -> Result<String> {
-            get(key)?.filter(|s| !s.is_empty()).ok_or_else(|| {
-                err(
-                    key,
-                    format!(
-                        "is required\n  hint: add `{key}:` to connection `{name}` in confluo.yaml"
-                    ),
-                )
-            })
-        };
+        let get = |key: &str| opts.get(key).map_err(option);
+        let require = |key: &str| opts.require(key).map_err(option);
         let port = match get("port")? {
             None => 3306,
             Some(p) => p
@@ -349,32 +321,6 @@ pub fn ssl_mode_name(mode: MySqlSslMode) -> &'static str {
         MySqlSslMode::VerifyCa => "verify_ca",
         MySqlSslMode::VerifyIdentity => "verify_identity",
     }
-}
-
-/// Expands `${env:NAME}`, naming the variable when it is unset.
-fn expand(text: &str) -> std::result::Result<String, String> {
-    if !text.contains("${env:") {
-        return Ok(text.to_string());
-    }
-    expand_env(text).map_err(|e| match e {
-        confluo_core::Error::Config { key, message } => format!(
-            "{message} (referenced as {key})\n  hint: export the variable before running confluo"
-        ),
-        other => other.to_string(),
-    })
-}
-
-/// `10`, `10s`, `1.5s`, `500ms` as a duration.
-fn parse_seconds(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    if let Some(ms) = t.strip_suffix("ms") {
-        return ms.trim().parse::<u64>().ok().map(Duration::from_millis);
-    }
-    let s = t.strip_suffix('s').unwrap_or(t).trim();
-    s.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]

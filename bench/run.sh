@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines|postgres
+# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines|postgres|mysql
 # Creates bench/.venv with the peers from PyPI, generates the data once, builds Confluo (release).
 # pipelines: Confluo's declarative pipelines against Apache Spark Declarative Pipelines
 # (pyspark 4.3, needs Java 17 as `java`); SCALE (default 1) and RUNS (default 1) are passed on.
 # postgres: snapshot and CDC from the local PostgreSQL (127.0.0.1:5432, wal_level=logical) against
 # binary COPY (the floor) and ConnectorX; RUNS (default 1) is passed on. With CONFLUO_BIN set, that
 # binary is measured and nothing is built.
+# mysql: snapshot from the local MySQL/MariaDB (127.0.0.1:3306, root) against SELECT ... INTO OUTFILE
+# and `mariadb --quick` (the floors) and ConnectorX; RUNS (default 3) and CONFLUO_BIN as for postgres.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-ingest}"
@@ -22,7 +24,10 @@ fi
 if [ "$which" = postgres ] && ! bench/.venv/bin/python -c "import connectorx, psycopg, psutil, deltalake, pyarrow" 2>/dev/null; then
   bench/.venv/bin/pip install -q connectorx 'psycopg[binary]' pyarrow deltalake psutil polars
 fi
-if [ "$which" != postgres ] || [ -z "${CONFLUO_BIN:-}" ]; then
+if [ "$which" = mysql ] && ! bench/.venv/bin/python -c "import connectorx, psutil, deltalake, pyarrow" 2>/dev/null; then
+  bench/.venv/bin/pip install -q connectorx pyarrow deltalake psutil
+fi
+if { [ "$which" != postgres ] && [ "$which" != mysql ]; } || [ -z "${CONFLUO_BIN:-}" ]; then
   cargo build --release -p confluo-cli
   export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
 fi
@@ -37,5 +42,8 @@ case "$which" in
   postgres)
     bench/.venv/bin/python bench/postgres.py
     ;;
-  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres)" >&2; exit 2 ;;
+  mysql)
+    bench/.venv/bin/python bench/mysql.py
+    ;;
+  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres, mysql)" >&2; exit 2 ;;
 esac

@@ -8,6 +8,7 @@ pub mod mysql;
 pub mod pipeline;
 pub mod query;
 pub mod shell;
+pub mod snapshot_writer;
 pub mod sync;
 pub mod sync_cdc;
 pub mod verify;

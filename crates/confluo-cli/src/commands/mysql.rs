@@ -2,29 +2,23 @@
 //! `confluo sync` (snapshot mode) for MySQL and MariaDB. `connections.rs` and `sync.rs`
 //! dispatch here on the connection's type.
 
-use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
 use confluo_connectors::mysql::config::ssl_mode_name;
 use confluo_connectors::mysql::{
-    MysqlConfig, MysqlError, SnapshotEvent, SnapshotInfo, SnapshotRequest, SourceColumn,
-    SourceTable, TableFilter, TableId, UnsupportedTypes, discover, map_type, resolve_tables,
-    snapshot,
+    MysqlConfig, MysqlError, SnapshotInfo, SnapshotRequest, SourceColumn, SourceTable, TableFilter,
+    TableId, UnsupportedTypes, discover, map_type, resolve_tables, snapshot,
 };
+use confluo_core::Project;
 use confluo_core::project::{IngestConfig, IngestMode};
-use confluo_core::{Project, TableName};
-use confluo_lakehouse::delta::{self, CommitRequest, TableVersion, WriteMode};
-use confluo_lakehouse::write::TableWriter;
-use confluo_lakehouse::{Lakehouse, NewTable};
-use deltalake::DeltaTable;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
+use confluo_lakehouse::Lakehouse;
 use serde::Serialize;
 use serde_json::json;
 
 use super::CmdResult;
-use super::sync::{DEFAULT_PARALLELISM, ensure_schema, table_bar, target_schema};
+use super::snapshot_writer::{Landing, write_snapshot};
+use super::sync::{DEFAULT_PARALLELISM, ensure_schema, target_schema};
 use crate::progress::count;
 use crate::report::CliError;
 
@@ -225,23 +219,7 @@ pub async fn discover_cmd(cfg: &MysqlConfig, schema: Option<&str>, json: bool) -
 }
 
 /// One lakehouse table written by a MySQL sync.
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncedTable {
-    /// The source table.
-    pub source: TableId,
-    /// The lakehouse table.
-    pub table: String,
-    /// Rows written.
-    pub rows: u64,
-    /// The Delta version committed.
-    pub version: i64,
-    /// Whether the sync created the table.
-    pub created: bool,
-    /// Key ranges the source table was read in, in parallel (1: read whole).
-    pub ranges: usize,
-    /// Values stored as null because they have no Arrow counterpart, by column.
-    pub nulled: Vec<(String, u64)>,
-}
+pub type SyncedTable = super::snapshot_writer::SyncedTable<TableId>;
 
 /// What a MySQL snapshot sync did.
 #[derive(Debug, Clone, Serialize)]
@@ -300,17 +278,6 @@ pub fn print_report(r: &SyncReport) {
     }
 }
 
-/// A table being written: its writer and what the commit needs.
-struct Pending {
-    name: TableName,
-    table: DeltaTable,
-    writer: TableWriter,
-    new_schema: Option<SchemaRef>,
-    created: bool,
-    ranges: usize,
-    bar: Option<ProgressBar>,
-}
-
 /// Copies a consistent snapshot of the entry's MySQL tables into the lakehouse: one table
 /// per source table, each replaced in one Delta overwrite commit whose `commitInfo`
 /// records `confluo.source` (connection, table, binlog file/position, GTID set, rows).
@@ -343,140 +310,41 @@ pub async fn sync_snapshot(
         tables,
         parallelism: entry.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
     };
-    let mut snap = snapshot(cfg, request).await?;
+    let snap = snapshot(cfg, request).await?;
     let info = snap.info.clone();
-    let bars =
-        (!quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
-    let mut pending: HashMap<TableId, Pending> = HashMap::new();
-    let mut done: BTreeMap<TableId, SyncedTable> = BTreeMap::new();
-    while let Some(event) = snap.next().await {
-        match event? {
-            SnapshotEvent::TableStarted {
-                table,
-                schema: arrow_schema,
-                row_estimate,
-                ranges,
-            } => {
-                let name = TableName::new(catalog.clone(), schema.clone(), table.name.clone());
-                let bar = bars.as_ref().map(|m| table_bar(m, &table, row_estimate));
-                let mut p = open_target(lh, cfg, &table, name, arrow_schema, bar).await?;
-                p.ranges = ranges;
-                pending.insert(table, p);
-            }
-            SnapshotEvent::Batch { table, batch } => {
-                if let Some(p) = pending.get_mut(&table) {
-                    p.writer.write(&batch).await?;
-                    if let Some(b) = &p.bar {
-                        b.inc(batch.num_rows() as u64);
-                    }
-                }
-            }
-            SnapshotEvent::TableFinished(t) => {
-                let Some(p) = pending.remove(&t.table) else {
-                    continue;
-                };
-                let adds = p.writer.finish().await?;
-                let mut app_metadata = HashMap::new();
-                app_metadata.insert(
-                    "confluo.source".to_string(),
-                    json!({
-                        "connection": cfg.name,
-                        "type": "mysql",
-                        "database": t.table.schema,
-                        "table": t.table.to_string(),
-                        "entry": entry_name,
-                        "server_version": info.server_version,
-                        "binlog_file": info.binlog_file,
-                        "binlog_position": info.binlog_position,
-                        "gtid_set": info.gtid_set,
-                        "position_exact": info.exact,
-                        "rows": t.rows,
-                    }),
-                );
-                let version = delta::commit(
-                    &p.table,
-                    CommitRequest {
-                        adds,
-                        mode: WriteMode::Overwrite,
-                        new_schema: p.new_schema,
-                        app_metadata,
-                        txn: None,
-                    },
-                )
-                .await?;
-                if let Some(b) = &p.bar {
-                    b.finish_and_clear();
-                }
-                done.insert(
-                    t.table.clone(),
-                    SyncedTable {
-                        source: t.table,
-                        table: p.name.to_string(),
-                        rows: t.rows,
-                        version,
-                        created: p.created,
-                        ranges: p.ranges,
-                        nulled: t.nulled,
-                    },
-                );
-            }
-        }
-    }
-    snap.finish().await?;
-    if let Some(m) = &bars {
-        let _ = m.clear();
-    }
-    let tables = order.iter().filter_map(|id| done.remove(id)).collect();
+    let tables = write_snapshot(
+        lh,
+        snap,
+        &order,
+        Landing {
+            catalog: &catalog,
+            schema: &schema,
+            table_name: &|t: &TableId| t.name.clone(),
+            comment: &|t: &TableId| format!("{t} from connection `{}` (MySQL)", cfg.name),
+            source: &|t| {
+                json!({
+                    "connection": cfg.name,
+                    "type": "mysql",
+                    "database": t.table.schema,
+                    "table": t.table.to_string(),
+                    "entry": entry_name,
+                    "server_version": info.server_version,
+                    "binlog_file": info.binlog_file,
+                    "binlog_position": info.binlog_position,
+                    "gtid_set": info.gtid_set,
+                    "position_exact": info.exact,
+                    "rows": t.rows,
+                })
+            },
+            quiet,
+        },
+    )
+    .await?;
     Ok(SyncReport {
         entry: entry_name.to_string(),
         connection: cfg.name.clone(),
         snapshot: info,
         tables,
         seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-/// Opens (or creates) the lakehouse table for a source table and a writer for its rows.
-async fn open_target(
-    lh: &Lakehouse,
-    cfg: &MysqlConfig,
-    source: &TableId,
-    name: TableName,
-    arrow_schema: SchemaRef,
-    bar: Option<ProgressBar>,
-) -> Result<Pending, CliError> {
-    let target = delta::delta_compatible_schema(&arrow_schema);
-    let (table, new_schema, created) = match lh.metastore().get_table(&name).await? {
-        Some(info) => {
-            let table = lh.open_delta(&info, TableVersion::Latest).await?;
-            let current = delta::table_schema(&table)?;
-            // The source's columns may have changed since the last sync: the overwrite
-            // commit replaces the schema along with the rows.
-            let changed = current.fields() != target.fields();
-            (table, changed.then(|| target.clone()), false)
-        }
-        None => {
-            let (_, table) = lh
-                .create_table(NewTable {
-                    name: name.clone(),
-                    schema: target.as_ref().clone(),
-                    partition_by: Vec::new(),
-                    comment: Some(format!("{source} from connection `{}` (MySQL)", cfg.name)),
-                    properties: BTreeMap::new(),
-                    location: None,
-                })
-                .await?;
-            (table, None, true)
-        }
-    };
-    let writer = TableWriter::new(&table, target)?;
-    Ok(Pending {
-        name,
-        table,
-        writer,
-        new_schema,
-        created,
-        ranges: 1,
-        bar,
     })
 }

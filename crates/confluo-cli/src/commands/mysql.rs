@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::CmdResult;
-use super::snapshot_writer::{Landing, write_snapshot};
+use super::snapshot_writer::{Landing, print_tables, write_snapshot};
 use super::sync::{DEFAULT_PARALLELISM, ensure_schema, target_schema};
 use crate::progress::count;
 use crate::report::CliError;
@@ -259,23 +259,7 @@ pub fn print_report(r: &SyncReport) {
             ", approximate"
         }
     );
-    for t in &r.tables {
-        println!(
-            "  {} -> {}: {} rows (version {}{})",
-            t.source,
-            t.table,
-            count(t.rows),
-            t.version,
-            if t.created { ", new table" } else { "" }
-        );
-        for (col, n) in &t.nulled {
-            println!(
-                "    note: {} value{} of `{col}` (zero dates, TIME beyond 24 h) stored as null",
-                count(*n),
-                if *n == 1 { "" } else { "s" }
-            );
-        }
-    }
+    print_tables(&r.tables, "zero dates, TIME beyond 24 h");
 }
 
 /// Copies a consistent snapshot of the entry's MySQL tables into the lakehouse: one table

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::sync::table_bar;
+use crate::progress::count;
 use crate::report::CliError;
 
 /// One lakehouse table written by a sync.
@@ -38,6 +39,27 @@ pub struct SyncedTable<Id> {
     pub ranges: usize,
     /// Values stored as null because they have no Arrow counterpart, by column.
     pub nulled: Vec<(String, u64)>,
+}
+
+/// Prints each synced table and its notes; `why_null` says which values become null.
+pub fn print_tables<Id: Display>(tables: &[SyncedTable<Id>], why_null: &str) {
+    for t in tables {
+        println!(
+            "  {} -> {}: {} rows (version {}{})",
+            t.source,
+            t.table,
+            count(t.rows),
+            t.version,
+            if t.created { ", new table" } else { "" }
+        );
+        for (col, n) in &t.nulled {
+            println!(
+                "    note: {} value{} of `{col}` ({why_null}) stored as null",
+                count(*n),
+                if *n == 1 { "" } else { "s" }
+            );
+        }
+    }
 }
 
 /// Where the tables go and how they are described.

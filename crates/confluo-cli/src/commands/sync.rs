@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::connections::postgres_config;
-use super::snapshot_writer::{Landing, write_snapshot};
+use super::snapshot_writer::{Landing, print_tables, write_snapshot};
 use super::{CmdResult, Context};
 use crate::progress::count;
 use crate::report::CliError;
@@ -160,23 +160,7 @@ fn print_report(r: &SyncReport) {
         r.snapshot.pg_snapshot,
         r.snapshot.wal_lsn
     );
-    for t in &r.tables {
-        println!(
-            "  {} -> {}: {} rows (version {}{})",
-            t.source,
-            t.table,
-            count(t.rows),
-            t.version,
-            if t.created { ", new table" } else { "" }
-        );
-        for (col, n) in &t.nulled {
-            println!(
-                "    note: {} value{} of `{col}` (±infinity or NaN) stored as null",
-                count(*n),
-                if *n == 1 { "" } else { "s" }
-            );
-        }
-    }
+    print_tables(&r.tables, "±infinity or NaN");
 }
 
 /// Copies a consistent snapshot of the entry's tables into the lakehouse: one table per

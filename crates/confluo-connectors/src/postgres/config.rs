@@ -207,7 +207,8 @@ impl PostgresConfig {
     }
 
     /// The driver's connection options. Session settings make text renderings stable:
-    /// intervals in ISO 8601, dates in ISO, times in UTC.
+    /// intervals in ISO 8601, dates in ISO, times in UTC, bytea in hex (the copy's `::text`
+    /// casts and the change stream's text values depend on them).
     pub fn connect_options(&self) -> PgConnectOptions {
         let mut o = PgConnectOptions::new_without_pgpass()
             .host(&self.host)
@@ -221,6 +222,7 @@ impl PostgresConfig {
                 ("datestyle", "ISO"),
                 ("timezone", "UTC"),
                 ("extra_float_digits", "3"),
+                ("bytea_output", "hex"),
             ]);
         if let Some(p) = &self.password {
             o = o.password(p);

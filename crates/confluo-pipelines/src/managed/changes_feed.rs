@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use confluo_connectors::postgres::PostgresConfig;
 use confluo_connectors::postgres::cdc::pgoutput::format_lsn;
 use confluo_connectors::postgres::cdc::visibility::SnapshotXids;
 use confluo_connectors::postgres::cdc::{CapturedTable, CdcError, ChangeReader, batch, slot};
@@ -19,7 +20,6 @@ use confluo_connectors::postgres::discover::{SourceTable, resolve_tables};
 use confluo_connectors::postgres::snapshot::{
     SnapshotEvent, SnapshotRequest, begin_snapshot, snapshot_in_transaction,
 };
-use confluo_connectors::postgres::{PostgresConfig, PostgresError};
 use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -31,7 +31,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
-use sqlx::{Executor, PgConnection};
+use sqlx::PgConnection;
 use tokio::sync::mpsc;
 
 use super::{ManagedError, Result};
@@ -72,17 +72,6 @@ pub fn feed_schema(table_schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-async fn connect(cfg: &PostgresConfig) -> Result<PgConnection> {
-    let mut conn = cfg.connect().await?;
-    conn.execute("SET bytea_output = 'hex'")
-        .await
-        .map_err(PostgresError::query(
-            &cfg.name,
-            "setting up the change feed session",
-        ))?;
-    Ok(conn)
-}
-
 async fn source_table(
     cfg: &PostgresConfig,
     conn: &mut PgConnection,
@@ -113,7 +102,7 @@ async fn source_table(
 
 /// The feed's schema, for planning without reading (validation, dry runs).
 pub async fn schema(cfg: &PostgresConfig, table: &str) -> Result<SchemaRef> {
-    let mut conn = connect(cfg).await?;
+    let mut conn = cfg.connect().await?;
     let t = source_table(cfg, &mut conn, table).await?;
     let table_schema = t.arrow_schema(cfg)?;
     Ok(feed_schema(&table_schema))
@@ -152,8 +141,7 @@ pub async fn read(
     publication: &str,
     state: &HashMap<String, i64>,
 ) -> Result<FeedRead> {
-    let mut conn = connect(cfg).await?;
-    slot::check_server(cfg, &mut conn).await?;
+    let mut conn = cfg.connect().await?;
     let source = source_table(cfg, &mut conn, table).await?;
     let table_schema = source.arrow_schema(cfg)?;
     let schema = feed_schema(&table_schema);
@@ -166,12 +154,14 @@ pub async fn read(
     .await?;
     let existing = slot::slot_state(cfg, &mut conn, slot_name).await?;
     let Some(&applied) = state.get(key) else {
-        // First update: a new slot, then a snapshot that the stream will not repeat.
+        // First update: a new slot, then a snapshot that the stream will not repeat. The
+        // server's set-up is checked here, where it can still be fixed before anything runs.
+        slot::check_server(cfg, &mut conn).await?;
         if existing.is_some() {
             slot::drop_slot(cfg, &mut conn, slot_name).await?;
         }
         let start = slot::create_slot(cfg, &mut conn, slot_name).await?;
-        let mut coordinator = connect(cfg).await?;
+        let mut coordinator = cfg.connect().await?;
         begin_snapshot(&mut coordinator, cfg, None).await?;
         let snap = snapshot_in_transaction(
             cfg,

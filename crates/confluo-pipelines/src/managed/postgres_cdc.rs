@@ -33,7 +33,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
 use serde_json::json;
-use sqlx::{Executor, PgConnection};
+use sqlx::PgConnection;
 
 use super::state::{self, EntryState, TableState};
 use super::{ManagedError, Result};
@@ -173,12 +173,6 @@ pub struct CdcReport {
     pub confirmed_lsn: String,
 }
 
-/// Session settings of the connection that reads the slot: the text form of values the
-/// change stream sends depends on them (see `cdc::text`). The connection options already
-/// fix intervals (ISO 8601), dates (ISO), the time zone (UTC) and float digits, as for the
-/// copy; bytea must be hex.
-const SESSION: &str = "SET bytea_output = 'hex'";
-
 impl CdcEntry {
     /// The application id recorded in every commit of this entry.
     pub fn app_id(&self) -> String {
@@ -191,14 +185,7 @@ impl CdcEntry {
     }
 
     async fn connect(&self) -> Result<PgConnection> {
-        let mut conn = self.cfg.connect().await?;
-        conn.execute(SESSION)
-            .await
-            .map_err(confluo_connectors::postgres::PostgresError::query(
-                &self.cfg.name,
-                "setting up the change-capture session",
-            ))?;
-        Ok(conn)
+        Ok(self.cfg.connect().await?)
     }
 
     /// Copies what needs copying, then applies changes until caught up (or forever with
@@ -508,9 +495,10 @@ impl CdcEntry {
                 )
                 .await;
             match step {
-                Ok(read) => {
+                Ok(applied) => {
                     backoff = Duration::from_millis(500);
-                    if let Some(s) = slot::slot_state(&self.cfg, &mut conn, &self.slot).await? {
+                    let state = slot::slot_state(&self.cfg, &mut conn, &self.slot).await?;
+                    if let Some(s) = &state {
                         report.confirmed_lsn =
                             confluo_connectors::postgres::cdc::pgoutput::format_lsn(
                                 s.confirmed_lsn,
@@ -523,18 +511,18 @@ impl CdcEntry {
                                 s.retained_bytes() >> 20
                             )));
                         }
-                        if read == 0 {
-                            progress(Progress::Idle {
-                                lag_bytes: s.lag_bytes(),
-                            });
-                        }
                     }
-                    if read == 0 {
+                    let lag_bytes = state.as_ref().map_or(0, |s| s.lag_bytes());
+                    let Some(mut out) = applied else {
+                        progress(Progress::Idle { lag_bytes });
                         if !opts.continuous {
                             break;
                         }
                         tokio::time::sleep(opts.interval).await;
-                    }
+                        continue;
+                    };
+                    out.lag_bytes = lag_bytes;
+                    progress(Progress::Batch(out));
                 }
                 Err(e) if opts.continuous && is_transient(&e) => {
                     progress(Progress::Warning(format!(
@@ -637,7 +625,8 @@ impl CdcEntry {
         })
     }
 
-    /// Reads one batch and applies it; returns how many transactions it read.
+    /// Reads one batch and applies it; returns what it applied (`None`: nothing new). The
+    /// caller adds the lag, from the slot state it reads once per batch anyway.
     #[allow(clippy::too_many_arguments)]
     async fn step(
         &self,
@@ -649,7 +638,7 @@ impl CdcEntry {
         opts: &StreamOptions,
         progress: &mut (dyn FnMut(Progress) + Send),
         report: &mut CdcReport,
-    ) -> Result<u64> {
+    ) -> Result<Option<BatchReport>> {
         let started = Instant::now();
         let mut messages = Vec::new();
         slot::peek(
@@ -666,7 +655,7 @@ impl CdcEntry {
         .await?;
         let batch = reader.fold(messages)?;
         if batch.transactions == 0 {
-            return Ok(0);
+            return Ok(None);
         }
         let mut out = BatchReport {
             transactions: batch.transactions,
@@ -755,17 +744,13 @@ impl CdcEntry {
         let now_micros = chrono::Utc::now().timestamp_micros();
         out.lag_seconds = (now_micros - batch.commit_ts_micros).max(0) as f64 / 1e6;
         out.seconds = started.elapsed().as_secs_f64();
-        if let Some(s) = slot::slot_state(&self.cfg, conn, &self.slot).await? {
-            out.lag_bytes = s.lag_bytes();
-        }
         report.batches += 1;
         report.transactions += out.transactions;
         report.changes += out.changes;
         report.inserted += out.inserted;
         report.updated += out.updated;
         report.deleted += out.deleted;
-        progress(Progress::Batch(out));
-        Ok(batch.transactions)
+        Ok(Some(out))
     }
 }
 

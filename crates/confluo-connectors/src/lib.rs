@@ -6,3 +6,4 @@ pub mod files;
 pub mod mysql;
 pub mod postgres;
 pub mod snapshot;
+pub mod table_patterns;

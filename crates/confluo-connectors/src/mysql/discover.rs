@@ -2,11 +2,11 @@
 //! columns and types, primary keys and row estimates. A MySQL database is what Confluo
 //! calls a schema: tables are named `database.table`.
 
+use crate::table_patterns::TablePatterns;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use globset::{Glob, GlobMatcher};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::mysql::{MySqlConnection, MySqlRow};
@@ -127,7 +127,7 @@ impl SourceTable {
 /// Which tables to look at: glob patterns over `database.table`.
 #[derive(Debug, Clone)]
 pub struct TableFilter {
-    patterns: Vec<(String, GlobMatcher, GlobMatcher)>,
+    patterns: TablePatterns,
 }
 
 impl TableFilter {
@@ -135,23 +135,13 @@ impl TableFilter {
     /// (`shop.*`, `shop.order_*`); a pattern without a dot names tables of the
     /// connection's own database (`database:`), since a server often hosts unrelated ones.
     pub fn new(cfg: &MysqlConfig, patterns: &[String]) -> Result<Self> {
-        let mut out = Vec::new();
-        for p in patterns {
-            let (schema, table) = p
-                .split_once('.')
-                .unwrap_or((cfg.database.as_str(), p.as_str()));
-            let glob = |g: &str| {
-                Glob::new(g)
-                    .map(|g| g.compile_matcher())
-                    .map_err(|e| MysqlError::Config {
-                        connection: cfg.name.clone(),
-                        key: "tables".into(),
-                        message: format!("`{p}` is not a valid pattern: {e}"),
-                    })
-            };
-            out.push((p.clone(), glob(schema)?, glob(table)?));
-        }
-        Ok(TableFilter { patterns: out })
+        let patterns =
+            TablePatterns::new(patterns, &cfg.database).map_err(|message| MysqlError::Config {
+                connection: cfg.name.clone(),
+                key: "tables".into(),
+                message,
+            })?;
+        Ok(TableFilter { patterns })
     }
 
     /// Only tables of database `schema`.
@@ -161,21 +151,17 @@ impl TableFilter {
 
     /// Whether `id` is selected.
     pub fn matches(&self, id: &TableId) -> bool {
-        self.patterns.iter().any(|(_, s, t)| matches(s, t, id))
+        self.patterns.matches(&id.schema, &id.name)
     }
 
     /// Patterns that select none of `ids`.
     pub fn unmatched<'a>(&'a self, ids: &[&TableId]) -> Vec<&'a str> {
-        self.patterns
+        let tables: Vec<(&str, &str)> = ids
             .iter()
-            .filter(|(_, s, t)| !ids.iter().any(|id| matches(s, t, id)))
-            .map(|(p, _, _)| p.as_str())
-            .collect()
+            .map(|i| (i.schema.as_str(), i.name.as_str()))
+            .collect();
+        self.patterns.unmatched(&tables)
     }
-}
-
-fn matches(schema: &GlobMatcher, table: &GlobMatcher, id: &TableId) -> bool {
-    schema.is_match(&id.schema) && table.is_match(&id.name)
 }
 
 /// Column `i` of a text-protocol row as text (information_schema values are text).

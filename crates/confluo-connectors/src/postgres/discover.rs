@@ -1,11 +1,11 @@
 //! What a PostgreSQL database holds: tables, their columns (types resolved through domains,
 //! enums and arrays), primary keys, row estimates and replica identity.
 
+use crate::table_patterns::TablePatterns;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use globset::{Glob, GlobMatcher};
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
@@ -159,7 +159,7 @@ impl SourceTable {
 /// Which tables to look at: glob patterns over `schema.table`.
 #[derive(Debug, Clone, Default)]
 pub struct TableFilter {
-    patterns: Vec<(String, GlobMatcher, GlobMatcher)>,
+    patterns: TablePatterns,
 }
 
 impl TableFilter {
@@ -172,21 +172,13 @@ impl TableFilter {
     /// (`public.*`, `sales.order_*`); a pattern without a dot matches the table name in
     /// every schema.
     pub fn new(cfg_name: &str, patterns: &[String]) -> Result<Self> {
-        let mut out = Vec::new();
-        for p in patterns {
-            let (schema, table) = p.split_once('.').unwrap_or(("*", p.as_str()));
-            let glob = |g: &str| {
-                Glob::new(g)
-                    .map(|g| g.compile_matcher())
-                    .map_err(|e| PostgresError::Config {
-                        connection: cfg_name.to_string(),
-                        key: "tables".into(),
-                        message: format!("`{p}` is not a valid pattern: {e}"),
-                    })
-            };
-            out.push((p.clone(), glob(schema)?, glob(table)?));
-        }
-        Ok(TableFilter { patterns: out })
+        let patterns =
+            TablePatterns::new(patterns, "*").map_err(|message| PostgresError::Config {
+                connection: cfg_name.to_string(),
+                key: "tables".into(),
+                message,
+            })?;
+        Ok(TableFilter { patterns })
     }
 
     /// Only tables of schema `schema`.
@@ -196,21 +188,17 @@ impl TableFilter {
 
     /// Whether `id` is selected.
     pub fn matches(&self, id: &TableId) -> bool {
-        self.patterns.is_empty() || self.patterns.iter().any(|(_, s, t)| matches(s, t, id))
+        self.patterns.is_empty() || self.patterns.matches(&id.schema, &id.name)
     }
 
     /// Patterns that select none of `ids`.
     pub fn unmatched<'a>(&'a self, ids: &[&TableId]) -> Vec<&'a str> {
-        self.patterns
+        let tables: Vec<(&str, &str)> = ids
             .iter()
-            .filter(|(_, s, t)| !ids.iter().any(|id| matches(s, t, id)))
-            .map(|(p, _, _)| p.as_str())
-            .collect()
+            .map(|i| (i.schema.as_str(), i.name.as_str()))
+            .collect();
+        self.patterns.unmatched(&tables)
     }
-}
-
-fn matches(schema: &GlobMatcher, table: &GlobMatcher, id: &TableId) -> bool {
-    schema.is_match(&id.schema) && table.is_match(&id.name)
 }
 
 /// A row of `pg_type`.

@@ -3,6 +3,8 @@
 //! connector's workers run. The source decides the table id, the instant's description and
 //! its error type.
 
+use std::collections::VecDeque;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use serde::Serialize;
@@ -89,4 +91,32 @@ impl<Id, Info, E> Snapshot<Id, Info, E> {
             Err(e) => Err((self.task_failed)(format!("snapshot task failed: {e}"))),
         }
     }
+}
+
+/// The work shared by a snapshot's workers: `(table, range)` tasks, and per table whether it
+/// started, how many ranges are still running, rows read and values nulled.
+pub(crate) struct WorkQueue {
+    pub(crate) tasks: VecDeque<(usize, usize)>,
+    pub(crate) started: Vec<bool>,
+    pub(crate) remaining: Vec<usize>,
+    pub(crate) rows: Vec<u64>,
+    pub(crate) nulled: Vec<Vec<(String, u64)>>,
+}
+
+/// `n` filters covering every value of `key`: the first and last are open-ended, so rows
+/// outside `[lo, hi]` (there are none in the snapshot) could not be lost either.
+pub fn split_range(key: &str, lo: i64, hi: i64, n: usize) -> Vec<Option<String>> {
+    let span = hi as i128 - lo as i128 + 1;
+    let n = (n as i128).min(span).max(1);
+    if n == 1 {
+        return vec![None];
+    }
+    let bounds: Vec<i64> = (1..n).map(|i| (lo as i128 + span * i / n) as i64).collect();
+    let mut out = Vec::with_capacity(n as usize);
+    out.push(Some(format!("{key} < {}", bounds[0])));
+    for w in bounds.windows(2) {
+        out.push(Some(format!("{key} >= {} AND {key} < {}", w[0], w[1])));
+    }
+    out.push(Some(format!("{key} >= {}", bounds[bounds.len() - 1])));
+    out
 }

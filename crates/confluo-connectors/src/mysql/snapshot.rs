@@ -25,6 +25,8 @@ use super::decode::{BATCH_ROWS, BatchBuilder};
 use super::discover::{SourceTable, TableId};
 use super::error::{MysqlError, Result};
 use super::types::{ColumnMapping, quote_ident};
+use crate::snapshot::WorkQueue as Queue;
+pub use crate::snapshot::split_range;
 
 /// What to snapshot.
 #[derive(Debug, Clone)]
@@ -83,15 +85,6 @@ struct TablePlan {
     schema: SchemaRef,
     select: String,
     filters: Vec<Option<String>>,
-}
-
-/// The work queue shared by workers.
-struct Queue {
-    tasks: VecDeque<(usize, usize)>,
-    started: Vec<bool>,
-    remaining: Vec<usize>,
-    rows: Vec<u64>,
-    nulled: Vec<Vec<(String, u64)>>,
 }
 
 async fn exec(conn: &mut MySqlConnection, cfg: &MysqlConfig, sql: &str, what: &str) -> Result<()> {
@@ -336,24 +329,6 @@ async fn ranges(
         return Ok(vec![None]);
     };
     Ok(split_range(&key, lo, hi, parallelism))
-}
-
-/// `n` filters covering every value of `key`: the first and last are open-ended, so rows
-/// outside `[lo, hi]` cannot be lost.
-pub fn split_range(key: &str, lo: i64, hi: i64, n: usize) -> Vec<Option<String>> {
-    let span = hi as i128 - lo as i128 + 1;
-    let n = (n as i128).min(span).max(1);
-    if n == 1 {
-        return vec![None];
-    }
-    let bounds: Vec<i64> = (1..n).map(|i| (lo as i128 + span * i / n) as i64).collect();
-    let mut out = Vec::with_capacity(n as usize);
-    out.push(Some(format!("{key} < {}", bounds[0])));
-    for w in bounds.windows(2) {
-        out.push(Some(format!("{key} >= {} AND {key} < {}", w[0], w[1])));
-    }
-    out.push(Some(format!("{key} >= {}", bounds[bounds.len() - 1])));
-    out
 }
 
 /// One worker: reads ranges in its snapshot transaction until the queue is empty.

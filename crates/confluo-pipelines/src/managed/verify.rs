@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 
 use confluo_connectors::postgres::copy::{CopyDecoder, copy_out, copy_statement};
@@ -167,7 +168,7 @@ struct Compare<'a> {
     key_index: usize,
     ctx: SessionContext,
     source_schema: SchemaRef,
-    source: Side,
+    source: Arc<Side>,
 }
 
 /// Compares a source table with a lakehouse table.
@@ -234,7 +235,7 @@ pub async fn verify(lh: &Lakehouse, req: VerifyRequest<'_>) -> Result<VerifyRepo
             });
         }
     }
-    let source = Side::new(source_schema.clone())?;
+    let source = Arc::new(Side::new(source_schema.clone())?);
     let mut cmp = Compare {
         cfg,
         conn,
@@ -451,7 +452,7 @@ impl Compare<'_> {
         range: Option<(i64, i64)>,
     ) -> Result<Vec<Summary>> {
         let mut sums = vec![Summary::default(); bounds.len() - 1];
-        let side = Side::new(self.source_schema.clone())?;
+        let side = self.source.clone();
         let key = self.key_index;
         self.source_batches(range, |b| Self::fold(&side, key, bounds, &mut sums, &b))
             .await?;
@@ -485,7 +486,7 @@ impl Compare<'_> {
             }
             Ok(())
         };
-        let side = Side::new(self.source_schema.clone())?;
+        let side = self.source.clone();
         let mut ours: Rows = HashMap::new();
         self.source_batches(Some((a, b)), |batch| collect(&side, &mut ours, batch))
             .await?;

@@ -119,9 +119,6 @@ pub struct ChangeBatch {
     pub transactions: u64,
     /// Row changes folded in.
     pub changes: u64,
-    /// The batch stopped before a transaction that changes a table's shape: read again
-    /// right away.
-    pub cut: bool,
 }
 
 /// Reads batches of changes from a slot for a set of tables.
@@ -215,8 +212,8 @@ impl ChangeReader {
                     {
                         if txn_changes == 0 {
                             // Cut here: this transaction and the rest are read again by the
-                            // next batch, which starts with the new shape.
-                            batch.cut = true;
+                            // next batch (the slot is confirmed only up to the last whole
+                            // transaction folded), which starts with the new shape.
                             break;
                         }
                         let key = self.key_positions(&rel)?;

@@ -7,7 +7,8 @@
 # binary COPY (the floor) and ConnectorX; RUNS (default 1) is passed on. With CONFLUO_BIN set, that
 # binary is measured and nothing is built.
 # mysql: snapshot from the local MySQL/MariaDB (127.0.0.1:3306, root) against SELECT ... INTO OUTFILE
-# and `mariadb --quick` (the floors) and ConnectorX; RUNS (default 3) and CONFLUO_BIN as for postgres.
+# and `mariadb --quick` (the floors) and ConnectorX, and binlog CDC (binlog_format=ROW; pymysql drives
+# the changes); RUNS (default 3) and CONFLUO_BIN as for postgres.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-ingest}"
@@ -24,8 +25,8 @@ fi
 if [ "$which" = postgres ] && ! bench/.venv/bin/python -c "import connectorx, psycopg, psutil, deltalake, pyarrow" 2>/dev/null; then
   bench/.venv/bin/pip install -q connectorx 'psycopg[binary]' pyarrow deltalake psutil polars
 fi
-if [ "$which" = mysql ] && ! bench/.venv/bin/python -c "import connectorx, psutil, deltalake, pyarrow" 2>/dev/null; then
-  bench/.venv/bin/pip install -q connectorx pyarrow deltalake psutil
+if [ "$which" = mysql ] && ! bench/.venv/bin/python -c "import connectorx, psutil, deltalake, pyarrow, pymysql" 2>/dev/null; then
+  bench/.venv/bin/pip install -q connectorx pyarrow deltalake psutil pymysql
 fi
 if { [ "$which" != postgres ] && [ "$which" != mysql ]; } || [ -z "${CONFLUO_BIN:-}" ]; then
   cargo build --release -p confluo-cli

@@ -1,12 +1,14 @@
-//! `confluo verify CONNECTION.SCHEMA.TABLE LAKEHOUSE_TABLE`: compares a source table with a
-//! lakehouse table — row counts, checksums per key range, then the differing keys.
+//! `confluo verify CONNECTION.SCHEMA.TABLE LAKEHOUSE_TABLE`: compares a source table
+//! (PostgreSQL, MySQL or MariaDB) with a lakehouse table — row counts, checksums per key
+//! range, then the differing keys.
 
 use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::Args;
+use confluo_connectors::mysql::MysqlConfig;
 use confluo_connectors::postgres::PostgresConfig;
-use confluo_pipelines::managed::verify::{Difference, VerifyRequest, verify};
+use confluo_pipelines::managed::verify::{Difference, SourceConfig, VerifyRequest, verify};
 
 use super::{CmdResult, Context};
 use crate::progress::count;
@@ -14,7 +16,8 @@ use crate::progress::count;
 /// Arguments of `confluo verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The source table: `connection.schema.table` (or `connection.table` for `public`).
+    /// The source table: `connection.schema.table` (or `connection.table` for `public`); for
+    /// MySQL `connection.database.table` (or `connection.table` in the connection's database).
     pub source: String,
     /// The lakehouse table (1, 2 or 3 parts).
     pub target: String,
@@ -53,24 +56,31 @@ pub async fn run(ctx: &Context, args: VerifyArgs) -> CmdResult {
             ))
         )
     })?;
-    if conn.kind != "postgres" {
+    let (pg, my);
+    let (source, source_table) = if MysqlConfig::is_mysql(conn) {
+        my = MysqlConfig::from_connection(conn_name, conn)?;
+        // Without a database, the table is in the connection's (as in `tables:`).
+        (SourceConfig::Mysql(&my), table.to_string())
+    } else if conn.kind == "postgres" {
+        pg = PostgresConfig::from_connection(conn_name, conn)?;
+        let table = if table.contains('.') {
+            table.to_string()
+        } else {
+            format!("public.{table}")
+        };
+        (SourceConfig::Postgres(&pg), table)
+    } else {
         return Err(anyhow!(
-            "connection `{conn_name}` is of type `{}`; verify supports postgres",
+            "connection `{conn_name}` is of type `{}`; verify supports postgres and mysql",
             conn.kind
         )
         .into());
-    }
-    let cfg = PostgresConfig::from_connection(conn_name, conn)?;
-    let source_table = if table.contains('.') {
-        table.to_string()
-    } else {
-        format!("public.{table}")
     };
     let target = lh.resolve(&args.target)?;
     let report = verify(
         &lh,
         VerifyRequest {
-            cfg: &cfg,
+            source,
             source_table,
             target,
             ranges: args.ranges,

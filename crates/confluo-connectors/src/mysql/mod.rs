@@ -7,6 +7,7 @@ pub mod config;
 pub mod decode;
 pub mod discover;
 pub mod error;
+pub mod range_read;
 pub mod snapshot;
 pub mod types;
 

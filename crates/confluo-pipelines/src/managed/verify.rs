@@ -1,20 +1,23 @@
 //! `confluo verify`: does a lakehouse table hold exactly the rows of its source table?
 //!
-//! Both sides are read as Arrow with the same column types (the source through the
-//! connector's binary COPY, the target through DataFusion, cast to the source's types), so
-//! one row hash serves both. Rows are summed per key range (count and a wrapping sum of row
+//! Both sides are read as Arrow with the same column types (the source through its
+//! connector — PostgreSQL's binary COPY, or MySQL's text protocol with the snapshot's SELECT
+//! expressions —, the target through DataFusion, cast to the source's types), so one row
+//! hash serves both. Rows are summed per key range (count and a wrapping sum of row
 //! hashes, which does not depend on order); ranges that differ are split again and again
 //! until they are small enough to compare row by row, which names the differing keys.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
 use std::time::Instant;
 
+use confluo_connectors::mysql::range_read::RangeReader;
+use confluo_connectors::mysql::{MysqlConfig, MysqlError};
 use confluo_connectors::postgres::copy::{CopyDecoder, copy_out, copy_statement};
-use confluo_connectors::postgres::discover::{SourceTable, resolve_tables};
+use confluo_connectors::postgres::discover::SourceTable;
 use confluo_connectors::postgres::types::{ColumnMapping, quote_ident};
 use confluo_connectors::postgres::{PostgresConfig, PostgresError};
+use confluo_connectors::{mysql, postgres};
 use confluo_core::TableName;
 use confluo_lakehouse::{Lakehouse, TableVersion};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -26,6 +29,7 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use serde::Serialize;
 use sqlx::PgConnection;
+use sqlx::mysql::MySqlConnection;
 use tokio::sync::mpsc;
 
 use super::{ManagedError, Result};
@@ -59,7 +63,7 @@ pub enum Difference {
 /// The outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
-    /// `connection.schema.table`.
+    /// `connection.schema.table` (`connection.database.table` for MySQL).
     pub source: String,
     /// The lakehouse table.
     pub target: String,
@@ -145,11 +149,21 @@ fn arrow_err(e: datafusion::arrow::error::ArrowError) -> ManagedError {
     }
 }
 
+/// The connection the source table is read through.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceConfig<'a> {
+    /// A `type: postgres` connection.
+    Postgres(&'a PostgresConfig),
+    /// A `type: mysql` connection (MySQL or MariaDB).
+    Mysql(&'a MysqlConfig),
+}
+
 /// What to compare.
 pub struct VerifyRequest<'a> {
     /// The source connection.
-    pub cfg: &'a PostgresConfig,
-    /// `schema.table` in the source.
+    pub source: SourceConfig<'a>,
+    /// The table in the source: `schema.table` (PostgreSQL), `database.table` or `table` (a
+    /// table of the connection's database; MySQL).
     pub source_table: String,
     /// The lakehouse table.
     pub target: TableName,
@@ -159,58 +173,276 @@ pub struct VerifyRequest<'a> {
     pub max_differences: usize,
 }
 
+/// The source table, open for reading: a connection, and how its rows become Arrow.
+enum Source<'a> {
+    Postgres {
+        cfg: &'a PostgresConfig,
+        conn: PgConnection,
+        table: SourceTable,
+        mappings: Vec<(String, ColumnMapping)>,
+        schema: SchemaRef,
+        key: String,
+    },
+    Mysql {
+        conn: MySqlConnection,
+        reader: RangeReader,
+    },
+}
+
+/// What the comparison needs to know of the source table.
+struct SourceShape {
+    /// `connection.schema.table`.
+    name: String,
+    /// The one integer primary key column.
+    key: String,
+    /// The Arrow schema both sides are compared in.
+    schema: SchemaRef,
+}
+
+/// A MySQL error as a verify error, prefixed with the table it was about.
+fn mysql_err(table: &str) -> impl Fn(MysqlError) -> ManagedError + '_ {
+    move |e| ManagedError::Convert {
+        table: table.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The one table `pattern` names (a pattern naming several is an error).
+fn only_table<T>(pattern: &str, tables: Vec<T>, id: impl Fn(&T) -> String) -> Result<T> {
+    let mut tables = tables.into_iter();
+    let first = tables.next().ok_or_else(|| ManagedError::Convert {
+        table: pattern.to_string(),
+        message: "not found".into(),
+    })?;
+    if let Some(second) = tables.next() {
+        return Err(ManagedError::Convert {
+            table: pattern.to_string(),
+            message: format!(
+                "names several tables ({}, {}, …); verify compares one table",
+                id(&first),
+                id(&second)
+            ),
+        });
+    }
+    Ok(first)
+}
+
+/// The primary key when it is one integer column: verify splits the table by it.
+/// `key_type` gives, for a column, whether it is an integer key and its declared type.
+fn integer_key(
+    table: &str,
+    primary_key: &[String],
+    key_type: impl Fn(&str) -> Option<(bool, String)>,
+) -> Result<String> {
+    if primary_key.len() != 1 {
+        return Err(ManagedError::Convert {
+            table: table.to_string(),
+            message: format!(
+                "verify compares by a one-column primary key; this table has {}",
+                if primary_key.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{} key columns", primary_key.len())
+                }
+            ),
+        });
+    }
+    let key = primary_key[0].clone();
+    if let Some((false, declared)) = key_type(&key) {
+        return Err(ManagedError::Convert {
+            table: table.to_string(),
+            message: format!(
+                "verify splits the table by an integer primary key; `{key}` is {declared}"
+            ),
+        });
+    }
+    Ok(key)
+}
+
+impl<'a> Source<'a> {
+    /// Connects and finds the table.
+    async fn open(cfg: SourceConfig<'a>, pattern: &str) -> Result<(Self, SourceShape)> {
+        let patterns = vec![pattern.to_string()];
+        match cfg {
+            SourceConfig::Postgres(cfg) => {
+                let mut conn = cfg.connect().await?;
+                let tables = postgres::resolve_tables(&mut conn, cfg, &patterns).await?;
+                let table = only_table(pattern, tables, |t| t.id.to_string())?;
+                let key = integer_key(&table.id.to_string(), &table.primary_key, |k| {
+                    let c = table.columns.iter().find(|c| c.name == k)?;
+                    Some((
+                        postgres::types::is_integer_key(&c.resolved),
+                        c.pg_type.clone(),
+                    ))
+                })?;
+                let mappings = table.mappings(cfg)?;
+                let schema = table.arrow_schema(cfg)?;
+                let shape = SourceShape {
+                    name: format!("{}.{}", cfg.name, table.id),
+                    key: key.clone(),
+                    schema: schema.clone(),
+                };
+                let source = Source::Postgres {
+                    cfg,
+                    conn,
+                    table,
+                    mappings,
+                    schema,
+                    key,
+                };
+                Ok((source, shape))
+            }
+            SourceConfig::Mysql(cfg) => {
+                let err = mysql_err(pattern);
+                let mut conn = cfg.connect().await.map_err(&err)?;
+                let tables = mysql::resolve_tables(&mut conn, cfg, &patterns)
+                    .await
+                    .map_err(&err)?;
+                let table = only_table(pattern, tables, |t| t.id.to_string())?;
+                let name = table.id.to_string();
+                let key = integer_key(&name, &table.primary_key, |k| {
+                    let c = table.columns.iter().find(|c| c.name == k)?;
+                    Some((
+                        mysql::types::is_integer_key(&c.resolved),
+                        c.mysql_type.clone(),
+                    ))
+                })?;
+                let reader = RangeReader::new(cfg, &table)
+                    .map_err(mysql_err(&name))?
+                    .ok_or_else(|| ManagedError::Convert {
+                        table: name.clone(),
+                        message: format!("cannot read by ranges of `{key}`"),
+                    })?;
+                let shape = SourceShape {
+                    name: format!("{}.{name}", cfg.name),
+                    key,
+                    schema: reader.schema().clone(),
+                };
+                Ok((Source::Mysql { conn, reader }, shape))
+            }
+        }
+    }
+
+    /// The smallest and largest key (`None` for an empty table).
+    async fn bounds(&mut self) -> Result<(Option<i64>, Option<i64>)> {
+        match self {
+            Source::Postgres {
+                cfg,
+                conn,
+                table,
+                key,
+                ..
+            } => {
+                let k = quote_ident(key);
+                let what = "reading key bounds".to_string();
+                let bounds = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT min({k})::int8, max({k})::int8 FROM {}",
+                    table.id.sql()
+                )))
+                .fetch_one(conn)
+                .await
+                .map_err(|e| ManagedError::from(PostgresError::query(&cfg.name, what)(e)))?;
+                Ok(bounds)
+            }
+            Source::Mysql { conn, reader, .. } => {
+                let name = reader.table().to_string();
+                reader.key_bounds(conn).await.map_err(mysql_err(&name))
+            }
+        }
+    }
+
+    /// The rows with keys in `range` (every row for `None`), batch by batch.
+    async fn batches(
+        &mut self,
+        range: Option<(i64, i64)>,
+        mut each: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let (cfg, conn, table, mappings, schema, key) = match self {
+            Source::Postgres {
+                cfg,
+                conn,
+                table,
+                mappings,
+                schema,
+                key,
+            } => (cfg, conn, table, mappings, schema, key),
+            Source::Mysql { conn, reader, .. } => {
+                let name = reader.table().to_string();
+                let mut stream = std::pin::pin!(reader.read(conn, range));
+                while let Some(b) = stream.next().await {
+                    each(b.map_err(mysql_err(&name))?)?;
+                }
+                return Ok(());
+            }
+        };
+        let sql = copy_statement(&table.id.sql(), mappings, key_filter(key, range).as_deref());
+        let only: Vec<ColumnMapping> = mappings.iter().map(|(_, m)| m.clone()).collect();
+        let decoder = CopyDecoder::new(&cfg.name, &table.id.to_string(), schema.clone(), &only);
+        let (tx, mut rx) = mpsc::channel(4);
+        let copy = async move {
+            let r = copy_out(conn, &sql, decoder, &tx, |b| b).await;
+            drop(tx);
+            r
+        };
+        let consume = async {
+            let mut out = Ok(());
+            while let Some(b) = rx.recv().await {
+                if out.is_ok() {
+                    out = each(b);
+                }
+            }
+            out
+        };
+        let (copied, consumed) = tokio::join!(copy, consume);
+        copied?;
+        consumed
+    }
+
+    /// Ends the session politely (a dropped MySQL connection is logged as aborted).
+    async fn close(self) {
+        match self {
+            Source::Postgres { conn, .. } => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Source::Mysql { conn, .. } => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
+    }
+}
+
+/// `key >= a AND key < b`, quoted the PostgreSQL way (which DataFusion shares).
+fn key_filter(key: &str, range: Option<(i64, i64)>) -> Option<String> {
+    range.map(|(a, b)| {
+        let k = quote_ident(key);
+        format!("{k} >= {a} AND {k} < {b}")
+    })
+}
+
 struct Compare<'a> {
-    cfg: &'a PostgresConfig,
-    conn: PgConnection,
-    table: SourceTable,
-    mappings: Vec<(String, ColumnMapping)>,
+    source: Source<'a>,
     key: String,
     key_index: usize,
+    columns: Vec<String>,
     ctx: SessionContext,
     source_schema: SchemaRef,
-    source: Arc<Side>,
+    side: Side,
 }
 
 /// Compares a source table with a lakehouse table.
 pub async fn verify(lh: &Lakehouse, req: VerifyRequest<'_>) -> Result<VerifyReport> {
     let started = Instant::now();
-    let cfg = req.cfg;
-    let mut conn = cfg.connect().await?;
-    let table = resolve_tables(&mut conn, cfg, std::slice::from_ref(&req.source_table))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ManagedError::Convert {
-            table: req.source_table.clone(),
-            message: "not found".into(),
-        })?;
-    if table.primary_key.len() != 1 {
-        return Err(ManagedError::Convert {
-            table: table.id.to_string(),
-            message: format!(
-                "verify compares by a one-column primary key; this table has {}",
-                if table.primary_key.is_empty() {
-                    "none".to_string()
-                } else {
-                    format!("{} key columns", table.primary_key.len())
-                }
-            ),
-        });
-    }
-    let key = table.primary_key[0].clone();
-    if let Some(c) = table.columns.iter().find(|c| c.name == key)
-        && !confluo_connectors::postgres::types::is_integer_key(&c.resolved)
-    {
-        return Err(ManagedError::Convert {
-            table: table.id.to_string(),
-            message: format!(
-                "verify splits the table by an integer primary key; `{key}` is {}",
-                c.pg_type
-            ),
-        });
-    }
-    let mappings = table.mappings(cfg)?;
-    let source_schema = table.arrow_schema(cfg)?;
+    let (source, shape) = Source::open(req.source, &req.source_table).await?;
+    let SourceShape {
+        name: source_name,
+        key,
+        schema: source_schema,
+    } = shape;
+    let columns: Vec<String> = source_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let key_index = source_schema.index_of(&key).map_err(arrow_err)?;
     let info = lh.table(&req.target).await?;
     let delta = lh.open_delta(&info, TableVersion::Latest).await?;
@@ -227,7 +459,7 @@ pub async fn verify(lh: &Lakehouse, req: VerifyRequest<'_>) -> Result<VerifyRepo
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    for (name, _) in &mappings {
+    for name in &columns {
         if !target_cols.contains(name) {
             return Err(ManagedError::Convert {
                 table: req.target.to_string(),
@@ -235,17 +467,15 @@ pub async fn verify(lh: &Lakehouse, req: VerifyRequest<'_>) -> Result<VerifyRepo
             });
         }
     }
-    let source = Arc::new(Side::new(source_schema.clone())?);
+    let side = Side::new(source_schema.clone())?;
     let mut cmp = Compare {
-        cfg,
-        conn,
-        table,
-        mappings,
+        source,
         key,
         key_index,
+        columns,
         ctx,
         source_schema,
-        source,
+        side,
     };
     let (lo, hi) = cmp.bounds().await?;
     let n = req.ranges.max(1);
@@ -285,8 +515,12 @@ pub async fn verify(lh: &Lakehouse, req: VerifyRequest<'_>) -> Result<VerifyRepo
         differences.truncate(req.max_differences);
         truncated = true;
     }
+    let Compare {
+        source, columns, ..
+    } = cmp;
+    source.close().await;
     Ok(VerifyReport {
-        source: format!("{}.{}", cfg.name, cmp.table.id),
+        source: source_name,
         target: req.target.to_string(),
         source_rows,
         target_rows,
@@ -294,7 +528,7 @@ pub async fn verify(lh: &Lakehouse, req: VerifyRequest<'_>) -> Result<VerifyRepo
         equal: differences.is_empty() && source_rows == target_rows,
         differences,
         truncated,
-        columns: cmp.mappings.iter().map(|(n, _)| n.clone()).collect(),
+        columns,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -319,11 +553,6 @@ fn range_of(bounds: &[i64], k: i64) -> Option<usize> {
 }
 
 impl Compare<'_> {
-    fn pg_err(&self, what: &str) -> impl FnOnce(sqlx::Error) -> ManagedError {
-        let f = PostgresError::query(&self.cfg.name, what.to_string());
-        move |e| ManagedError::from(f(e))
-    }
-
     async fn df(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let df = self.ctx.sql(sql).await.map_err(ManagedError::from)?;
         df.collect().await.map_err(ManagedError::from)
@@ -332,13 +561,7 @@ impl Compare<'_> {
     /// The smallest and largest key on either side.
     async fn bounds(&mut self) -> Result<(i64, i64)> {
         let k = quote_ident(&self.key);
-        let (a, b): (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT min({k})::int8, max({k})::int8 FROM {}",
-            self.table.id.sql()
-        )))
-        .fetch_one(&mut self.conn)
-        .await
-        .map_err(self.pg_err("reading key bounds"))?;
+        let (a, b) = self.source.bounds().await?;
         let t = self
             .df(&format!(
                 "SELECT CAST(min({k}) AS BIGINT), CAST(max({k}) AS BIGINT) FROM target"
@@ -364,59 +587,14 @@ impl Compare<'_> {
         Ok((lo, hi))
     }
 
-    fn where_clause(&self, range: Option<(i64, i64)>) -> Option<String> {
-        range.map(|(a, b)| {
-            let k = quote_ident(&self.key);
-            format!("{k} >= {a} AND {k} < {b}")
-        })
-    }
-
-    async fn source_batches(
-        &mut self,
-        range: Option<(i64, i64)>,
-        mut each: impl FnMut(RecordBatch) -> Result<()>,
-    ) -> Result<()> {
-        let sql = copy_statement(
-            &self.table.id.sql(),
-            &self.mappings,
-            self.where_clause(range).as_deref(),
-        );
-        let only: Vec<ColumnMapping> = self.mappings.iter().map(|(_, m)| m.clone()).collect();
-        let decoder = CopyDecoder::new(
-            &self.cfg.name,
-            &self.table.id.to_string(),
-            self.source_schema.clone(),
-            &only,
-        );
-        let (tx, mut rx) = mpsc::channel(4);
-        let conn = &mut self.conn;
-        let copy = async move {
-            let r = copy_out(conn, &sql, decoder, &tx, |b| b).await;
-            drop(tx);
-            r
-        };
-        let consume = async {
-            let mut out = Ok(());
-            while let Some(b) = rx.recv().await {
-                if out.is_ok() {
-                    out = each(b);
-                }
-            }
-            out
-        };
-        let (copied, consumed) = tokio::join!(copy, consume);
-        copied?;
-        consumed
-    }
-
     async fn target_batches(
         &self,
         range: Option<(i64, i64)>,
         mut each: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<()> {
-        let cols: Vec<String> = self.mappings.iter().map(|(n, _)| quote_ident(n)).collect();
+        let cols: Vec<String> = self.columns.iter().map(|n| quote_ident(n)).collect();
         let mut sql = format!("SELECT {} FROM target", cols.join(", "));
-        if let Some(w) = self.where_clause(range) {
+        if let Some(w) = key_filter(&self.key, range) {
             sql.push_str(" WHERE ");
             sql.push_str(&w);
         }
@@ -452,9 +630,9 @@ impl Compare<'_> {
         range: Option<(i64, i64)>,
     ) -> Result<Vec<Summary>> {
         let mut sums = vec![Summary::default(); bounds.len() - 1];
-        let side = self.source.clone();
-        let key = self.key_index;
-        self.source_batches(range, |b| Self::fold(&side, key, bounds, &mut sums, &b))
+        let (side, key) = (&self.side, self.key_index);
+        self.source
+            .batches(range, |b| Self::fold(side, key, bounds, &mut sums, &b))
             .await?;
         Ok(sums)
     }
@@ -467,7 +645,7 @@ impl Compare<'_> {
         let mut sums = vec![Summary::default(); bounds.len() - 1];
         let key = self.key_index;
         self.target_batches(range, |b| {
-            Self::fold(&self.source, key, bounds, &mut sums, &b)
+            Self::fold(&self.side, key, bounds, &mut sums, &b)
         })
         .await?;
         Ok(sums)
@@ -486,13 +664,14 @@ impl Compare<'_> {
             }
             Ok(())
         };
-        let side = self.source.clone();
+        let side = &self.side;
         let mut ours: Rows = HashMap::new();
-        self.source_batches(Some((a, b)), |batch| collect(&side, &mut ours, batch))
+        self.source
+            .batches(Some((a, b)), |batch| collect(side, &mut ours, batch))
             .await?;
         let mut theirs: Rows = HashMap::new();
         self.target_batches(Some((a, b)), |batch| {
-            collect(&self.source, &mut theirs, batch)
+            collect(&self.side, &mut theirs, batch)
         })
         .await?;
         let mut keys: Vec<i64> = ours.keys().chain(theirs.keys()).copied().collect();

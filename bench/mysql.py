@@ -637,18 +637,22 @@ def cdc_bench(confluo, confluo_label, results):
         print(f"skipping Confluo CDC: {confluo_label}", flush=True)
         results.append({"measurement": "cdc", "tool": "Confluo", "skipped": confluo_label})
         return
+    import pymysql
     from deltalake import DeltaTable
     init_t, tput, errors = [], [], []
     for i in range(RUNS):
-        # A failed run is recorded and done once more.
+        # A failed run (or one whose connection was lost: the server may be shared and
+        # restarted) is recorded and done once more.
         for attempt in range(2):
             try:
                 proj, path, first, second = cdc_run(confluo, i)
                 break
-            except RuntimeError as e:
+            except (RuntimeError, pymysql.err.OperationalError) as e:
+                if attempt == 0 and isinstance(e, pymysql.err.OperationalError):
+                    time.sleep(10)  # let a restarting server come back
                 if attempt == 1:
                     raise
-                errors.append(str(e).strip().splitlines()[-1][:300])
+                errors.append((str(e).strip().splitlines() or [repr(e)])[-1][:300])
                 print(f"  cdc run {i + 1} failed, retrying once: {e}", flush=True)
         init_t.append(first)
         tput.append(second)

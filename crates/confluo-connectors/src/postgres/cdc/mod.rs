@@ -7,7 +7,7 @@
 //! [`slot::advance`], after the lakehouse commit — so a crash anywhere replays, never loses.
 
 pub mod batch;
-pub mod compact;
+pub use crate::changes::compact;
 pub mod pgoutput;
 pub mod slot;
 pub mod text;

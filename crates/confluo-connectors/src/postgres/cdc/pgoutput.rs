@@ -61,49 +61,7 @@ pub enum Message {
     Other(u8),
 }
 
-/// A table's shape as the publisher describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Relation {
-    /// Relation id (the table's OID).
-    pub id: u32,
-    /// Schema name.
-    pub schema: String,
-    /// Table name.
-    pub name: String,
-    /// `d` default, `n` nothing, `f` full, `i` index.
-    pub replica_identity: u8,
-    /// Columns in publication order.
-    pub columns: Vec<RelationColumn>,
-}
-
-/// One column of a [`Relation`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct RelationColumn {
-    /// Part of the replica identity key.
-    pub key: bool,
-    /// Column name.
-    pub name: String,
-    /// Type OID.
-    pub type_oid: u32,
-    /// Type modifier (`atttypmod`), e.g. numeric precision and scale.
-    pub type_modifier: i32,
-}
-
-/// The values of one row.
-pub type Tuple = Vec<Value>;
-
-/// One column value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// SQL NULL.
-    Null,
-    /// A TOASTed value the update did not change (not sent).
-    Unchanged,
-    /// Text output format.
-    Text(Bytes),
-    /// Binary send format (with the `binary` option).
-    Binary(Bytes),
-}
+pub use crate::changes::{Relation, RelationColumn, Tuple, Value};
 
 /// A message that does not follow the protocol.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::pgoutput::{Relation, Tuple, Value};
+use super::{Relation, Tuple, Value};
 
 /// What happened to a key in the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,7 +280,7 @@ impl TableChanges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::cdc::pgoutput::RelationColumn;
+    use crate::changes::RelationColumn;
 
     fn rel() -> Relation {
         let col = |name: &str, key| RelationColumn {

@@ -1,5 +1,6 @@
 //! `type: mysql` connections in the CLI: `confluo connections test|discover` and
-//! `confluo sync` (snapshot mode) for MySQL and MariaDB. `connections.rs` and `sync.rs`
+//! `confluo sync` (snapshot mode) for MySQL and MariaDB; `mode: cdc` entries run through
+//! `sync_cdc.rs`. `connections.rs` and `sync.rs`
 //! dispatch here on the connection's type.
 
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use confluo_connectors::mysql::{
     TableId, UnsupportedTypes, discover, map_type, resolve_tables, snapshot,
 };
 use confluo_core::Project;
-use confluo_core::project::{IngestConfig, IngestMode};
+use confluo_core::project::IngestConfig;
 use confluo_lakehouse::Lakehouse;
 use serde::Serialize;
 use serde_json::json;
@@ -87,6 +88,10 @@ pub async fn test(cfg: &MysqlConfig, json: bool) -> CmdResult {
             .collect::<Vec<_>>()
             .join("\n")
     };
+    // The same checks `mode: cdc` makes before it starts.
+    let capture = confluo_connectors::mysql::cdc::server::check_server(cfg, &mut conn)
+        .await
+        .map_err(|e| e.to_string());
     let _ = sqlx::Connection::close(conn).await;
     let reload = grants.contains("ALL PRIVILEGES") || grants.contains("RELOAD");
     let tls = !cipher.is_empty();
@@ -98,6 +103,9 @@ pub async fn test(cfg: &MysqlConfig, json: bool) -> CmdResult {
                 "connection": name, "ok": true, "host": cfg.addr(), "database": cfg.database,
                 "user": user, "server_version": version, "log_bin": log_bin,
                 "binlog_format": format, "reload": reload, "tls": tls, "milliseconds": ms,
+                "cdc_ready": capture.is_ok(),
+                "cdc_problem": capture.as_ref().err(),
+                "binlog_position": capture.as_ref().ok().map(|s| s.position.to_string()),
             })
         );
         return Ok(ExitCode::SUCCESS);
@@ -131,6 +139,16 @@ pub async fn test(cfg: &MysqlConfig, json: bool) -> CmdResult {
             )
         }
     );
+    match &capture {
+        Ok(s) => println!(
+            "  change capture  ready: row format, full row images, replication privileges; binlog at {}",
+            s.position
+        ),
+        Err(problem) => println!(
+            "  change capture  not possible (`mode: cdc` would fail): {}",
+            problem.replace('\n', "\n                  ")
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -272,13 +290,6 @@ pub async fn sync_snapshot(
     entry: &IngestConfig,
     quiet: bool,
 ) -> Result<SyncReport, CliError> {
-    if entry.mode == IngestMode::Cdc {
-        return Err(anyhow::anyhow!(
-            "ingest entry `{entry_name}`: connection `{}` is MySQL/MariaDB: binlog change capture is not supported yet\n  hint: use `mode: snapshot` (each sync copies a consistent snapshot)",
-            cfg.name
-        )
-        .into());
-    }
     let started = Instant::now();
     let (catalog, schema) = target_schema(lh, entry_name, &entry.schema)?;
     ensure_schema(lh, &catalog, &schema).await?;

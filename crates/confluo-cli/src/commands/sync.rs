@@ -93,8 +93,33 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
     let mut reports = Vec::new();
     let mut cdc_reports = Vec::new();
     for (name, entry) in selected {
-        // MySQL / MariaDB entries (snapshot only) are synced by their own module.
-        if let Some(cfg) = super::mysql::mysql_config(&project, &entry.connection)? {
+        // MySQL / MariaDB snapshot entries are synced by their own module.
+        let mysql = super::mysql::mysql_config(&project, &entry.connection)?;
+        if let Some(cfg) = mysql.clone()
+            && entry.mode == IngestMode::Cdc
+        {
+            let (catalog, schema) = target_schema(&lh, name, &entry.schema)?;
+            ensure_schema(&lh, &catalog, &schema).await?;
+            let cdc = super::sync_cdc::mysql_entry(&project, name, entry, cfg, catalog, schema);
+            let report = super::sync_cdc::run_entry(
+                &lh,
+                super::sync_cdc::Capture::Mysql(&cdc),
+                &super::sync_cdc::CdcRunOptions {
+                    continuous: args.continuous,
+                    interval: args.interval,
+                    json: args.json,
+                    quiet: ctx.quiet,
+                },
+            )
+            .await?;
+            if args.json {
+                cdc_reports.push(json!({"entry": name, "mode": "cdc", "report": report}));
+            } else {
+                super::sync_cdc::print_report(name, &report);
+            }
+            continue;
+        }
+        if let Some(cfg) = mysql {
             let report =
                 super::mysql::sync_snapshot(&cfg, &lh, name, entry, ctx.quiet || args.json).await?;
             if args.json {
@@ -111,7 +136,7 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
             let cdc = super::sync_cdc::entry(&project, name, entry, cfg, catalog, schema)?;
             let report = super::sync_cdc::run_entry(
                 &lh,
-                &cdc,
+                super::sync_cdc::Capture::Postgres(&cdc),
                 &super::sync_cdc::CdcRunOptions {
                     continuous: args.continuous,
                     interval: args.interval,

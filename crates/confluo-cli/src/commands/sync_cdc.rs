@@ -5,11 +5,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use confluo_connectors::mysql::MysqlConfig;
 use confluo_connectors::postgres::PostgresConfig;
 use confluo_core::Project;
 use confluo_core::project::{IngestConfig, ScdType};
 use confluo_lakehouse::Lakehouse;
-use confluo_pipelines::managed::postgres_cdc::{CdcEntry, CdcReport, Progress, StreamOptions};
+use confluo_pipelines::managed::capture::{CdcReport, Progress, StreamOptions};
+use confluo_pipelines::managed::mysql_cdc::MysqlCdcEntry;
+use confluo_pipelines::managed::postgres_cdc::CdcEntry;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::progress::count;
@@ -77,13 +80,43 @@ pub fn entry(
     })
 }
 
+/// The change-capture settings of a `mode: cdc` entry over MySQL / MariaDB.
+pub fn mysql_entry(
+    project: &Project,
+    name: &str,
+    entry: &IngestConfig,
+    cfg: MysqlConfig,
+    catalog: String,
+    schema: String,
+) -> MysqlCdcEntry {
+    MysqlCdcEntry {
+        name: name.to_string(),
+        patterns: entry.tables.clone(),
+        catalog,
+        schema,
+        parallelism: entry.parallelism.unwrap_or(4),
+        state_dir: project.state_dir(),
+        history: entry.scd_type == ScdType::Type2,
+        cfg,
+    }
+}
+
+/// A change-capture entry of any source.
+#[derive(Debug, Clone, Copy)]
+pub enum Capture<'a> {
+    /// PostgreSQL logical replication.
+    Postgres(&'a CdcEntry),
+    /// MySQL / MariaDB binary log.
+    Mysql(&'a MysqlCdcEntry),
+}
+
 /// Prints what a run did.
 pub fn print_report(name: &str, r: &CdcReport) {
     for (table, rows) in &r.copied {
         println!("{name}: copied {table}: {} rows", count(*rows));
     }
     println!(
-        "{name}: applied {} transactions, {} changes in {} batches ({} inserted, {} updated, {} deleted); slot confirmed at {}",
+        "{name}: applied {} transactions, {} changes in {} batches ({} inserted, {} updated, {} deleted); source confirmed at {}",
         count(r.transactions),
         count(r.changes),
         count(r.batches),
@@ -101,7 +134,7 @@ pub fn print_report(name: &str, r: &CdcReport) {
 /// Runs one entry; returns its report.
 pub async fn run_entry(
     lh: &Lakehouse,
-    entry: &CdcEntry,
+    entry: Capture<'_>,
     opts: &CdcRunOptions,
 ) -> Result<CdcReport, CliError> {
     let stream = StreamOptions {
@@ -191,7 +224,10 @@ pub async fn run_entry(
             }
         }
     };
-    let result = entry.run(lh, &stream, &mut on_progress).await;
+    let result = match entry {
+        Capture::Postgres(e) => e.run(lh, &stream, &mut on_progress).await,
+        Capture::Mysql(e) => e.run(lh, &stream, &mut on_progress).await,
+    };
     line.finish_and_clear();
     Ok(result?)
 }

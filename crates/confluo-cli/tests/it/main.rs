@@ -8,6 +8,7 @@ mod ingest;
 mod interop;
 mod kill;
 mod mysql;
+mod mysql_cdc;
 mod mysql_verify;
 mod pipeline;
 mod postgres;

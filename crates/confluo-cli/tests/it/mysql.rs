@@ -7,16 +7,16 @@ use sqlx::Connection;
 
 use crate::common::TestProject;
 
-const ADMIN: &str = "mysql://root@127.0.0.1:3306/mysql";
+pub(crate) const ADMIN: &str = "mysql://root@127.0.0.1:3306/mysql";
 
 /// A database of its own for one test; dropped when the test ends.
-struct MyDb {
-    name: String,
-    rt: tokio::runtime::Runtime,
+pub(crate) struct MyDb {
+    pub(crate) name: String,
+    pub(crate) rt: tokio::runtime::Runtime,
 }
 
 impl MyDb {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let name = format!("confluo_t_{}", uuid::Uuid::new_v4().simple());
         let db = MyDb {
             name: name.clone(),
@@ -27,7 +27,7 @@ impl MyDb {
     }
 
     /// Runs one statement as root outside the test database.
-    fn admin(&self, sql: &str) {
+    pub(crate) fn admin(&self, sql: &str) {
         self.rt.block_on(async {
             let mut c = sqlx::MySqlConnection::connect(ADMIN).await.unwrap();
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
@@ -39,7 +39,7 @@ impl MyDb {
 
     /// Runs statements separated by `;` at line ends, with an empty sql_mode so zero dates
     /// can be inserted.
-    fn exec(&self, sql: &str) {
+    pub(crate) fn exec(&self, sql: &str) {
         self.rt.block_on(async {
             let url = format!("mysql://root@127.0.0.1:3306/{}", self.name);
             let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
@@ -57,7 +57,7 @@ impl MyDb {
     }
 
     /// The `connections:` entry `my` for this database, plus `extra` keys.
-    fn connection(&self, extra: &str) -> String {
+    pub(crate) fn connection(&self, extra: &str) -> String {
         format!(
             "connections:\n  my:\n    type: mysql\n    host: 127.0.0.1\n    port: 3306\n    database: {}\n    user: root\n    password: ${{env:CONFLUO_T_MYPASS}}\n    ssl_mode: disabled\n{extra}",
             self.name
@@ -65,7 +65,7 @@ impl MyDb {
     }
 
     /// A project with connection `my` and ingest entry `e` syncing `tables` into `bronze`.
-    fn project(&self, conn_extra: &str, tables: &str, entry_extra: &str) -> TestProject {
+    pub(crate) fn project(&self, conn_extra: &str, tables: &str, entry_extra: &str) -> TestProject {
         TestProject::with_config(&format!(
             "{}ingest:\n  e:\n    connection: my\n    tables: {tables}\n    schema: bronze\n{entry_extra}",
             self.connection(conn_extra)
@@ -89,18 +89,18 @@ impl Drop for MyDb {
 }
 
 /// Runs confluo in `p` with the password variable set (empty: root has no password).
-fn run(p: &TestProject, args: &[&str]) -> std::process::Output {
+pub(crate) fn run(p: &TestProject, args: &[&str]) -> std::process::Output {
     p.command(args)
         .env("CONFLUO_T_MYPASS", "")
         .output()
         .expect("run confluo")
 }
 
-fn ok(p: &TestProject, args: &[&str]) -> String {
+pub(crate) fn ok(p: &TestProject, args: &[&str]) -> String {
     crate::common::succeeded(args, run(p, args))
 }
 
-fn fail(p: &TestProject, args: &[&str]) -> String {
+pub(crate) fn fail(p: &TestProject, args: &[&str]) -> String {
     let out = run(p, args);
     assert!(
         !out.status.success(),
@@ -118,7 +118,7 @@ fn sync_json(p: &TestProject) -> serde_json::Value {
     serde_json::from_str(ok(p, &["sync", "e", "--json"]).trim()).expect("sync summary")
 }
 
-const TYPES_SQL: &str = r#"
+pub(crate) const TYPES_SQL: &str = r#"
 CREATE TABLE all_types (
   id INT PRIMARY KEY,
   ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED, mi MEDIUMINT,

@@ -24,6 +24,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "connect_timeout",
     "unsupported_types",
     "snapshot_split_rows",
+    "server_id",
 ];
 
 /// TLS modes as written in `confluo.yaml`.
@@ -71,6 +72,9 @@ pub struct MysqlConfig {
     /// Tables with more estimated rows than this (`information_schema.TABLES.TABLE_ROWS`)
     /// are read in key ranges over several connections (default 1,000,000).
     pub snapshot_split_rows: u64,
+    /// The replica id change capture registers with (`server_id`); by default one derived
+    /// from the ingest entry's name. It must differ from every other replica's.
+    pub server_id: Option<u32>,
 }
 
 impl std::fmt::Debug for MysqlConfig {
@@ -181,8 +185,18 @@ impl MysqlConfig {
                 )
             })?,
         };
+        let server_id = match get("server_id")? {
+            None => None,
+            Some(n) => Some(n.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                err(
+                    "server_id",
+                    format!("`{n}` is not a replica server id (1-4294967295, unique among the server's replicas)"),
+                )
+            })?),
+        };
         Ok(MysqlConfig {
             name: name.to_string(),
+            server_id,
             host: get("host")?.unwrap_or_else(|| "localhost".into()),
             port,
             database: require("database")?,

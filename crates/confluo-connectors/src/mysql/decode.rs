@@ -101,6 +101,19 @@ impl BatchBuilder {
         Ok(())
     }
 
+    /// Appends one row given as the values' text (bytes for binary columns), `None` for
+    /// NULL, in column order: the binlog reader renders each value as the snapshot reads it.
+    pub fn append_raw<'v>(
+        &mut self,
+        values: impl IntoIterator<Item = Option<&'v [u8]>>,
+    ) -> Result<()> {
+        for (i, raw) in values.into_iter().enumerate().take(self.cols.len()) {
+            self.append_value(i, raw)?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
     fn err(&self, i: usize, message: String) -> MysqlError {
         MysqlError::Decode {
             connection: self.connection.clone(),

@@ -97,6 +97,21 @@ pub enum MysqlError {
 }
 
 impl MysqlError {
+    /// Whether the error is a lost or refused connection (network, server restart) that a
+    /// retry can get past; a refused login is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MysqlError::Connect { message, .. } => {
+                !message.to_ascii_lowercase().contains("access denied")
+            }
+            MysqlError::Query { source, .. } => matches!(
+                source,
+                sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+
     /// A `map_err` adapter for driver errors while doing `context` on `connection`.
     pub fn query(
         connection: &str,

@@ -1,8 +1,9 @@
 //! The MySQL / MariaDB connector (`type: mysql`): connection settings, discovery of tables
 //! and types from `information_schema`, the MySQL → Arrow type mapping, and a consistent
-//! parallel snapshot tied to the binary log position. Binlog change capture is not built
-//! yet.
+//! parallel snapshot tied to the binary log position, and change data capture from the
+//! binary log ([`cdc`]).
 
+pub mod cdc;
 pub mod config;
 pub mod decode;
 pub mod discover;

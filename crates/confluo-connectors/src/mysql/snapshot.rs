@@ -7,7 +7,8 @@
 //! the same instant, and that instant is exactly the position read. A user without the
 //! RELOAD privilege cannot take the lock: then one worker reads every table in one
 //! consistent-snapshot transaction (consistent across tables) and the position, read right
-//! after the transaction starts, is approximate (`exact: false`).
+//! before the transaction starts, is approximate (`exact: false`): changes between the two
+//! may be both copied and streamed, never lost.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -225,14 +226,18 @@ pub async fn snapshot(cfg: &MysqlConfig, req: SnapshotRequest) -> Result<Snapsho
         info
     } else {
         // Without RELOAD one transaction reads every table, so tables stay consistent with
-        // each other; the position is read right after it starts and may be a little late.
+        // each other; the position, read just before it starts, may be a little early.
         tracing::warn!(
             connection = %cfg.name,
             "FLUSH TABLES WITH READ LOCK failed (the user lacks RELOAD?): reading with one connection, binlog position approximate"
         );
         conns.truncate(1);
+        // Read before the transaction starts: a transaction committed in between is then
+        // both in the snapshot and after the position (replayed, harmless for keyed
+        // upserts), never in neither.
+        let info = read_position(&mut coordinator, false).await;
         begin_snapshot(&mut conns[0], cfg).await?;
-        read_position(&mut coordinator, false).await
+        info
     };
     let _ = sqlx::Connection::close(coordinator).await;
     let queue = Arc::new(Mutex::new(Queue {

@@ -2,7 +2,9 @@
 //! source table in sync without any SQL — a consistent snapshot, then the source's change
 //! stream applied exactly once.
 
+pub mod capture;
 pub mod changes_feed;
+pub mod mysql_cdc;
 pub mod postgres_cdc;
 pub mod state;
 pub mod verify;
@@ -16,6 +18,12 @@ pub enum ManagedError {
     /// Talking to PostgreSQL failed.
     #[error(transparent)]
     Postgres(Box<confluo_connectors::postgres::error::PostgresError>),
+    /// Capturing changes from MySQL / MariaDB failed.
+    #[error(transparent)]
+    MysqlCdc(Box<confluo_connectors::mysql::cdc::MysqlCdcError>),
+    /// Talking to MySQL / MariaDB failed.
+    #[error(transparent)]
+    Mysql(Box<confluo_connectors::mysql::MysqlError>),
     /// Writing the lakehouse failed.
     #[error(transparent)]
     Lakehouse(Box<confluo_lakehouse::LakehouseError>),
@@ -46,6 +54,18 @@ impl From<confluo_connectors::postgres::cdc::CdcError> for ManagedError {
 impl From<confluo_connectors::postgres::error::PostgresError> for ManagedError {
     fn from(e: confluo_connectors::postgres::error::PostgresError) -> Self {
         ManagedError::Postgres(Box::new(e))
+    }
+}
+
+impl From<confluo_connectors::mysql::cdc::MysqlCdcError> for ManagedError {
+    fn from(e: confluo_connectors::mysql::cdc::MysqlCdcError) -> Self {
+        ManagedError::MysqlCdc(Box::new(e))
+    }
+}
+
+impl From<confluo_connectors::mysql::MysqlError> for ManagedError {
+    fn from(e: confluo_connectors::mysql::MysqlError) -> Self {
+        ManagedError::Mysql(Box::new(e))
     }
 }
 

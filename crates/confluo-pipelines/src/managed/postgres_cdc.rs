@@ -12,8 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use confluo_connectors::postgres::PostgresConfig;
@@ -28,13 +27,15 @@ use confluo_core::TableName;
 use confluo_lakehouse::changes::{self, NetChanges};
 use confluo_lakehouse::delta::{self, CommitRequest, WriteMode};
 use confluo_lakehouse::write::TableWriter;
-use confluo_lakehouse::{Lakehouse, NewTable, TableVersion};
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use confluo_lakehouse::{Lakehouse, TableVersion};
 use deltalake::DeltaTable;
 use serde_json::json;
 use sqlx::PgConnection;
 
+pub use super::capture::{BatchReport, CdcReport, Progress, StreamOptions};
+use super::capture::{
+    HistoryContext, apply_history, ensure_target, history_rows, with_history_columns,
+};
 use super::state::{self, EntryState, TableState};
 use super::{ManagedError, Result};
 
@@ -66,112 +67,6 @@ pub struct CdcEntry {
 
 /// Each captured table as discovered, with its column mappings.
 type Sources = HashMap<TableId, (SourceTable, Vec<(String, ColumnMapping)>)>;
-
-/// How long to keep streaming.
-#[derive(Debug, Clone)]
-pub struct StreamOptions {
-    /// Keep running (poll every `interval`) instead of stopping once caught up.
-    pub continuous: bool,
-    /// Time between polls when there is nothing new.
-    pub interval: Duration,
-    /// About how many changes one batch reads (whole transactions, so it may read more).
-    pub max_changes: i32,
-    /// Warn when the slot makes the server keep more WAL than this.
-    pub retained_warn_bytes: u64,
-    /// Set to stop a continuous run at the next batch boundary.
-    pub stop: Arc<AtomicBool>,
-}
-
-impl Default for StreamOptions {
-    fn default() -> Self {
-        StreamOptions {
-            continuous: false,
-            interval: Duration::from_secs(1),
-            max_changes: 100_000,
-            retained_warn_bytes: 1 << 30,
-            stop: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-/// What happens, for progress displays and the event log.
-#[derive(Debug, Clone)]
-pub enum Progress {
-    /// The initial copy of a table started.
-    CopyStarted {
-        /// Source table.
-        table: String,
-        /// Row estimate.
-        estimate: Option<u64>,
-    },
-    /// Rows copied so far.
-    CopyRows {
-        /// Source table.
-        table: String,
-        /// Rows so far.
-        rows: u64,
-    },
-    /// A table's copy is committed.
-    CopyDone {
-        /// Source table.
-        table: String,
-        /// Rows copied.
-        rows: u64,
-    },
-    /// A batch of changes is committed and the slot confirmed.
-    Batch(BatchReport),
-    /// Caught up; `lag_bytes` of WAL not yet applied (other databases' traffic).
-    Idle {
-        /// Bytes behind.
-        lag_bytes: u64,
-    },
-    /// Something the user should know (schema changes, WAL retention, reconnects).
-    Warning(String),
-}
-
-/// One applied batch.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct BatchReport {
-    /// Source transactions read.
-    pub transactions: u64,
-    /// Row changes read.
-    pub changes: u64,
-    /// Rows inserted, updated and deleted in the lakehouse.
-    pub inserted: u64,
-    /// Rows updated.
-    pub updated: u64,
-    /// Rows deleted.
-    pub deleted: u64,
-    /// Commit LSN of the last transaction applied.
-    pub lsn: String,
-    /// WAL bytes not yet applied after this batch.
-    pub lag_bytes: u64,
-    /// Seconds between the last applied transaction's commit and its visibility here.
-    pub lag_seconds: f64,
-    /// Time spent on the batch.
-    pub seconds: f64,
-}
-
-/// The outcome of a run.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct CdcReport {
-    /// Tables copied, with rows.
-    pub copied: Vec<(String, u64)>,
-    /// Batches applied.
-    pub batches: u64,
-    /// Source transactions applied.
-    pub transactions: u64,
-    /// Row changes applied.
-    pub changes: u64,
-    /// Rows inserted.
-    pub inserted: u64,
-    /// Rows updated.
-    pub updated: u64,
-    /// Rows deleted.
-    pub deleted: u64,
-    /// Where the slot stands at the end.
-    pub confirmed_lsn: String,
-}
 
 impl CdcEntry {
     /// The application id recorded in every commit of this entry.
@@ -235,7 +130,7 @@ impl CdcEntry {
                 }
                 st = EntryState {
                     slot: self.slot.clone(),
-                    tables: BTreeMap::new(),
+                    ..Default::default()
                 };
                 let lsn = slot::create_slot(&self.cfg, &mut conn, &self.slot).await?;
                 state::save(&file, &st)?;
@@ -316,7 +211,23 @@ impl CdcEntry {
                     } else {
                         schema
                     };
-                    let target = self.ensure_target(lh, &table, &schema).await?;
+                    let target = ensure_target(
+                        lh,
+                        self.target(&table),
+                        &schema,
+                        format!(
+                            "{}.{} of connection `{}`, kept in sync by ingest entry `{}` (change data capture)",
+                            table.schema, table.name, self.cfg.name, self.name
+                        ),
+                        BTreeMap::from([
+                            ("confluo.ingest.entry".to_string(), self.name.clone()),
+                            (
+                                "confluo.ingest.source".to_string(),
+                                format!("{}:{}", self.cfg.name, table),
+                            ),
+                        ]),
+                    )
+                    .await?;
                     let writer = TableWriter::new(&target, delta::table_schema(&target)?)?;
                     open.insert(table, (target, writer, 0));
                 }
@@ -377,61 +288,6 @@ impl CdcEntry {
         }
         snap.finish().await?;
         Ok(done)
-    }
-
-    /// The target table, created when missing; an existing one gets the source's current
-    /// columns (the overwrite that follows replaces its rows).
-    async fn ensure_target(
-        &self,
-        lh: &Lakehouse,
-        id: &TableId,
-        schema: &SchemaRef,
-    ) -> Result<DeltaTable> {
-        let name = self.target(id);
-        if let Some(info) = lh.metastore().get_table(&name).await? {
-            let table = lh.open_delta(&info, TableVersion::Latest).await?;
-            let current = delta::table_schema(&table)?;
-            let wanted = delta::delta_compatible_schema(schema);
-            if current.fields() != wanted.fields() {
-                delta::commit(
-                    &table,
-                    CommitRequest {
-                        mode: WriteMode::Overwrite,
-                        new_schema: Some(wanted),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                return Ok(lh.open_delta(&info, TableVersion::Latest).await?);
-            }
-            return Ok(table);
-        }
-        lh.metastore()
-            .create_schema(
-                &self.catalog,
-                &self.schema,
-                None,
-                Some(&confluo_lakehouse::lakehouse::current_user()),
-                true,
-            )
-            .await?;
-        let (_, table) = lh
-            .create_table(NewTable {
-                name,
-                schema: schema.as_ref().clone(),
-                partition_by: vec![],
-                comment: Some(format!(
-                    "{}.{} of connection `{}`, kept in sync by ingest entry `{}` (change data capture)",
-                    id.schema, id.name, self.cfg.name, self.name
-                )),
-                properties: BTreeMap::from([
-                    ("confluo.ingest.entry".to_string(), self.name.clone()),
-                    ("confluo.ingest.source".to_string(), format!("{}:{}", self.cfg.name, id)),
-                ]),
-                location: None,
-            })
-            .await?;
-        Ok(table)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -541,90 +397,6 @@ impl CdcEntry {
         Ok(())
     }
 
-    /// Applies one table's changes as SCD 2 history through the AUTO CDC engine: each
-    /// transaction's change of a key is a version, ordered by commit LSN.
-    #[allow(clippy::too_many_arguments)]
-    async fn apply_history(
-        &self,
-        lh: &Lakehouse,
-        info: &confluo_lakehouse::TableInfo,
-        id: &TableId,
-        rows: RecordBatch,
-        keys: &[String],
-        app: &str,
-        commit_lsn: u64,
-        changes: u64,
-    ) -> Result<crate::auto_cdc::ApplyStats> {
-        use crate::auto_cdc::{AutoCdcSpec, ColumnSelection, ScdType, Txn, apply_changes};
-        if let Some(ops) = rows.column_by_name("_op") {
-            let ops = datafusion::arrow::array::AsArray::as_string::<i32>(ops);
-            if ops.iter().any(|o| o == Some("TRUNCATE")) {
-                return Err(CdcError::Table {
-                    connection: self.cfg.name.clone(),
-                    table: id.to_string(),
-                    message:
-                        "was truncated at the source; SCD 2 history has no way to apply a truncate"
-                            .into(),
-                    hint: format!(
-                        "drop the lakehouse table {} and sync again to copy the table afresh",
-                        self.target(id)
-                    ),
-                }
-                .into());
-            }
-        }
-        let mut except = vec![
-            "_op".to_string(),
-            "_lsn".to_string(),
-            "_commit_ts".to_string(),
-        ];
-        except.extend(
-            rows.schema()
-                .fields()
-                .iter()
-                .filter(|f| f.name().starts_with(changes::UNCHANGED_PREFIX))
-                .map(|f| f.name().clone()),
-        );
-        let spec = AutoCdcSpec {
-            keys: keys.to_vec(),
-            sequence_by: "_lsn".into(),
-            ignore_null_updates: false,
-            apply_as_deletes: Some("_op = 'DELETE'".into()),
-            apply_as_truncates: None,
-            columns: ColumnSelection::Except(except),
-            scd_type: ScdType::Two,
-            track_history: ColumnSelection::All,
-        };
-        let ctx = datafusion::prelude::SessionContext::new();
-        let df = ctx.read_batch(rows)?;
-        let meta = HashMap::from([(
-            "confluo.cdc".to_string(),
-            json!({
-                "entry": self.name,
-                "table": id.to_string(),
-                "lsn": confluo_connectors::postgres::cdc::pgoutput::format_lsn(commit_lsn),
-                "changes": changes,
-                "scd_type": 2,
-            }),
-        )]);
-        apply_changes(
-            lh,
-            info,
-            df,
-            &spec,
-            &Txn {
-                app_id: app.to_string(),
-                version: commit_lsn as i64,
-            },
-            meta,
-        )
-        .await
-        .map_err(|e| ManagedError::Convert {
-            table: id.to_string(),
-            message: e.to_string(),
-        })
-    }
-
     /// Reads one batch and applies it; returns what it applied (`None`: nothing new). The
     /// caller adds the lag, from the slot state it reads once per batch anyway.
     #[allow(clippy::too_many_arguments)]
@@ -693,18 +465,22 @@ impl CdcEntry {
             let name = self.target(&id);
             let info = lh.table(&name).await?;
             if self.history {
-                let s = self
-                    .apply_history(
-                        lh,
-                        &info,
-                        &id,
-                        rows,
-                        &source.primary_key,
-                        app,
-                        batch.commit_lsn,
-                        tc.changes,
-                    )
-                    .await?;
+                let s = apply_history(
+                    lh,
+                    &info,
+                    &HistoryContext {
+                        entry: &self.name,
+                        source_table: id.to_string(),
+                        target: &name,
+                        position: out.lsn.clone(),
+                    },
+                    rows,
+                    &source.primary_key,
+                    app,
+                    batch.commit_lsn,
+                    tc.changes,
+                )
+                .await?;
                 reader.applied(&id.schema, &id.name, batch.commit_lsn);
                 out.inserted += s.upserted;
                 out.deleted += s.deleted;
@@ -766,30 +542,6 @@ fn is_transient(e: &ManagedError) -> bool {
         },
         _ => false,
     }
-}
-
-/// The copy's schema plus the SCD 2 columns, typed like the sequence (`_lsn`).
-fn with_history_columns(schema: &SchemaRef) -> SchemaRef {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(crate::auto_cdc::START_AT, DataType::Int64, true));
-    fields.push(Field::new(crate::auto_cdc::END_AT, DataType::Int64, true));
-    Arc::new(Schema::new(fields))
-}
-
-/// Copied rows as the first version of each key: it starts at the copy's slot position.
-fn history_rows(batch: &RecordBatch, from: i64) -> Result<RecordBatch> {
-    use datafusion::arrow::array::{ArrayRef, Int64Array};
-    let n = batch.num_rows();
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(Int64Array::from_value(from, n)));
-    columns.push(Arc::new(Int64Array::from(vec![None::<i64>; n])));
-    RecordBatch::try_new(with_history_columns(&batch.schema()), columns).map_err(|e| {
-        ManagedError::Convert {
-            table: "copy".into(),
-            message: e.to_string(),
-        }
-    })
 }
 
 fn lh_missing(name: &TableName) -> ManagedError {

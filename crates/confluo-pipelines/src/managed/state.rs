@@ -22,13 +22,27 @@ pub struct TableState {
     pub from_lsn: u64,
 }
 
+/// Where a MySQL / MariaDB entry stands in the binary log: everything before it is
+/// committed to every target (it plays the part of PostgreSQL's confirmed slot position).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BinlogState {
+    /// The next read starts here.
+    pub position: confluo_connectors::mysql::cdc::BinlogPosition,
+    /// The equivalent GTID position, where the server can say (MariaDB).
+    #[serde(default)]
+    pub gtid: Option<String>,
+}
+
 /// An entry's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EntryState {
-    /// The replication slot.
+    /// The replication slot (PostgreSQL), or `mysql:<connection>` for binlog entries.
     pub slot: String,
     /// Tables by `schema.table`.
     pub tables: BTreeMap<String, TableState>,
+    /// The binlog position of a MySQL / MariaDB entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<BinlogState>,
 }
 
 /// Where an entry's state lives.

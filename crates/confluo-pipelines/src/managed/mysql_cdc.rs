@@ -1,0 +1,546 @@
+//! A `mode: cdc` ingest entry over MySQL or MariaDB: one consistent copy of the tables, tied
+//! to the binary log position it read, then the binlog's row changes applied to the
+//! lakehouse in batches of whole transactions.
+//!
+//! Exactly once, with the protocol of PostgreSQL: each batch lands in each touched table as
+//! one Delta commit carrying the application transaction `(confluo:ingest:<entry>, binlog
+//! sequence of the batch's last transaction)`; only when every table has committed is the
+//! entry's binlog position saved (the state file stands where PostgreSQL's slot does).
+//! After a crash the stream replays from the saved position and each table skips the
+//! transactions at or before the version its own log records. A table's copy records its
+//! snapshot's binlog position as that version, so the stream resumes it with no gap and no
+//! overlap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use confluo_connectors::mysql::MysqlConfig;
+use confluo_connectors::mysql::cdc::{
+    BinlogPosition, CapturedTable, ChangeReader, MysqlCdcError, batch, server,
+};
+use confluo_connectors::mysql::discover::{SourceTable, TableId, resolve_tables};
+use confluo_connectors::mysql::snapshot::{SnapshotEvent, SnapshotRequest, snapshot};
+use confluo_core::TableName;
+use confluo_lakehouse::changes::{self, NetChanges};
+use confluo_lakehouse::delta::{self, CommitRequest, WriteMode};
+use confluo_lakehouse::write::TableWriter;
+use confluo_lakehouse::{Lakehouse, TableVersion};
+use deltalake::DeltaTable;
+use serde_json::json;
+use sqlx::mysql::MySqlConnection;
+
+use super::capture::{
+    BatchReport, CdcReport, HistoryContext, Progress, StreamOptions, apply_history, ensure_target,
+    history_rows, with_history_columns,
+};
+use super::state::{self, BinlogState, EntryState, TableState};
+use super::{ManagedError, Result};
+
+/// A `mode: cdc` entry over MySQL / MariaDB, resolved.
+#[derive(Debug, Clone)]
+pub struct MysqlCdcEntry {
+    /// The entry's name in `confluo.yaml`.
+    pub name: String,
+    /// The source connection.
+    pub cfg: MysqlConfig,
+    /// Table patterns of the entry.
+    pub patterns: Vec<String>,
+    /// Catalog of the target tables.
+    pub catalog: String,
+    /// Schema of the target tables.
+    pub schema: String,
+    /// Connections used by the initial copy.
+    pub parallelism: usize,
+    /// The project's state folder.
+    pub state_dir: PathBuf,
+    /// Keep every version of each row (`__START_AT` / `__END_AT`, by binlog sequence).
+    pub history: bool,
+}
+
+impl MysqlCdcEntry {
+    /// The application id recorded in every commit of this entry.
+    pub fn app_id(&self) -> String {
+        format!("confluo:ingest:{}", self.name)
+    }
+
+    /// The lakehouse table a source table lands in.
+    pub fn target(&self, id: &TableId) -> TableName {
+        TableName::new(self.catalog.clone(), self.schema.clone(), id.name.clone())
+    }
+
+    /// The replica id this entry registers with: the connection's `server_id`, else one
+    /// derived from the project, database and entry, so entries never evict each other.
+    pub fn server_id(&self) -> u32 {
+        if let Some(id) = self.cfg.server_id {
+            return id;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in format!(
+            "{}\0{}\0{}",
+            self.state_dir.display(),
+            self.cfg.database,
+            self.name
+        )
+        .bytes()
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        // Clear of the small ids servers themselves use.
+        1_000_000 + (h % 2_000_000_000) as u32
+    }
+
+    fn marker(&self) -> String {
+        format!("mysql:{}", self.cfg.name)
+    }
+
+    /// Copies what needs copying, then applies changes until caught up (or forever with
+    /// `continuous`).
+    pub async fn run(
+        &self,
+        lh: &Lakehouse,
+        opts: &StreamOptions,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<CdcReport> {
+        let mut report = CdcReport::default();
+        let mut conn = self.cfg.connect().await.map_err(ManagedError::from)?;
+        let server = server::check_server(&self.cfg, &mut conn).await?;
+        let tables = resolve_tables(&mut conn, &self.cfg, &self.patterns)
+            .await
+            .map_err(ManagedError::from)?;
+        for t in &tables {
+            if t.primary_key.is_empty() {
+                return Err(MysqlCdcError::Table {
+                    connection: self.cfg.name.clone(),
+                    table: t.id.to_string(),
+                    message: "has no primary key, so its changes cannot be applied by key".into(),
+                    hint: format!(
+                        "add a primary key (ALTER TABLE {} ADD PRIMARY KEY (...)), or ingest it in an entry with `mode: snapshot`",
+                        t.id.sql()
+                    ),
+                }
+                .into());
+            }
+            // Every column must map before anything is created.
+            t.mappings(&self.cfg).map_err(ManagedError::from)?;
+            let _ = self.target(&t.id);
+        }
+        let file = state::path(&self.state_dir, &self.name);
+        let mut st = state::load(&file)?.unwrap_or_default();
+        if st.slot != self.marker() || st.binlog.is_none() {
+            // A fresh entry, or one whose position is unknown: everything is copied anew.
+            st = EntryState {
+                slot: self.marker(),
+                ..Default::default()
+            };
+        }
+        let mut need_copy = Vec::new();
+        for t in &tables {
+            let copied = st.tables.get(&t.id.to_string()).is_some_and(|s| s.copied);
+            let exists = lh
+                .metastore()
+                .get_table(&self.target(&t.id))
+                .await?
+                .is_some();
+            if !copied || !exists {
+                need_copy.push(t.clone());
+            }
+        }
+        if !need_copy.is_empty() {
+            report.copied = self.copy(lh, need_copy, &mut st, &file, progress).await?;
+        }
+        self.stream(
+            lh,
+            &tables,
+            &mut st,
+            &file,
+            opts,
+            conn,
+            server.mariadb,
+            progress,
+            &mut report,
+        )
+        .await?;
+        Ok(report)
+    }
+
+    /// The initial copy of `tables` in one snapshot, each into its target in one overwrite
+    /// commit whose application transaction version is the snapshot's binlog sequence.
+    async fn copy(
+        &self,
+        lh: &Lakehouse,
+        tables: Vec<SourceTable>,
+        st: &mut EntryState,
+        file: &std::path::Path,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Vec<(String, u64)>> {
+        let estimates: HashMap<String, Option<u64>> = tables
+            .iter()
+            .map(|t| (t.id.to_string(), t.row_estimate))
+            .collect();
+        let mut snap = snapshot(
+            &self.cfg,
+            SnapshotRequest {
+                tables,
+                parallelism: self.parallelism.max(1),
+            },
+        )
+        .await
+        .map_err(ManagedError::from)?;
+        let at = match (&snap.info.binlog_file, snap.info.binlog_position) {
+            (Some(f), Some(p)) => BinlogPosition {
+                file: f.clone(),
+                position: p,
+            },
+            _ => {
+                return Err(MysqlCdcError::Server {
+                    connection: self.cfg.name.clone(),
+                    message: "the snapshot could not read the binary log position it corresponds to".into(),
+                    hint: format!(
+                        "GRANT REPLICATION CLIENT (MariaDB: BINLOG MONITOR) and RELOAD ON *.* TO '{}'@'%'",
+                        self.cfg.user
+                    ),
+                }
+                .into());
+            }
+        };
+        let seq = at.seq();
+        if st.binlog.is_none() {
+            st.binlog = Some(BinlogState {
+                position: at.clone(),
+                gtid: snap.info.gtid_set.clone(),
+            });
+        }
+        for key in estimates.keys() {
+            st.tables.insert(
+                key.clone(),
+                TableState {
+                    copied: false,
+                    snapshot: snap.info.position(),
+                    from_lsn: seq,
+                },
+            );
+        }
+        state::save(file, st)?;
+        let mut open: HashMap<TableId, (DeltaTable, TableWriter, u64)> = HashMap::new();
+        let mut done = Vec::new();
+        while let Some(event) = snap.next().await {
+            match event.map_err(ManagedError::from)? {
+                SnapshotEvent::TableStarted { table, schema, .. } => {
+                    progress(Progress::CopyStarted {
+                        table: table.to_string(),
+                        estimate: estimates.get(&table.to_string()).copied().flatten(),
+                    });
+                    let schema = if self.history {
+                        with_history_columns(&schema)
+                    } else {
+                        schema
+                    };
+                    let target = ensure_target(
+                        lh,
+                        self.target(&table),
+                        &schema,
+                        format!(
+                            "{table} of connection `{}`, kept in sync by ingest entry `{}` (binlog change data capture)",
+                            self.cfg.name, self.name
+                        ),
+                        BTreeMap::from([
+                            ("confluo.ingest.entry".to_string(), self.name.clone()),
+                            (
+                                "confluo.ingest.source".to_string(),
+                                format!("{}:{}", self.cfg.name, table),
+                            ),
+                        ]),
+                    )
+                    .await?;
+                    let writer = TableWriter::new(&target, delta::table_schema(&target)?)?;
+                    open.insert(table, (target, writer, 0));
+                }
+                SnapshotEvent::Batch { table, batch } => {
+                    if let Some((_, writer, rows)) = open.get_mut(&table) {
+                        let batch = if self.history {
+                            history_rows(&batch, seq as i64)?
+                        } else {
+                            batch
+                        };
+                        writer.write(&batch).await?;
+                        *rows += batch.num_rows() as u64;
+                        progress(Progress::CopyRows {
+                            table: table.to_string(),
+                            rows: *rows,
+                        });
+                    }
+                }
+                SnapshotEvent::TableFinished(result) => {
+                    let Some((target, writer, rows)) = open.remove(&result.table) else {
+                        continue;
+                    };
+                    let adds = writer.finish().await?;
+                    let meta = json!({
+                        "entry": self.name,
+                        "connection": self.cfg.name,
+                        "table": result.table.to_string(),
+                        "binlog": snap.info.position(),
+                        "gtid": snap.info.gtid_set,
+                        "exact": snap.info.exact,
+                        "rows": rows,
+                        "nulled": result.nulled,
+                    });
+                    delta::commit(
+                        &target,
+                        CommitRequest {
+                            adds,
+                            mode: WriteMode::Overwrite,
+                            app_metadata: HashMap::from([("confluo.copy".to_string(), meta)]),
+                            txn: Some((self.app_id(), seq as i64)),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                    lh.metastore()
+                        .touch_table(&self.target(&result.table))
+                        .await?;
+                    if let Some(s) = st.tables.get_mut(&result.table.to_string()) {
+                        s.copied = true;
+                    }
+                    state::save(file, st)?;
+                    progress(Progress::CopyDone {
+                        table: result.table.to_string(),
+                        rows,
+                    });
+                    done.push((result.table.to_string(), rows));
+                }
+            }
+        }
+        snap.finish().await.map_err(ManagedError::from)?;
+        Ok(done)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn stream(
+        &self,
+        lh: &Lakehouse,
+        tables: &[SourceTable],
+        st: &mut EntryState,
+        file: &std::path::Path,
+        opts: &StreamOptions,
+        mut conn: MySqlConnection,
+        mariadb: bool,
+        progress: &mut (dyn FnMut(Progress) + Send),
+        report: &mut CdcReport,
+    ) -> Result<()> {
+        let app = self.app_id();
+        let mut captured = Vec::new();
+        for t in tables {
+            let info = lh.table(&self.target(&t.id)).await?;
+            let target = lh.open_delta(&info, TableVersion::Latest).await?;
+            let applied = target
+                .snapshot()
+                .map_err(|e| lh_delta(&info.name.to_string(), e))?
+                .transaction_version(target.log_store().as_ref(), &app)
+                .await
+                .map_err(|e| lh_delta(&info.name.to_string(), e))?
+                .unwrap_or(0);
+            captured.push(CapturedTable {
+                table: t.clone(),
+                applied_seq: applied.max(0) as u64,
+            });
+        }
+        let mut reader = ChangeReader::new(&self.cfg, self.server_id(), captured)?;
+        if self.history {
+            reader = reader.per_transaction();
+        }
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if opts.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let Some(from) = st.binlog.as_ref().map(|b| b.position.clone()) else {
+                break;
+            };
+            report.confirmed_lsn = from.to_string();
+            match self
+                .step(
+                    lh,
+                    &mut conn,
+                    &mut reader,
+                    &from,
+                    st,
+                    file,
+                    mariadb,
+                    &app,
+                    opts,
+                    progress,
+                    report,
+                )
+                .await
+            {
+                Ok(Some(out)) => {
+                    backoff = Duration::from_millis(500);
+                    progress(Progress::Batch(out));
+                }
+                Ok(None) => {
+                    backoff = Duration::from_millis(500);
+                    let at = st.binlog.as_ref().map_or(from, |b| b.position.clone());
+                    let lag_bytes = match server::binary_logs(&self.cfg, &mut conn).await {
+                        Ok(logs) => server::bytes_behind(&logs, &at),
+                        Err(_) => 0,
+                    };
+                    progress(Progress::Idle { lag_bytes });
+                    if !opts.continuous {
+                        break;
+                    }
+                    tokio::time::sleep(opts.interval).await;
+                }
+                Err(e) if opts.continuous && is_transient(&e) => {
+                    progress(Progress::Warning(format!(
+                        "{e}; reconnecting in {:.1} s",
+                        backoff.as_secs_f64()
+                    )));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    if let Ok(c) = self.cfg.connect().await {
+                        conn = c;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(b) = &st.binlog {
+            report.confirmed_lsn = b.position.to_string();
+        }
+        Ok(())
+    }
+
+    /// Reads one batch and applies it; `None` when there was nothing new for any table
+    /// (the saved position still moves past other tables' transactions).
+    #[allow(clippy::too_many_arguments)]
+    async fn step(
+        &self,
+        lh: &Lakehouse,
+        conn: &mut MySqlConnection,
+        reader: &mut ChangeReader,
+        from: &BinlogPosition,
+        st: &mut EntryState,
+        file: &std::path::Path,
+        mariadb: bool,
+        app: &str,
+        opts: &StreamOptions,
+        progress: &mut (dyn FnMut(Progress) + Send),
+        report: &mut CdcReport,
+    ) -> Result<Option<BatchReport>> {
+        let started = Instant::now();
+        let batch = reader
+            .read(conn, from, opts.max_changes.max(1) as u64)
+            .await?;
+        for note in &batch.notes {
+            progress(Progress::Warning(note.clone()));
+        }
+        let Some(end) = batch.end.clone() else {
+            return Ok(None);
+        };
+        let position = end.to_string();
+        let mut out = BatchReport {
+            transactions: batch.transactions,
+            changes: batch.changes,
+            lsn: position.clone(),
+            ..Default::default()
+        };
+        for tc in &batch.tables {
+            let id = TableId::new(tc.relation.schema.clone(), tc.relation.name.clone());
+            let Some(source) = reader.table(&id).cloned() else {
+                continue;
+            };
+            let rows =
+                batch::to_record_batch(&self.cfg, &source, tc).map_err(ManagedError::from)?;
+            let name = self.target(&id);
+            let info = lh.table(&name).await?;
+            if self.history {
+                let s = apply_history(
+                    lh,
+                    &info,
+                    &HistoryContext {
+                        entry: &self.name,
+                        source_table: id.to_string(),
+                        target: &name,
+                        position: position.clone(),
+                    },
+                    rows,
+                    &source.primary_key,
+                    app,
+                    batch.commit_seq,
+                    tc.changes,
+                )
+                .await?;
+                out.inserted += s.upserted;
+                out.deleted += s.deleted;
+            } else {
+                let mut table = lh.open_delta(&info, TableVersion::Latest).await?;
+                let applied = changes::apply(
+                    &mut table,
+                    NetChanges {
+                        rows,
+                        keys: source.primary_key.clone(),
+                        truncated: tc.truncated,
+                        txn: (app.to_string(), batch.commit_seq as i64),
+                        metadata: HashMap::from([(
+                            "confluo.cdc".to_string(),
+                            json!({
+                                "entry": self.name,
+                                "table": id.to_string(),
+                                "binlog": position,
+                                "changes": tc.changes,
+                                "truncated": tc.truncated,
+                            }),
+                        )]),
+                    },
+                )
+                .await?;
+                out.inserted += applied.inserted;
+                out.updated += applied.updated;
+                out.deleted += applied.deleted;
+            }
+            reader.applied(&id, batch.commit_seq);
+            lh.metastore().touch_table(&name).await?;
+        }
+        // Every touched table has committed: only now does the entry move on.
+        let gtid = server::gtid_at(&self.cfg, conn, mariadb, &end).await;
+        st.binlog = Some(BinlogState {
+            position: end.clone(),
+            gtid,
+        });
+        state::save(file, st)?;
+        report.confirmed_lsn = position;
+        if batch.tables.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(logs) = server::binary_logs(&self.cfg, conn).await {
+            out.lag_bytes = server::bytes_behind(&logs, &end);
+        }
+        let now_micros = chrono::Utc::now().timestamp_micros();
+        out.lag_seconds = (now_micros - batch.commit_ts_micros).max(0) as f64 / 1e6;
+        out.seconds = started.elapsed().as_secs_f64();
+        report.batches += 1;
+        report.transactions += out.transactions;
+        report.changes += out.changes;
+        report.inserted += out.inserted;
+        report.updated += out.updated;
+        report.deleted += out.deleted;
+        Ok(Some(out))
+    }
+}
+
+/// A lost connection (network, server restart), which a continuous run rides out.
+fn is_transient(e: &ManagedError) -> bool {
+    match e {
+        ManagedError::MysqlCdc(c) => c.is_transient(),
+        ManagedError::Mysql(m) => m.is_transient(),
+        _ => false,
+    }
+}
+
+fn lh_delta(name: &str, e: deltalake::DeltaTableError) -> ManagedError {
+    ManagedError::from(confluo_lakehouse::LakehouseError::delta(name)(e))
+}

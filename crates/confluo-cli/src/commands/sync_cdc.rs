@@ -218,9 +218,11 @@ pub async fn run_entry(
             ));
         }
         Progress::Warning(w) => {
-            let _ = multi.println(format!("  warning: {w}"));
-            if hidden {
+            // Not on a terminal the bars are hidden, and so is what they print.
+            if hidden || multi.is_hidden() {
                 eprintln!("warning: {w}");
+            } else {
+                let _ = multi.println(format!("  warning: {w}"));
             }
         }
     };

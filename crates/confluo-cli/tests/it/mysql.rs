@@ -336,13 +336,6 @@ fn connection_errors() {
         e.contains("connection `my`") && e.contains("`hots`") && e.contains("did you mean `host`"),
         "{e}"
     );
-    // Change capture is not built yet.
-    let p = db.project("", "[t]", "    mode: cdc\n");
-    let e = fail(&p, &["sync", "e"]);
-    assert!(
-        e.contains("binlog change capture is not supported yet"),
-        "{e}"
-    );
 }
 
 #[test]

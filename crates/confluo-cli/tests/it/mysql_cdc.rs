@@ -498,3 +498,37 @@ fn mariadb_global_binlog_settings_are_clear_errors() {
     let out = ok(&p, &["connections", "test", "my"]);
     assert!(out.contains("change capture  not possible"), "{out}");
 }
+
+/// The binlog file an entry stands in is purged (as `expire_logs_days` or an operator
+/// would): the next sync resumes from the MariaDB GTID position saved beside it, and the
+/// table still equals the source. Runs alone (see .config/nextest.toml): purging binlogs
+/// would pull the ground from under other tests' entries.
+#[test]
+fn mariadb_global_purged_binlog_resumes_by_gtid() {
+    let db = MyDb::new();
+    db.exec(
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_100",
+    );
+    let p = cdc_project(&db, "[t]", "");
+    ok(&p, &["sync", "e"]);
+    db.exec("UPDATE t SET v = v + 1 WHERE id <= 10");
+    ok(&p, &["sync", "e"]);
+    let state = std::fs::read_to_string(p.path(".confluo/ingest/e.json")).unwrap();
+    assert!(state.contains("\"gtid\""), "{state}");
+    // Twice: MariaDB keeps the file before the current one until its binlog checkpoint.
+    db.admin("FLUSH BINARY LOGS");
+    db.admin("FLUSH BINARY LOGS");
+    std::thread::sleep(Duration::from_millis(500));
+    let current = source_rows(&db, "SHOW MASTER STATUS");
+    db.admin(&format!("PURGE BINARY LOGS TO '{}'", current[0]));
+    db.exec("DELETE FROM t WHERE id = 1; INSERT INTO t VALUES (1000, 1); UPDATE t SET v = 0 WHERE id = 50");
+    let out = run(&p, &["sync", "e"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming from GTID position"), "{stderr}");
+    assert_eq!(
+        lake(&p, "SELECT concat_ws('|', id, v) FROM bronze.t ORDER BY id"),
+        source_rows(&db, "SELECT CONCAT_WS('|', id, v) FROM t ORDER BY id")
+    );
+}

@@ -158,7 +158,7 @@ impl MysqlCdcEntry {
             &file,
             opts,
             conn,
-            server.mariadb,
+            &server,
             progress,
             &mut report,
         )
@@ -327,10 +327,11 @@ impl MysqlCdcEntry {
         file: &std::path::Path,
         opts: &StreamOptions,
         mut conn: MySqlConnection,
-        mariadb: bool,
+        server: &server::ServerInfo,
         progress: &mut (dyn FnMut(Progress) + Send),
         report: &mut CdcReport,
     ) -> Result<()> {
+        let mariadb = server.mariadb;
         let app = self.app_id();
         let mut captured = Vec::new();
         for t in tables {
@@ -348,7 +349,7 @@ impl MysqlCdcEntry {
                 applied_seq: applied.max(0) as u64,
             });
         }
-        let mut reader = ChangeReader::new(&self.cfg, self.server_id(), captured)?;
+        let mut reader = ChangeReader::new(&self.cfg, self.server_id(), captured)?.server(server);
         if self.history {
             reader = reader.per_transaction();
         }
@@ -432,8 +433,9 @@ impl MysqlCdcEntry {
         report: &mut CdcReport,
     ) -> Result<Option<BatchReport>> {
         let started = Instant::now();
+        let gtid = st.binlog.as_ref().and_then(|b| b.gtid.clone());
         let batch = reader
-            .read(conn, from, opts.max_changes.max(1) as u64)
+            .read(conn, from, gtid.as_deref(), opts.max_changes.max(1) as u64)
             .await?;
         for note in &batch.notes {
             progress(Progress::Warning(note.clone()));

@@ -181,6 +181,9 @@ enum RowChange {
     Delete(Tuple),
 }
 
+/// MariaDB's GTID event, which replaces BEGIN when a replica asks for GTIDs.
+const MARIADB_GTID_EVENT: u8 = 162;
+
 /// FNV-1a of a column type, so a changed type reads as a different column.
 fn type_id(column_type: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -273,6 +276,8 @@ fn binlog_opts(cfg: &MysqlConfig) -> OptsBuilder {
 pub struct ChangeReader {
     cfg: MysqlConfig,
     server_id: u32,
+    mariadb: bool,
+    checksum: bool,
     tables: HashMap<(String, String), Captured>,
     per_transaction: bool,
 }
@@ -299,9 +304,19 @@ impl ChangeReader {
         Ok(ChangeReader {
             cfg: cfg.clone(),
             server_id,
+            mariadb: false,
+            checksum: true,
             tables: map,
             per_transaction: false,
         })
+    }
+
+    /// What the server is: MariaDB (which can resume by GTID) and whether its events carry
+    /// checksums (`binlog_checksum`).
+    pub fn server(mut self, info: &server::ServerInfo) -> Self {
+        self.mariadb = info.mariadb;
+        self.checksum = info.checksum;
+        self
     }
 
     /// Keeps each transaction's change per key (history) instead of one net change per key
@@ -363,19 +378,15 @@ impl ChangeReader {
         &mut self,
         conn: &mut MySqlConnection,
         from: &BinlogPosition,
+        gtid: Option<&str>,
         max_changes: u64,
     ) -> Result<ChangeBatch, MysqlCdcError> {
-        let replica = Conn::new(binlog_opts(&self.cfg))
-            .await
-            .map_err(|e| self.lost("connecting for the binary log", e))?;
-        let request = BinlogStreamRequest::new(self.server_id)
-            .with_filename(from.file.as_bytes())
-            .with_pos(from.position)
-            .with_non_blocking();
-        let mut stream = replica
-            .get_binlog_stream(request)
-            .await
-            .map_err(|e| self.lost("requesting the binary log", e))?;
+        let mut stream = self.open(from, None).await?;
+        let mut gtid_mode = false;
+        let mut read_any = false;
+        // Until the first format description the reader does not know that events end
+        // in a checksum.
+        let mut seen_format = false;
         let mut batch = ChangeBatch::default();
         let mut file = from.file.clone();
         let mut in_txn = false;
@@ -383,7 +394,29 @@ impl ChangeReader {
         let mut by_table: HashMap<(String, String), usize> = HashMap::new();
         let mut end_seq = from.seq();
         while let Some(event) = stream.next().await {
-            let event = event.map_err(|e| self.lost("reading the binary log", e))?;
+            let event = match event {
+                Ok(e) => e,
+                // The saved file is gone (purged, or another server of the topology):
+                // MariaDB can resume from the GTID position saved with it.
+                Err(mysql_async::Error::Server(e))
+                    if e.code == 1236
+                        && !read_any
+                        && !gtid_mode
+                        && gtid.is_some()
+                        && self.mariadb =>
+                {
+                    stream = self.open(from, gtid).await?;
+                    gtid_mode = true;
+                    batch.notes.push(format!(
+                        "binlog {from} is no longer on the server ({}); resuming from GTID position {}",
+                        e.message,
+                        gtid.unwrap_or_default()
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(self.lost("reading the binary log", e)),
+            };
+            read_any = true;
             let header = event.header();
             let log_pos = u64::from(header.log_pos());
             let ts_micros = i64::from(header.timestamp()) * 1_000_000;
@@ -402,6 +435,15 @@ impl ChangeReader {
                 file = %file,
                 "binlog event"
             );
+            if header.event_type_raw() == MARIADB_GTID_EVENT {
+                // Sent in GTID mode instead of BEGIN: seq_no (8), domain (4), flags (1).
+                let standalone = event.data().get(12).is_some_and(|f| f & 1 != 0);
+                if !standalone {
+                    in_txn = true;
+                    pending.clear();
+                }
+                continue;
+            }
             let Some(data) = data else { continue };
             let mut committed = false;
             match data {
@@ -411,6 +453,13 @@ impl ChangeReader {
                     // description, so its checksum bytes read as part of the name.
                     file = if log_pos == 0 && name.starts_with(from.file.as_str()) {
                         from.file.clone()
+                    } else if log_pos == 0
+                        && !seen_format
+                        && self.checksum
+                        && r.name_raw().len() > 4
+                    {
+                        let raw = r.name_raw();
+                        String::from_utf8_lossy(&raw[..raw.len() - 4]).into_owned()
                     } else {
                         name.into_owned()
                     };
@@ -466,6 +515,7 @@ impl ChangeReader {
                         committed = true;
                     }
                 }
+                EventData::FormatDescriptionEvent(_) => seen_format = true,
                 EventData::XidEvent(_) => committed = true,
                 EventData::RowsEvent(rows) => {
                     let Some(tme) = stream.get_tme(rows.table_id()) else {
@@ -594,6 +644,44 @@ impl ChangeReader {
         batch.tables.push(t);
         by_table.insert(key.clone(), batch.tables.len() - 1);
         Ok(batch.tables.len() - 1)
+    }
+
+    /// Opens the binlog stream at `from`, or (MariaDB) at the GTID position `gtid`.
+    async fn open(
+        &self,
+        from: &BinlogPosition,
+        gtid: Option<&str>,
+    ) -> Result<mysql_async::BinlogStream, MysqlCdcError> {
+        use mysql_async::prelude::Queryable;
+        let mut replica = Conn::new(binlog_opts(&self.cfg))
+            .await
+            .map_err(|e| self.lost("connecting for the binary log", e))?;
+        let request = match gtid {
+            None => BinlogStreamRequest::new(self.server_id)
+                .with_filename(from.file.as_bytes())
+                .with_pos(from.position),
+            Some(g) => {
+                let state = format!("SET @slave_connect_state = '{}'", g.replace('\'', ""));
+                for sql in [
+                    "SET @mariadb_slave_capability = 4",
+                    state.as_str(),
+                    "SET @slave_gtid_strict_mode = 0",
+                    "SET @slave_gtid_ignore_duplicates = 0",
+                ] {
+                    replica
+                        .query_drop(sql)
+                        .await
+                        .map_err(|e| self.lost("requesting the binary log by GTID", e))?;
+                }
+                BinlogStreamRequest::new(self.server_id)
+                    .with_filename(b"")
+                    .with_pos(4)
+            }
+        };
+        replica
+            .get_binlog_stream(request.with_non_blocking())
+            .await
+            .map_err(|e| self.lost("requesting the binary log", e))
     }
 
     /// Applies a statement that changed captured tables.

@@ -18,6 +18,8 @@ pub struct ServerInfo {
     pub mariadb: bool,
     /// Where the binary log ends now.
     pub position: BinlogPosition,
+    /// Events carry checksums (`binlog_checksum` is not NONE).
+    pub checksum: bool,
 }
 
 /// Rows of a statement as text columns.
@@ -62,7 +64,7 @@ pub async fn check_server(
     let rows = text_rows(
         cfg,
         conn,
-        "SELECT VERSION(), @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image",
+        "SELECT VERSION(), @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, @@GLOBAL.binlog_checksum",
     )
     .await?;
     let row = rows.into_iter().next().unwrap_or_default();
@@ -71,12 +73,14 @@ pub async fn check_server(
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
     check_settings(mariadb, &get(1), &get(2), &get(3))
         .map_err(|(message, hint)| server_err(cfg, message, hint))?;
+    let checksum = !get(4).eq_ignore_ascii_case("NONE");
     check_privileges(cfg, conn, mariadb).await?;
     let position = current_position(cfg, conn).await?;
     Ok(ServerInfo {
         version,
         mariadb,
         position,
+        checksum,
     })
 }
 

@@ -516,12 +516,25 @@ fn mariadb_global_purged_binlog_resumes_by_gtid() {
     ok(&p, &["sync", "e"]);
     let state = std::fs::read_to_string(p.path(".confluo/ingest/e.json")).unwrap();
     assert!(state.contains("\"gtid\""), "{state}");
-    // Twice: MariaDB keeps the file before the current one until its binlog checkpoint.
-    db.admin("FLUSH BINARY LOGS");
-    db.admin("FLUSH BINARY LOGS");
-    std::thread::sleep(Duration::from_millis(500));
-    let current = source_rows(&db, "SHOW MASTER STATUS");
-    db.admin(&format!("PURGE BINARY LOGS TO '{}'", current[0]));
+    let saved: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let saved_file = saved["binlog"]["position"]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // MariaDB keeps a file until its binlog checkpoint is written: rotate and purge until
+    // the entry's file is really gone.
+    let mut gone = false;
+    for _ in 0..40 {
+        db.admin("FLUSH BINARY LOGS");
+        let current = source_rows(&db, "SHOW MASTER STATUS");
+        db.admin(&format!("PURGE BINARY LOGS TO '{}'", current[0]));
+        if !source_rows(&db, "SHOW BINARY LOGS").contains(&saved_file) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(gone, "MariaDB kept {saved_file}");
     db.exec("DELETE FROM t WHERE id = 1; INSERT INTO t VALUES (1000, 1); UPDATE t SET v = 0 WHERE id = 50");
     let out = run(&p, &["sync", "e"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1193,7 +1193,7 @@ impl<'a> Runner<'a> {
         planned: &mut Planned,
         any_stream: &mut bool,
     ) -> Result<Replacement> {
-        use crate::managed::changes_feed;
+        use crate::managed::{changes_feed, mysql_feed};
         let fail = |m: String| {
             PipelineError::at(
                 here.clone(),
@@ -1218,9 +1218,46 @@ impl<'a> Runner<'a> {
                     confluo_core::suggest::hint(&confluo_core::suggest::nearest(connection, names))
                 ))
             })?;
+        if confluo_connectors::mysql::MysqlConfig::is_mysql(conn) {
+            let cfg = confluo_connectors::mysql::MysqlConfig::from_connection(connection, conn)
+                .map_err(|e| fail(e.to_string()))?;
+            if validate {
+                let schema = mysql_feed::schema(&cfg, table)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                let empty: Arc<dyn TableProvider> =
+                    Arc::new(MemTable::try_new(schema, vec![vec![]])?);
+                return Ok(Replacement::Table(self.session.register_scratch(empty)?));
+            }
+            // One replica id per flow and table, stable across runs, clear of servers' ids.
+            let server_id = 1_000_000
+                + (fnv1a(&format!(
+                    "{}\0{}\0{connection}\0{table}",
+                    self.pipeline.name, planned.flow
+                )) % 2_000_000_000) as u32;
+            let key = format!("my:{connection}:{table}");
+            let read = mysql_feed::read(&cfg, table, &key, server_id, &state.offsets)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            for w in &read.warnings {
+                tracing::warn!("{w}");
+            }
+            if read.new {
+                planned.nothing_new = false;
+            }
+            planned.source_lag.push(json!({
+                "source": format!("read_changes('{connection}', '{table}')"),
+                "lag_bytes": read.lag_bytes,
+                "lag_seconds": read.lag_seconds,
+            }));
+            planned.offsets.extend(read.offsets);
+            return Ok(Replacement::Table(
+                self.session.register_scratch(read.provider)?,
+            ));
+        }
         if conn.kind != "postgres" {
             return Err(fail(format!(
-                "connection `{connection}` is of type `{}`; change feeds come from postgres connections",
+                "connection `{connection}` is of type `{}`; change feeds come from postgres and mysql connections",
                 conn.kind
             )));
         }

@@ -545,3 +545,90 @@ fn mariadb_global_purged_binlog_resumes_by_gtid() {
         source_rows(&db, "SELECT CONCAT_WS('|', id, v) FROM t ORDER BY id")
     );
 }
+
+/// `STREAM read_changes('my', 'db.customers')` in a pipeline: the MariaDB table's change
+/// feed from the binlog, applied by AUTO CDC flows (SCD 1 equals the source, SCD 2 keeps the
+/// versions), one change per key per transaction.
+#[test]
+fn binlog_read_changes_feeds_auto_cdc_flows() {
+    let db = MyDb::new();
+    db.exec(
+        "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20), city VARCHAR(20));
+         INSERT INTO customers VALUES (1, 'Ann', 'Paris'), (2, 'Bob', 'Rome'), (3, 'Cid', 'Oslo')",
+    );
+    let p = TestProject::with_config(&format!(
+        "{}pipelines:\n  crm:\n    libraries: [\"pipelines/*.sql\"]\n    schema: crm\n",
+        db.connection("")
+    ));
+    p.write(
+        "pipelines/cdc.sql",
+        &format!(
+            "CREATE OR REFRESH STREAMING TABLE customer_changes
+AS SELECT * FROM STREAM read_changes('my', '{}.customers');
+
+CREATE OR REFRESH STREAMING TABLE customers;
+CREATE FLOW customers_scd1 AS AUTO CDC INTO customers
+FROM STREAM(customer_changes)
+KEYS (id)
+APPLY AS DELETE WHEN _op = 'DELETE'
+SEQUENCE BY _lsn
+COLUMNS * EXCEPT (_op, _lsn, _commit_ts)
+STORED AS SCD TYPE 1;
+
+CREATE OR REFRESH STREAMING TABLE customers_history;
+CREATE FLOW customers_scd2 AS AUTO CDC INTO customers_history
+FROM STREAM(customer_changes)
+KEYS (id)
+APPLY AS DELETE WHEN _op = 'DELETE'
+SEQUENCE BY _lsn
+COLUMNS * EXCEPT (_op, _lsn, _commit_ts)
+STORED AS SCD TYPE 2;
+",
+            db.name
+        ),
+    );
+    ok(&p, &["validate"]);
+    ok(&p, &["run"]);
+    assert_eq!(
+        lake(
+            &p,
+            "SELECT count(*) FROM crm.customer_changes WHERE _op = 'INSERT'"
+        ),
+        ["3"]
+    );
+    db.exec(
+        "UPDATE customers SET city = 'Lyon' WHERE id = 1;
+         DELETE FROM customers WHERE id = 2;
+         INSERT INTO customers VALUES (4, 'Dee', 'Rome');
+         START TRANSACTION;
+         UPDATE customers SET city = 'Nice' WHERE id = 1;
+         UPDATE customers SET name = 'Cyd' WHERE id = 3;
+         COMMIT",
+    );
+    ok(&p, &["run"]);
+    let source = "SELECT CONCAT_WS('|', id, name, city) FROM customers ORDER BY id";
+    assert_eq!(
+        lake(
+            &p,
+            "SELECT concat_ws('|', id, name, city) FROM crm.customers ORDER BY id"
+        ),
+        source_rows(&db, source)
+    );
+    assert_eq!(
+        lake(
+            &p,
+            "SELECT _op, count(*) FROM crm.customer_changes GROUP BY _op ORDER BY _op"
+        ),
+        ["DELETE,1", "INSERT,4", "UPDATE,3"]
+    );
+    assert_eq!(
+        lake(
+            &p,
+            "SELECT concat_ws('|', id, city) FROM crm.customers_history WHERE id = 1 ORDER BY `__START_AT`"
+        ),
+        ["1|Paris", "1|Lyon", "1|Nice"]
+    );
+    // Nothing new: the next run reads nothing and changes nothing.
+    ok(&p, &["run"]);
+    assert_eq!(lake(&p, "SELECT count(*) FROM crm.customer_changes"), ["8"]);
+}

@@ -7,7 +7,8 @@
 //! in memory; later updates read the whole transactions committed since. Where the flow
 //! stands is kept in its offsets, which the pipeline records only after its commit, and the
 //! slot is confirmed up to them at the start of the next update: a crash replays, never
-//! loses, and transactions already applied are skipped by their commit LSN.
+//! loses, and transactions already applied are skipped by their commit LSN. MySQL / MariaDB
+//! tables have the same feed through the binary log ([`super::mysql_feed`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,7 @@ use confluo_connectors::postgres::cdc::visibility::SnapshotXids;
 use confluo_connectors::postgres::cdc::{CapturedTable, CdcError, ChangeReader, batch, slot};
 use confluo_connectors::postgres::discover::{SourceTable, resolve_tables};
 use confluo_connectors::postgres::snapshot::{
-    SnapshotEvent, SnapshotRequest, begin_snapshot, snapshot_in_transaction,
+    SnapshotRequest, begin_snapshot, snapshot_in_transaction,
 };
 use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
@@ -290,7 +291,7 @@ pub async fn read(
 
 /// The feed's columns out of a change batch (dropping the unchanged-value flags), cast to
 /// the feed's types.
-fn project(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(super) fn project(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
@@ -313,24 +314,30 @@ fn project(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 
 /// The snapshot as one partition of rows marked `INSERT`, produced as the plan reads it.
 #[derive(Debug)]
-struct SnapshotFeed {
+pub(super) struct SnapshotFeed {
     schema: SchemaRef,
     rx: Mutex<Option<mpsc::Receiver<datafusion::error::Result<RecordBatch>>>>,
 }
 
 impl SnapshotFeed {
-    fn start(
-        mut snap: confluo_connectors::postgres::snapshot::Snapshot,
+    /// Streams a snapshot of any source as `INSERT` rows at sequence `lsn`.
+    pub(super) fn start<Id, Info, E>(
+        mut snap: confluo_connectors::snapshot::Snapshot<Id, Info, E>,
         schema: SchemaRef,
         lsn: i64,
         ts: i64,
-    ) -> Self {
+    ) -> Self
+    where
+        Id: Send + 'static,
+        Info: Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let (tx, rx) = mpsc::channel(2);
         let out_schema = schema.clone();
         tokio::spawn(async move {
             while let Some(event) = snap.next().await {
                 let item = match event {
-                    Ok(SnapshotEvent::Batch { batch, .. }) => {
+                    Ok(confluo_connectors::snapshot::SnapshotEvent::Batch { batch, .. }) => {
                         let n = batch.num_rows();
                         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
                         columns.push(Arc::new(StringArray::from_iter_values(

@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod changes_feed;
 pub mod mysql_cdc;
+pub mod mysql_feed;
 pub mod postgres_cdc;
 pub mod state;
 pub mod verify;

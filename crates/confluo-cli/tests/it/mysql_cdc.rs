@@ -562,7 +562,7 @@ fn binlog_read_changes_feeds_auto_cdc_flows() {
     ));
     p.write(
         "pipelines/cdc.sql",
-        &format!(
+        format!(
             "CREATE OR REFRESH STREAMING TABLE customer_changes
 AS SELECT * FROM STREAM read_changes('my', '{}.customers');
 

@@ -38,7 +38,7 @@ impl Default for StreamOptions {
         StreamOptions {
             continuous: false,
             interval: Duration::from_secs(1),
-            max_changes: 100_000,
+            max_changes: 250_000,
             retained_warn_bytes: 1 << 30,
             stop: Arc::new(AtomicBool::new(false)),
         }

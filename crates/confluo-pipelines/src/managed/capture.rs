@@ -287,3 +287,114 @@ pub fn history_rows(batch: &RecordBatch, from: i64) -> Result<RecordBatch> {
         }
     })
 }
+
+/// A new target's comment and properties, from its source table.
+pub type Describe<'a, Id> = &'a (dyn Fn(&Id) -> (String, BTreeMap<String, String>) + Sync);
+
+/// How an initial copy lands its tables: each source table into its target in one overwrite
+/// commit whose application transaction version is `version` (the source position the
+/// snapshot corresponds to).
+pub struct CopyPlan<'a, Id> {
+    /// Add `__START_AT` / `__END_AT` (SCD 2 targets); copied rows start at `version`.
+    pub history: bool,
+    /// The application transaction of every commit.
+    pub app_id: String,
+    /// Its version.
+    pub version: i64,
+    /// Row estimates by table, for progress.
+    pub estimates: &'a HashMap<String, Option<u64>>,
+    /// The lakehouse table of a source table.
+    pub target: &'a (dyn Fn(&Id) -> TableName + Sync),
+    /// A new target's comment and properties.
+    pub describe: Describe<'a, Id>,
+    /// The `confluo.copy` commit metadata of a finished table, given its rows.
+    pub metadata: &'a (
+            dyn Fn(&confluo_connectors::snapshot::TableSnapshot<Id>, u64) -> serde_json::Value
+                + Sync
+        ),
+}
+
+/// Lands a snapshot's tables as `plan` says; `committed` runs after each table's commit (to
+/// record it in the entry's state). Returns each table with its rows; the caller finishes
+/// the snapshot.
+pub async fn land_copy<Id, Info, E>(
+    lh: &Lakehouse,
+    snap: &mut confluo_connectors::snapshot::Snapshot<Id, Info, E>,
+    plan: &CopyPlan<'_, Id>,
+    committed: &mut (dyn FnMut(&Id) -> Result<()> + Send),
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Vec<(String, u64)>>
+where
+    Id: Clone + Eq + std::hash::Hash + std::fmt::Display,
+    ManagedError: From<E>,
+{
+    use confluo_connectors::snapshot::SnapshotEvent;
+    use confluo_lakehouse::write::TableWriter;
+    let mut open: HashMap<Id, (DeltaTable, TableWriter, u64)> = HashMap::new();
+    let mut done = Vec::new();
+    while let Some(event) = snap.next().await {
+        match event? {
+            SnapshotEvent::TableStarted { table, schema, .. } => {
+                progress(Progress::CopyStarted {
+                    table: table.to_string(),
+                    estimate: plan.estimates.get(&table.to_string()).copied().flatten(),
+                });
+                let schema = if plan.history {
+                    with_history_columns(&schema)
+                } else {
+                    schema
+                };
+                let (comment, properties) = (plan.describe)(&table);
+                let target =
+                    ensure_target(lh, (plan.target)(&table), &schema, comment, properties).await?;
+                let writer = TableWriter::new(&target, delta::table_schema(&target)?)?;
+                open.insert(table, (target, writer, 0));
+            }
+            SnapshotEvent::Batch { table, batch } => {
+                if let Some((_, writer, rows)) = open.get_mut(&table) {
+                    let batch = if plan.history {
+                        history_rows(&batch, plan.version)?
+                    } else {
+                        batch
+                    };
+                    writer.write(&batch).await?;
+                    *rows += batch.num_rows() as u64;
+                    progress(Progress::CopyRows {
+                        table: table.to_string(),
+                        rows: *rows,
+                    });
+                }
+            }
+            SnapshotEvent::TableFinished(result) => {
+                let Some((target, writer, rows)) = open.remove(&result.table) else {
+                    continue;
+                };
+                let adds = writer.finish().await?;
+                delta::commit(
+                    &target,
+                    CommitRequest {
+                        adds,
+                        mode: WriteMode::Overwrite,
+                        app_metadata: HashMap::from([(
+                            "confluo.copy".to_string(),
+                            (plan.metadata)(&result, rows),
+                        )]),
+                        txn: Some((plan.app_id.clone(), plan.version)),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                lh.metastore()
+                    .touch_table(&(plan.target)(&result.table))
+                    .await?;
+                committed(&result.table)?;
+                progress(Progress::CopyDone {
+                    table: result.table.to_string(),
+                    rows,
+                });
+                done.push((result.table.to_string(), rows));
+            }
+        }
+    }
+    Ok(done)
+}

@@ -21,19 +21,16 @@ use confluo_connectors::mysql::cdc::{
     BinlogPosition, CapturedTable, ChangeReader, MysqlCdcError, batch, server,
 };
 use confluo_connectors::mysql::discover::{SourceTable, TableId, resolve_tables};
-use confluo_connectors::mysql::snapshot::{SnapshotEvent, SnapshotRequest, snapshot};
+use confluo_connectors::mysql::snapshot::{SnapshotRequest, snapshot};
 use confluo_core::TableName;
 use confluo_lakehouse::changes::{self, NetChanges};
-use confluo_lakehouse::delta::{self, CommitRequest, WriteMode};
-use confluo_lakehouse::write::TableWriter;
 use confluo_lakehouse::{Lakehouse, TableVersion};
-use deltalake::DeltaTable;
 use serde_json::json;
 use sqlx::mysql::MySqlConnection;
 
 use super::capture::{
-    BatchReport, CdcReport, HistoryContext, Progress, StreamOptions, apply_history, ensure_target,
-    history_rows, with_history_columns,
+    BatchReport, CdcReport, CopyPlan, HistoryContext, Progress, StreamOptions, apply_history,
+    land_copy,
 };
 use super::state::{self, BinlogState, EntryState, TableState};
 use super::{ManagedError, Result};
@@ -224,96 +221,58 @@ impl MysqlCdcEntry {
             );
         }
         state::save(file, st)?;
-        let mut open: HashMap<TableId, (DeltaTable, TableWriter, u64)> = HashMap::new();
-        let mut done = Vec::new();
-        while let Some(event) = snap.next().await {
-            match event.map_err(ManagedError::from)? {
-                SnapshotEvent::TableStarted { table, schema, .. } => {
-                    progress(Progress::CopyStarted {
-                        table: table.to_string(),
-                        estimate: estimates.get(&table.to_string()).copied().flatten(),
-                    });
-                    let schema = if self.history {
-                        with_history_columns(&schema)
-                    } else {
-                        schema
-                    };
-                    let target = ensure_target(
-                        lh,
-                        self.target(&table),
-                        &schema,
-                        format!(
-                            "{table} of connection `{}`, kept in sync by ingest entry `{}` (binlog change data capture)",
-                            self.cfg.name, self.name
+        let (binlog, gtid, exact) = (
+            snap.info.position(),
+            snap.info.gtid_set.clone(),
+            snap.info.exact,
+        );
+        let plan = CopyPlan {
+            history: self.history,
+            app_id: self.app_id(),
+            version: seq as i64,
+            estimates: &estimates,
+            target: &|id: &TableId| self.target(id),
+            describe: &|id: &TableId| {
+                (
+                    format!(
+                        "{id} of connection `{}`, kept in sync by ingest entry `{}` (binlog change data capture)",
+                        self.cfg.name, self.name
+                    ),
+                    BTreeMap::from([
+                        ("confluo.ingest.entry".to_string(), self.name.clone()),
+                        (
+                            "confluo.ingest.source".to_string(),
+                            format!("{}:{}", self.cfg.name, id),
                         ),
-                        BTreeMap::from([
-                            ("confluo.ingest.entry".to_string(), self.name.clone()),
-                            (
-                                "confluo.ingest.source".to_string(),
-                                format!("{}:{}", self.cfg.name, table),
-                            ),
-                        ]),
-                    )
-                    .await?;
-                    let writer = TableWriter::new(&target, delta::table_schema(&target)?)?;
-                    open.insert(table, (target, writer, 0));
+                    ]),
+                )
+            },
+            metadata: &|result, rows| {
+                json!({
+                    "entry": self.name,
+                    "connection": self.cfg.name,
+                    "table": result.table.to_string(),
+                    "binlog": binlog,
+                    "gtid": gtid,
+                    "exact": exact,
+                    "rows": rows,
+                    "nulled": result.nulled,
+                })
+            },
+        };
+        let done = land_copy(
+            lh,
+            &mut snap,
+            &plan,
+            &mut |id: &TableId| {
+                if let Some(s) = st.tables.get_mut(&id.to_string()) {
+                    s.copied = true;
                 }
-                SnapshotEvent::Batch { table, batch } => {
-                    if let Some((_, writer, rows)) = open.get_mut(&table) {
-                        let batch = if self.history {
-                            history_rows(&batch, seq as i64)?
-                        } else {
-                            batch
-                        };
-                        writer.write(&batch).await?;
-                        *rows += batch.num_rows() as u64;
-                        progress(Progress::CopyRows {
-                            table: table.to_string(),
-                            rows: *rows,
-                        });
-                    }
-                }
-                SnapshotEvent::TableFinished(result) => {
-                    let Some((target, writer, rows)) = open.remove(&result.table) else {
-                        continue;
-                    };
-                    let adds = writer.finish().await?;
-                    let meta = json!({
-                        "entry": self.name,
-                        "connection": self.cfg.name,
-                        "table": result.table.to_string(),
-                        "binlog": snap.info.position(),
-                        "gtid": snap.info.gtid_set,
-                        "exact": snap.info.exact,
-                        "rows": rows,
-                        "nulled": result.nulled,
-                    });
-                    delta::commit(
-                        &target,
-                        CommitRequest {
-                            adds,
-                            mode: WriteMode::Overwrite,
-                            app_metadata: HashMap::from([("confluo.copy".to_string(), meta)]),
-                            txn: Some((self.app_id(), seq as i64)),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                    lh.metastore()
-                        .touch_table(&self.target(&result.table))
-                        .await?;
-                    if let Some(s) = st.tables.get_mut(&result.table.to_string()) {
-                        s.copied = true;
-                    }
-                    state::save(file, st)?;
-                    progress(Progress::CopyDone {
-                        table: result.table.to_string(),
-                        rows,
-                    });
-                    done.push((result.table.to_string(), rows));
-                }
-            }
-        }
+                state::save(file, st)
+            },
+            progress,
+        )
+        .await?;
         snap.finish().await.map_err(ManagedError::from)?;
         Ok(done)
     }

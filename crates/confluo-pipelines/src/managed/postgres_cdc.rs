@@ -20,22 +20,17 @@ use confluo_connectors::postgres::cdc::visibility::SnapshotXids;
 use confluo_connectors::postgres::cdc::{CapturedTable, CdcError, ChangeReader, batch, slot};
 use confluo_connectors::postgres::discover::{SourceTable, TableId, resolve_tables};
 use confluo_connectors::postgres::snapshot::{
-    SnapshotEvent, SnapshotRequest, begin_snapshot, snapshot_in_transaction,
+    SnapshotRequest, begin_snapshot, snapshot_in_transaction,
 };
 use confluo_connectors::postgres::types::ColumnMapping;
 use confluo_core::TableName;
 use confluo_lakehouse::changes::{self, NetChanges};
-use confluo_lakehouse::delta::{self, CommitRequest, WriteMode};
-use confluo_lakehouse::write::TableWriter;
 use confluo_lakehouse::{Lakehouse, TableVersion};
-use deltalake::DeltaTable;
 use serde_json::json;
 use sqlx::PgConnection;
 
 pub use super::capture::{BatchReport, CdcReport, Progress, StreamOptions};
-use super::capture::{
-    HistoryContext, apply_history, ensure_target, history_rows, with_history_columns,
-};
+use super::capture::{CopyPlan, HistoryContext, apply_history, land_copy};
 use super::state::{self, EntryState, TableState};
 use super::{ManagedError, Result};
 
@@ -119,6 +114,7 @@ impl CdcEntry {
 
         let file = state::path(&self.state_dir, &self.name);
         let mut st = state::load(&file)?.unwrap_or_default();
+        slot::wait_until_free(&self.cfg, &mut conn, &self.slot, Duration::from_secs(10)).await?;
         let slot_now = slot::slot_state(&self.cfg, &mut conn, &self.slot).await?;
         let from = match slot_now {
             Some(s) if st.slot == self.slot => s.confirmed_lsn,
@@ -197,95 +193,54 @@ impl CdcEntry {
             );
         }
         state::save(file, st)?;
-        let mut open: HashMap<TableId, (DeltaTable, TableWriter, u64)> = HashMap::new();
-        let mut done = Vec::new();
-        while let Some(event) = snap.next().await {
-            match event? {
-                SnapshotEvent::TableStarted { table, schema, .. } => {
-                    progress(Progress::CopyStarted {
-                        table: table.to_string(),
-                        estimate: estimates.get(&table.to_string()).copied().flatten(),
-                    });
-                    let schema = if self.history {
-                        with_history_columns(&schema)
-                    } else {
-                        schema
-                    };
-                    let target = ensure_target(
-                        lh,
-                        self.target(&table),
-                        &schema,
-                        format!(
-                            "{}.{} of connection `{}`, kept in sync by ingest entry `{}` (change data capture)",
-                            table.schema, table.name, self.cfg.name, self.name
+        let pg_snapshot = snap.info.pg_snapshot.clone();
+        let lsn = confluo_connectors::postgres::cdc::pgoutput::format_lsn(from);
+        let plan = CopyPlan {
+            history: self.history,
+            app_id: self.app_id(),
+            version: from as i64,
+            estimates: &estimates,
+            target: &|id: &TableId| self.target(id),
+            describe: &|id: &TableId| {
+                (
+                    format!(
+                        "{}.{} of connection `{}`, kept in sync by ingest entry `{}` (change data capture)",
+                        id.schema, id.name, self.cfg.name, self.name
+                    ),
+                    BTreeMap::from([
+                        ("confluo.ingest.entry".to_string(), self.name.clone()),
+                        (
+                            "confluo.ingest.source".to_string(),
+                            format!("{}:{}", self.cfg.name, id),
                         ),
-                        BTreeMap::from([
-                            ("confluo.ingest.entry".to_string(), self.name.clone()),
-                            (
-                                "confluo.ingest.source".to_string(),
-                                format!("{}:{}", self.cfg.name, table),
-                            ),
-                        ]),
-                    )
-                    .await?;
-                    let writer = TableWriter::new(&target, delta::table_schema(&target)?)?;
-                    open.insert(table, (target, writer, 0));
+                    ]),
+                )
+            },
+            metadata: &|result, rows| {
+                json!({
+                    "entry": self.name,
+                    "connection": self.cfg.name,
+                    "table": result.table.to_string(),
+                    "snapshot": pg_snapshot,
+                    "lsn": lsn,
+                    "rows": rows,
+                    "nulled": result.nulled,
+                })
+            },
+        };
+        let done = land_copy(
+            lh,
+            &mut snap,
+            &plan,
+            &mut |id: &TableId| {
+                if let Some(s) = st.tables.get_mut(&id.to_string()) {
+                    s.copied = true;
                 }
-                SnapshotEvent::Batch { table, batch } => {
-                    if let Some((_, writer, rows)) = open.get_mut(&table) {
-                        let batch = if self.history {
-                            history_rows(&batch, from as i64)?
-                        } else {
-                            batch
-                        };
-                        writer.write(&batch).await?;
-                        *rows += batch.num_rows() as u64;
-                        progress(Progress::CopyRows {
-                            table: table.to_string(),
-                            rows: *rows,
-                        });
-                    }
-                }
-                SnapshotEvent::TableFinished(result) => {
-                    let Some((target, writer, rows)) = open.remove(&result.table) else {
-                        continue;
-                    };
-                    let adds = writer.finish().await?;
-                    let meta = json!({
-                        "entry": self.name,
-                        "connection": self.cfg.name,
-                        "table": result.table.to_string(),
-                        "snapshot": snap.info.pg_snapshot,
-                        "lsn": confluo_connectors::postgres::cdc::pgoutput::format_lsn(from),
-                        "rows": rows,
-                        "nulled": result.nulled,
-                    });
-                    delta::commit(
-                        &target,
-                        CommitRequest {
-                            adds,
-                            mode: WriteMode::Overwrite,
-                            app_metadata: HashMap::from([("confluo.copy".to_string(), meta)]),
-                            txn: Some((self.app_id(), from as i64)),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                    lh.metastore()
-                        .touch_table(&self.target(&result.table))
-                        .await?;
-                    if let Some(s) = st.tables.get_mut(&result.table.to_string()) {
-                        s.copied = true;
-                    }
-                    state::save(file, st)?;
-                    progress(Progress::CopyDone {
-                        table: result.table.to_string(),
-                        rows,
-                    });
-                    done.push((result.table.to_string(), rows));
-                }
-            }
-        }
+                state::save(file, st)
+            },
+            progress,
+        )
+        .await?;
         snap.finish().await?;
         Ok(done)
     }

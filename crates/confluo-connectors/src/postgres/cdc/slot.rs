@@ -293,6 +293,25 @@ pub async fn peek(
     Ok(n)
 }
 
+/// Waits up to `patience` for another session to let go of the slot. A Confluo process that
+/// was killed leaves its server session reading the slot until the server notices, which
+/// takes a moment; a second sync started right away would otherwise fail.
+pub async fn wait_until_free(
+    cfg: &PostgresConfig,
+    conn: &mut PgConnection,
+    slot: &str,
+    patience: std::time::Duration,
+) -> Result<(), CdcError> {
+    let started = std::time::Instant::now();
+    while let Some(state) = slot_state(cfg, conn, slot).await? {
+        if !state.active || started.elapsed() >= patience {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 /// Confirms everything up to `lsn`: the server may recycle that WAL, and the next peek starts
 /// after it. Called only after the lakehouse has committed those changes.
 pub async fn advance(

@@ -1229,12 +1229,11 @@ impl<'a> Runner<'a> {
                     Arc::new(MemTable::try_new(schema, vec![vec![]])?);
                 return Ok(Replacement::Table(self.session.register_scratch(empty)?));
             }
-            // One replica id per flow and table, stable across runs, clear of servers' ids.
-            let server_id = 1_000_000
-                + (fnv1a(&format!(
-                    "{}\0{}\0{connection}\0{table}",
-                    self.pipeline.name, planned.flow
-                )) % 2_000_000_000) as u32;
+            // One replica id per flow and table, stable across runs.
+            let server_id = confluo_connectors::mysql::cdc::replica_id(&format!(
+                "{}\0{}\0{connection}\0{table}",
+                self.pipeline.name, planned.flow
+            ));
             let key = format!("my:{connection}:{table}");
             let read = mysql_feed::read(&cfg, table, &key, server_id, &state.offsets)
                 .await

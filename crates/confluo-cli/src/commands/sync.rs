@@ -93,25 +93,30 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
     let mut reports = Vec::new();
     let mut cdc_reports = Vec::new();
     for (name, entry) in selected {
-        // MySQL / MariaDB snapshot entries are synced by their own module.
         let mysql = super::mysql::mysql_config(&project, &entry.connection)?;
-        if let Some(cfg) = mysql.clone()
-            && entry.mode == IngestMode::Cdc
-        {
+        if entry.mode == IngestMode::Cdc {
             let (catalog, schema) = target_schema(&lh, name, &entry.schema)?;
             ensure_schema(&lh, &catalog, &schema).await?;
-            let cdc = super::sync_cdc::mysql_entry(&project, name, entry, cfg, catalog, schema);
-            let report = super::sync_cdc::run_entry(
-                &lh,
-                super::sync_cdc::Capture::Mysql(&cdc),
-                &super::sync_cdc::CdcRunOptions {
-                    continuous: args.continuous,
-                    interval: args.interval,
-                    json: args.json,
-                    quiet: ctx.quiet,
-                },
-            )
-            .await?;
+            let opts = super::sync_cdc::CdcRunOptions {
+                continuous: args.continuous,
+                interval: args.interval,
+                json: args.json,
+                quiet: ctx.quiet,
+            };
+            let report = match mysql {
+                Some(cfg) => {
+                    let cdc =
+                        super::sync_cdc::mysql_entry(&project, name, entry, cfg, catalog, schema);
+                    super::sync_cdc::run_entry(&lh, super::sync_cdc::Capture::Mysql(&cdc), &opts)
+                        .await?
+                }
+                None => {
+                    let cfg = postgres_config(&project, &entry.connection)?;
+                    let cdc = super::sync_cdc::entry(&project, name, entry, cfg, catalog, schema)?;
+                    super::sync_cdc::run_entry(&lh, super::sync_cdc::Capture::Postgres(&cdc), &opts)
+                        .await?
+                }
+            };
             if args.json {
                 cdc_reports.push(json!({"entry": name, "mode": "cdc", "report": report}));
             } else {
@@ -119,6 +124,7 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
             }
             continue;
         }
+        // MySQL / MariaDB snapshot entries are synced by their own module.
         if let Some(cfg) = mysql {
             let report =
                 super::mysql::sync_snapshot(&cfg, &lh, name, entry, ctx.quiet || args.json).await?;
@@ -126,29 +132,6 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
                 cdc_reports.push(json!(report));
             } else {
                 super::mysql::print_report(&report);
-            }
-            continue;
-        }
-        if entry.mode == IngestMode::Cdc {
-            let cfg = postgres_config(&project, &entry.connection)?;
-            let (catalog, schema) = target_schema(&lh, name, &entry.schema)?;
-            ensure_schema(&lh, &catalog, &schema).await?;
-            let cdc = super::sync_cdc::entry(&project, name, entry, cfg, catalog, schema)?;
-            let report = super::sync_cdc::run_entry(
-                &lh,
-                super::sync_cdc::Capture::Postgres(&cdc),
-                &super::sync_cdc::CdcRunOptions {
-                    continuous: args.continuous,
-                    interval: args.interval,
-                    json: args.json,
-                    quiet: ctx.quiet,
-                },
-            )
-            .await?;
-            if args.json {
-                cdc_reports.push(json!({"entry": name, "mode": "cdc", "report": report}));
-            } else {
-                super::sync_cdc::print_report(name, &report);
             }
             continue;
         }

@@ -6,95 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Connection;
-
 use crate::common::TestProject;
-
-const ADMIN: &str = "mysql://root@127.0.0.1:3306/mysql";
-
-/// A database of its own for one test; dropped when the test ends.
-struct MyDb {
-    name: String,
-    rt: tokio::runtime::Runtime,
-}
-
-impl MyDb {
-    fn new() -> Self {
-        let name = format!("confluo_t_{}", uuid::Uuid::new_v4().simple());
-        let db = MyDb {
-            name: name.clone(),
-            rt: tokio::runtime::Runtime::new().unwrap(),
-        };
-        db.admin(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"));
-        db
-    }
-
-    /// Runs one statement as root outside the test database.
-    fn admin(&self, sql: &str) {
-        self.rt.block_on(async {
-            let mut c = sqlx::MySqlConnection::connect(ADMIN).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        });
-    }
-
-    /// Runs statements separated by `;` at line ends, with an empty sql_mode so zero dates
-    /// can be inserted.
-    fn exec(&self, sql: &str) {
-        self.rt.block_on(async {
-            let url = format!("mysql://root@127.0.0.1:3306/{}", self.name);
-            let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql("SET SESSION sql_mode = ''")
-                .execute(&mut c)
-                .await
-                .unwrap();
-            for stmt in sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(stmt.to_string()))
-                    .execute(&mut c)
-                    .await
-                    .unwrap_or_else(|e| panic!("{stmt}: {e}"));
-            }
-        });
-    }
-
-    /// A project with connection `my` to this database and ingest entry `e` syncing
-    /// `tables` into `bronze` (snapshot mode).
-    fn project(&self, tables: &str) -> TestProject {
-        TestProject::with_config(&format!(
-            "connections:\n  my:\n    type: mysql\n    host: 127.0.0.1\n    port: 3306\n    database: {}\n    user: root\n    password: ${{env:CONFLUO_T_MYPASS}}\n    ssl_mode: disabled\ningest:\n  e:\n    connection: my\n    mode: snapshot\n    tables: {tables}\n    schema: bronze\n",
-            self.name
-        ))
-    }
-}
-
-impl Drop for MyDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        self.rt.block_on(async {
-            if let Ok(mut c) = sqlx::MySqlConnection::connect(ADMIN).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name}"
-                )))
-                .execute(&mut c)
-                .await;
-            }
-        });
-    }
-}
-
-/// Runs confluo in `p` with the password variable set (empty: root has no password).
-fn run(p: &TestProject, args: &[&str]) -> std::process::Output {
-    p.command(args)
-        .env("CONFLUO_T_MYPASS", "")
-        .output()
-        .expect("run confluo")
-}
-
-fn ok(p: &TestProject, args: &[&str]) -> String {
-    crate::common::succeeded(args, run(p, args))
-}
+use crate::mysql::{MyDb, ok, run};
 
 /// Runs and expects exit status 1; returns stdout and stderr together.
 fn fails(p: &TestProject, args: &[&str]) -> String {
@@ -158,7 +71,7 @@ fn differences(report: &serde_json::Value) -> BTreeMap<String, (String, Vec<Stri
 fn synced_table_verifies_equal_then_changes_are_named() {
     let db = MyDb::new();
     db.exec(TYPES_SQL);
-    let p = db.project("[t]");
+    let p = db.project("", "[t]", "");
     ok(&p, &["sync", "e"]);
 
     // `connection.table` (the connection's database) and `connection.database.table`.
@@ -251,7 +164,7 @@ fn tables_without_an_integer_key_are_refused() {
          CREATE TABLE twokeys (a INT, b INT, PRIMARY KEY (a, b));
          CREATE TABLE textkey (code VARCHAR(10) PRIMARY KEY)",
     );
-    let p = db.project("[nopk, twokeys, textkey]");
+    let p = db.project("", "[nopk, twokeys, textkey]", "");
     ok(&p, &["sync", "e"]);
     let e = fails(&p, &["verify", "my.nopk", "bronze.nopk"]);
     assert!(

@@ -277,6 +277,41 @@ impl TableChanges {
     }
 }
 
+/// The change columns of a folded batch, in order: `_op`, `_lsn` (the transaction's
+/// sequence: PostgreSQL commit LSN, MySQL binlog sequence) and `_commit_ts`.
+pub fn change_columns(t: &TableChanges) -> Vec<(arrow::datatypes::Field, arrow::array::ArrayRef)> {
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, TimeUnit};
+    use std::sync::Arc;
+    vec![
+        (
+            Field::new("_op", DataType::Utf8, false),
+            Arc::new(StringArray::from_iter_values(
+                t.rows.iter().map(|r| r.op.label()),
+            )),
+        ),
+        (
+            Field::new("_lsn", DataType::Int64, false),
+            Arc::new(Int64Array::from_iter_values(
+                t.rows.iter().map(|r| r.lsn as i64),
+            )),
+        ),
+        (
+            Field::new(
+                "_commit_ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    t.rows.iter().map(|r| r.commit_ts_micros),
+                )
+                .with_timezone("UTC"),
+            ),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

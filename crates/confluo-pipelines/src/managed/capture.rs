@@ -314,14 +314,15 @@ pub struct CopyPlan<'a, Id> {
         ),
 }
 
-/// Lands a snapshot's tables as `plan` says; `committed` runs after each table's commit (to
-/// record it in the entry's state). Returns each table with its rows; the caller finishes
-/// the snapshot.
+/// Lands a snapshot's tables as `plan` says, marking each as copied in the entry's state
+/// (`st`, saved to `file`) once committed. Returns each table with its rows; the caller
+/// finishes the snapshot.
 pub async fn land_copy<Id, Info, E>(
     lh: &Lakehouse,
     snap: &mut confluo_connectors::snapshot::Snapshot<Id, Info, E>,
     plan: &CopyPlan<'_, Id>,
-    committed: &mut (dyn FnMut(&Id) -> Result<()> + Send),
+    st: &mut super::state::EntryState,
+    file: &std::path::Path,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Vec<(String, u64)>>
 where
@@ -387,7 +388,10 @@ where
                 lh.metastore()
                     .touch_table(&(plan.target)(&result.table))
                     .await?;
-                committed(&result.table)?;
+                if let Some(s) = st.tables.get_mut(&result.table.to_string()) {
+                    s.copied = true;
+                }
+                super::state::save(file, st)?;
                 progress(Progress::CopyDone {
                     table: result.table.to_string(),
                     rows,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use confluo_connectors::mysql::MysqlConfig;
 use confluo_connectors::mysql::cdc::{
-    BinlogPosition, CapturedTable, ChangeReader, MysqlCdcError, batch, server,
+    BinlogPosition, CapturedTable, ChangeReader, MysqlCdcError, batch, replica_id, server,
 };
 use confluo_connectors::mysql::discover::{SourceTable, TableId, resolve_tables};
 use confluo_connectors::mysql::snapshot::{SnapshotRequest, snapshot};
@@ -70,23 +70,14 @@ impl MysqlCdcEntry {
     /// The replica id this entry registers with: the connection's `server_id`, else one
     /// derived from the project, database and entry, so entries never evict each other.
     pub fn server_id(&self) -> u32 {
-        if let Some(id) = self.cfg.server_id {
-            return id;
-        }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in format!(
-            "{}\0{}\0{}",
-            self.state_dir.display(),
-            self.cfg.database,
-            self.name
-        )
-        .bytes()
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        // Clear of the small ids servers themselves use.
-        1_000_000 + (h % 2_000_000_000) as u32
+        self.cfg.server_id.unwrap_or_else(|| {
+            replica_id(&format!(
+                "{}\0{}\0{}",
+                self.state_dir.display(),
+                self.cfg.database,
+                self.name
+            ))
+        })
     }
 
     fn marker(&self) -> String {
@@ -260,19 +251,7 @@ impl MysqlCdcEntry {
                 })
             },
         };
-        let done = land_copy(
-            lh,
-            &mut snap,
-            &plan,
-            &mut |id: &TableId| {
-                if let Some(s) = st.tables.get_mut(&id.to_string()) {
-                    s.copied = true;
-                }
-                state::save(file, st)
-            },
-            progress,
-        )
-        .await?;
+        let done = land_copy(lh, &mut snap, &plan, st, file, progress).await?;
         snap.finish().await.map_err(ManagedError::from)?;
         Ok(done)
     }
@@ -308,7 +287,7 @@ impl MysqlCdcEntry {
                 applied_seq: applied.max(0) as u64,
             });
         }
-        let mut reader = ChangeReader::new(&self.cfg, self.server_id(), captured)?.server(server);
+        let mut reader = ChangeReader::new(&self.cfg, server, self.server_id(), captured)?;
         if self.history {
             reader = reader.per_transaction();
         }
@@ -320,7 +299,6 @@ impl MysqlCdcEntry {
             let Some(from) = st.binlog.as_ref().map(|b| b.position.clone()) else {
                 break;
             };
-            report.confirmed_lsn = from.to_string();
             match self
                 .step(
                     lh,

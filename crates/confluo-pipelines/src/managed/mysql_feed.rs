@@ -119,13 +119,13 @@ pub async fn read(
     let from = position_of(applied as u64, &info.position);
     let mut reader = ChangeReader::new(
         cfg,
+        &info,
         server_id,
         vec![CapturedTable {
             table: source.clone(),
             applied_seq: applied as u64,
         }],
     )?
-    .server(&info)
     .per_transaction();
     let read = reader
         .read(&mut conn, &from, None, MAX_CHANGES_PER_UPDATE as u64)

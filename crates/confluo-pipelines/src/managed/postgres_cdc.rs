@@ -228,19 +228,7 @@ impl CdcEntry {
                 })
             },
         };
-        let done = land_copy(
-            lh,
-            &mut snap,
-            &plan,
-            &mut |id: &TableId| {
-                if let Some(s) = st.tables.get_mut(&id.to_string()) {
-                    s.copied = true;
-                }
-                state::save(file, st)
-            },
-            progress,
-        )
-        .await?;
+        let done = land_copy(lh, &mut snap, &plan, st, file, progress).await?;
         snap.finish().await?;
         Ok(done)
     }

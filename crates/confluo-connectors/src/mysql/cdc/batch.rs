@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema};
 
-use crate::changes::compact::TableChanges;
+use crate::changes::compact::{self, TableChanges};
 use crate::mysql::config::MysqlConfig;
 use crate::mysql::decode::BatchBuilder;
 use crate::mysql::discover::SourceTable;
@@ -37,23 +37,10 @@ pub fn to_record_batch(
         .map(|f| f.as_ref().clone())
         .collect();
     let mut columns: Vec<ArrayRef> = data.columns().to_vec();
-    fields.push(Field::new("_op", DataType::Utf8, false));
-    columns.push(Arc::new(StringArray::from_iter_values(
-        t.rows.iter().map(|r| r.op.label()),
-    )));
-    fields.push(Field::new("_lsn", DataType::Int64, false));
-    columns.push(Arc::new(Int64Array::from_iter_values(
-        t.rows.iter().map(|r| r.lsn as i64),
-    )));
-    fields.push(Field::new(
-        "_commit_ts",
-        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        false,
-    ));
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from_iter_values(t.rows.iter().map(|r| r.commit_ts_micros))
-            .with_timezone("UTC"),
-    ));
+    for (field, column) in compact::change_columns(t) {
+        fields.push(field);
+        columns.push(column);
+    }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| MysqlError::Decode {
         connection: cfg.name.clone(),
         table: table.id.to_string(),

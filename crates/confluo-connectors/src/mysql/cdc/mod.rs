@@ -184,14 +184,20 @@ enum RowChange {
 /// MariaDB's GTID event, which replaces BEGIN when a replica asks for GTIDs.
 const MARIADB_GTID_EVENT: u8 = 162;
 
-/// FNV-1a of a column type, so a changed type reads as a different column.
-fn type_id(column_type: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in column_type.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
+/// FNV-1a, for ids that must stay the same from run to run.
+fn fnv1a(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// A replica id derived from `seed` (stable across runs, distinct for distinct seeds with
+/// high probability), clear of the small ids servers themselves use.
+pub fn replica_id(seed: &str) -> u32 {
+    1_000_000 + (fnv1a(seed) % 2_000_000_000) as u32
 }
 
 fn shape_of(cfg: &MysqlConfig, table: &SourceTable) -> Result<Shape, MysqlCdcError> {
@@ -207,7 +213,8 @@ fn shape_of(cfg: &MysqlConfig, table: &SourceTable) -> Result<Shape, MysqlCdcErr
             .map(|c| RelationColumn {
                 key: table.primary_key.contains(&c.name),
                 name: c.name.clone(),
-                type_oid: type_id(&c.mysql_type),
+                // A changed type reads as a different column.
+                type_oid: fnv1a(&c.mysql_type) as u32,
                 type_modifier: 0,
             })
             .collect(),
@@ -283,9 +290,10 @@ pub struct ChangeReader {
 }
 
 impl ChangeReader {
-    /// A reader registering as replica `server_id`, for `tables`.
+    /// A reader registering with `server` as replica `server_id`, for `tables`.
     pub fn new(
         cfg: &MysqlConfig,
+        server: &server::ServerInfo,
         server_id: u32,
         tables: Vec<CapturedTable>,
     ) -> Result<Self, MysqlCdcError> {
@@ -304,19 +312,11 @@ impl ChangeReader {
         Ok(ChangeReader {
             cfg: cfg.clone(),
             server_id,
-            mariadb: false,
-            checksum: true,
+            mariadb: server.mariadb,
+            checksum: server.checksum,
             tables: map,
             per_transaction: false,
         })
-    }
-
-    /// What the server is: MariaDB (which can resume by GTID) and whether its events carry
-    /// checksums (`binlog_checksum`).
-    pub fn server(mut self, info: &server::ServerInfo) -> Self {
-        self.mariadb = info.mariadb;
-        self.checksum = info.checksum;
-        self
     }
 
     /// Keeps each transaction's change per key (history) instead of one net change per key

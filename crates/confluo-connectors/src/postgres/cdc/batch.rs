@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
 
-use super::compact::TableChanges;
+use super::compact::{self, TableChanges};
 use super::pgoutput::Value;
 use super::text::decode_column;
 use crate::postgres::types::ColumnMapping;
@@ -74,23 +72,10 @@ pub fn to_record_batch(
             unchanged_columns.push(Arc::new(flags));
         }
     }
-    fields.push(Field::new("_op", DataType::Utf8, false));
-    columns.push(Arc::new(StringArray::from_iter_values(
-        t.rows.iter().map(|r| r.op.label()),
-    )));
-    fields.push(Field::new("_lsn", DataType::Int64, false));
-    columns.push(Arc::new(Int64Array::from_iter_values(
-        t.rows.iter().map(|r| r.lsn as i64),
-    )));
-    fields.push(Field::new(
-        "_commit_ts",
-        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        false,
-    ));
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from_iter_values(t.rows.iter().map(|r| r.commit_ts_micros))
-            .with_timezone("UTC"),
-    ));
+    for (field, column) in compact::change_columns(t) {
+        fields.push(field);
+        columns.push(column);
+    }
     fields.extend(unchanged_fields);
     columns.extend(unchanged_columns);
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction};
+use deltalake::kernel::{Action, Add, MetadataExt, Remove, StructType, Transaction};
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder};
@@ -272,6 +272,12 @@ pub struct CommitRequest {
     pub app_metadata: HashMap<String, Value>,
     /// An application transaction `(app id, version)` recorded atomically with the data.
     pub txn: Option<(String, i64)>,
+    /// Files this commit replaces (a rewrite), beside the ones an overwrite removes.
+    pub removes: Vec<Remove>,
+    /// The operation recorded in the history; a write (append or overwrite) when `None`.
+    pub operation: Option<DeltaOperation>,
+    /// Operation metrics recorded beside the file and row counts.
+    pub metrics: Option<Value>,
 }
 
 /// Commits written files to the table; returns the new version.
@@ -288,6 +294,7 @@ pub async fn commit(table: &DeltaTable, req: CommitRequest) -> Result<i64> {
             .map_err(|e| LakehouseError::delta(&name)(e.into()))?;
         actions.push(Action::Metadata(metadata));
     }
+    actions.extend(req.removes.into_iter().map(Action::Remove));
     if req.mode == WriteMode::Overwrite {
         for file in snapshot.log_data().iter() {
             actions.push(Action::Remove(file.remove_action(true)));
@@ -301,24 +308,25 @@ pub async fn commit(table: &DeltaTable, req: CommitRequest) -> Result<i64> {
     let files = req.adds.len();
     actions.extend(req.adds.into_iter().map(Action::Add));
     let mut metadata = req.app_metadata;
-    metadata.insert(
-        "operationMetrics".into(),
-        serde_json::json!({ "numFiles": files, "numOutputRows": rows }),
-    );
+    let mut metrics = serde_json::json!({ "numFiles": files, "numOutputRows": rows });
+    if let Some(Value::Object(extra)) = req.metrics {
+        metrics.as_object_mut().expect("an object").extend(extra);
+    }
+    metadata.insert("operationMetrics".into(), metrics);
     metadata.insert("engineInfo".into(), Value::String(engine_info()));
     let mut props = CommitProperties::default().with_metadata(metadata);
     if let Some((app, version)) = req.txn {
         props = props.with_application_transaction(Transaction::new(app, version));
     }
     let partition_by = snapshot.metadata().partition_columns();
-    let operation = DeltaOperation::Write {
+    let operation = req.operation.unwrap_or_else(|| DeltaOperation::Write {
         mode: match req.mode {
             WriteMode::Append => SaveMode::Append,
             WriteMode::Overwrite => SaveMode::Overwrite,
         },
         partition_by: (!partition_by.is_empty()).then(|| partition_by.to_vec()),
         predicate: None,
-    };
+    });
     let finalized = CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), operation)

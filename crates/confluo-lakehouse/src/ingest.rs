@@ -299,7 +299,7 @@ impl<'a> IngestBuilder<'a> {
                     mode,
                     new_schema: if first { new_schema.clone() } else { None },
                     app_metadata,
-                    txn: None,
+                    ..Default::default()
                 },
             )
             .await?;

@@ -146,7 +146,7 @@ where
                         mode: WriteMode::Overwrite,
                         new_schema: p.new_schema,
                         app_metadata,
-                        txn: None,
+                        ..Default::default()
                     },
                 )
                 .await?;

@@ -20,6 +20,8 @@ use crate::delta::{self, CommitRequest, WriteMode};
 use crate::error::{LakehouseError, Result};
 use crate::write::TableWriter;
 
+mod rewrite;
+
 /// The `_op` column: `UPSERT` or `DELETE`.
 pub const OP_COLUMN: &str = "_op";
 /// Columns of a change batch that describe the change rather than the row.
@@ -172,6 +174,11 @@ pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<Ap
     }
     if changes.rows.num_rows() == 0 {
         return Ok(ApplyReport::default());
+    }
+    if rewrite::applicable(table, &changes)
+        && let Some(report) = rewrite::apply(table, &changes, &is_upsert).await?
+    {
+        return Ok(report);
     }
     let columns = data_columns(&changes.rows);
     let unchanged: Vec<String> = changes

@@ -208,10 +208,33 @@ async fn changes_rewrite_only_the_files_holding_their_keys() {
     expected.insert(6000, ("y".into(), None));
     assert_eq!(contents(&table).await, expected);
 
+    // A value the source did not send (unchanged TOAST) keeps the target's: MERGE does that,
+    // the other columns of the row still change.
+    let toast = change_rows(
+        &[(10, "", "UPDATE"), (11, "eleven", "UPDATE")],
+        Some(&[Some(1), Some(2)]),
+    );
+    let mut fields = toast.schema().fields().to_vec();
+    let mut cols = toast.columns().to_vec();
+    fields.push(Arc::new(Field::new(
+        "__unchanged_name",
+        DataType::Boolean,
+        true,
+    )));
+    cols.push(Arc::new(arrow::array::BooleanArray::from(vec![
+        true, false,
+    ])));
+    let toast = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let report = changes::apply(&mut table, net(toast, 13)).await.unwrap();
+    assert_eq!(report.updated, 2);
+    expected.insert(10, ("n10".into(), Some(1)));
+    expected.insert(11, ("eleven".into(), Some(2)));
+    assert_eq!(contents(&table).await, expected);
+
     // Two changes of one key in a batch are not a net batch: MERGE is left to say so or
     // apply them, the rewrite never keeps both.
     let dup = change_rows(&[(1, "a", "UPDATE"), (1, "b", "UPDATE")], None);
-    if changes::apply(&mut table, net(dup, 13)).await.is_ok() {
+    if changes::apply(&mut table, net(dup, 14)).await.is_ok() {
         let c = contents(&table).await;
         assert!(["a", "b"].contains(&c[&1].0.as_str()));
     }

@@ -3,15 +3,58 @@
 //! path tables (`` delta.`/path` ``). Each is resolved asynchronously into a provider,
 //! registered under a scratch name, and the reference is pointed at that name.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart,
     Statement, TableAlias, TableFactor, TableVersion as AstVersion, VisitMut, VisitorMut,
+    visit_expressions_mut, visit_relations,
 };
 use datafusion::sql::sqlparser::tokenizer::Location;
 
 use crate::parser::literal_text;
+
+/// The names of the tables a statement reads or writes, as written.
+pub fn table_names(statement: &Statement) -> Vec<ObjectName> {
+    let mut names = Vec::new();
+    let _ = visit_relations(statement, |name| {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    names
+}
+
+/// Gives every unquoted column reference whose lowercase form is a key of `spelling` that
+/// spelling, quoted (so the planner, which lowercases unquoted names, matches it exactly).
+/// Returns whether anything changed.
+pub fn respell_columns(statement: &mut Statement, spelling: &HashMap<String, String>) -> bool {
+    let mut changed = false;
+    let mut fix = |id: &mut Ident| {
+        if id.quote_style.is_none()
+            && let Some(actual) = spelling.get(&id.value.to_lowercase())
+        {
+            id.value = actual.clone();
+            id.quote_style = Some('`');
+            changed = true;
+        }
+    };
+    let _ = visit_expressions_mut(statement, |e| {
+        match e {
+            Expr::Identifier(id) => fix(id),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last_mut() {
+                    fix(last);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed
+}
 
 /// A table reference that needs resolving.
 #[derive(Debug, Clone)]

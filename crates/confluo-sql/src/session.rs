@@ -235,14 +235,52 @@ impl SqlSession {
     pub async fn plan_statement(&self, mut statement: Statement) -> Result<DataFrame> {
         self.resolve_references(&mut statement).await?;
         let state = self.ctx.state();
-        let plan = state
-            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        let plan = match state
+            .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
             .await
-            .map_err(|e| self.explain_error(e))?;
+        {
+            Ok(plan) => plan,
+            Err(e) => {
+                // An unquoted name of a mixed-case column (`Amount` from a CSV header) is
+                // matched ignoring case, as Spark SQL does, and the statement planned again.
+                if !(is_unknown_column(&e) && self.respell_columns(&mut statement).await) {
+                    return Err(self.explain_error(e));
+                }
+                state
+                    .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+                    .await
+                    .map_err(|_| self.explain_error(e))?
+            }
+        };
         self.ctx
             .execute_logical_plan(plan)
             .await
             .map_err(|e| self.explain_error(e))
+    }
+
+    /// Respells unquoted column names that equal a column of the statement's tables only
+    /// when case is ignored (and equal no other column that way) as that column's name.
+    async fn respell_columns(&self, statement: &mut Statement) -> bool {
+        let mut by_lower: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for name in rewrite::table_names(statement) {
+            let Ok(provider) = self.ctx.table_provider(name.to_string().as_str()).await else {
+                continue;
+            };
+            for f in provider.schema().fields() {
+                let names = by_lower.entry(f.name().to_lowercase()).or_default();
+                if !names.contains(f.name()) {
+                    names.push(f.name().clone());
+                }
+            }
+        }
+        let spelling: std::collections::HashMap<String, String> = by_lower
+            .into_iter()
+            .filter_map(|(lower, mut names)| match names.len() {
+                1 if names[0] != lower => Some((lower, names.remove(0))),
+                _ => None,
+            })
+            .collect();
+        !spelling.is_empty() && rewrite::respell_columns(statement, &spelling)
     }
 
     async fn resolve_references(&self, statement: &mut Statement) -> Result<()> {
@@ -492,4 +530,13 @@ pub fn normalize(i: &Ident) -> String {
             .map(|x| x.as_str().to_string())
             .unwrap_or_else(|_| i.value.to_lowercase())
     }
+}
+
+/// Whether planning failed on a column name the tables do not have.
+fn is_unknown_column(e: &DataFusionError) -> bool {
+    matches!(
+        e.find_root(),
+        DataFusionError::SchemaError(e, _)
+            if matches!(e.as_ref(), datafusion::common::SchemaError::FieldNotFound { .. })
+    )
 }

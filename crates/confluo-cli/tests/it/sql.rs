@@ -63,6 +63,37 @@ fn catalogs_schemas_tables_and_names() {
 }
 
 #[test]
+fn mixed_case_columns_match_unquoted_names() {
+    let p = TestProject::new();
+    // CSV headers keep their case in the table, as Spark and Databricks keep them.
+    let csv = p.write(
+        "m.csv",
+        "Id,Amount,Customer Name,note\n1,2.5,a,x\n2,3.5,b,y\n",
+    );
+    p.ingest(&csv, "m", &[]);
+    assert_eq!(p.scalar("SELECT sum(amount) FROM m WHERE ID = 2"), "3.5");
+    assert_eq!(p.scalar("SELECT max(m.AMOUNT) FROM m"), "3.5");
+    assert_eq!(p.scalar("SELECT `Amount` FROM m WHERE Id = 1"), "2.5");
+    assert_eq!(p.scalar("SELECT `Customer Name` FROM m WHERE id = 1"), "a");
+    assert_eq!(p.scalar("SELECT NOTE FROM m WHERE id = 2"), "y");
+    let path = csv.display().to_string();
+    assert_eq!(
+        p.scalar(&format!(
+            "SELECT count(amount) FROM read_files('{path}', format => 'csv')"
+        )),
+        "2"
+    );
+    p.ok(&[
+        "query",
+        "CREATE TABLE m2 AS SELECT id, amount * 2 AS twice FROM m",
+    ]);
+    assert_eq!(p.scalar("SELECT sum(twice) FROM m2"), "12.0");
+    // A name no column has, whatever the case, is still an error that names it.
+    let err = p.fail(&["query", "SELECT amout FROM m"]);
+    assert!(err.contains("amout"), "{err}");
+}
+
+#[test]
 fn insert_overwrite_ctas_and_time_travel() {
     let p = TestProject::new();
     p.ok(&["query", "CREATE TABLE t (id INT, name STRING)"]);

@@ -239,3 +239,116 @@ async fn changes_rewrite_only_the_files_holding_their_keys() {
         assert!(["a", "b"].contains(&c[&1].0.as_str()));
     }
 }
+
+#[tokio::test]
+async fn composite_text_keys_rewrite_like_single_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = Project::in_memory(dir.path().to_path_buf(), ProjectConfig::with_name("t"));
+    let lh = Lakehouse::open(&project).await.unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("region", DataType::Utf8, true),
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let (info, table) = lh
+        .create_table(NewTable {
+            name: lh.resolve("regional").unwrap(),
+            schema: schema.as_ref().clone(),
+            partition_by: vec![],
+            comment: None,
+            properties: Default::default(),
+            location: None,
+        })
+        .await
+        .unwrap();
+    let batch = |regions: &[&str], ids: &[i64], names: &[&str], ops: Option<&[&str]>| {
+        let mut fields = schema.fields().to_vec();
+        let mut cols: Vec<Arc<dyn Array>> = vec![
+            Arc::new(StringArray::from(regions.to_vec())),
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from(names.to_vec())),
+        ];
+        if let Some(ops) = ops {
+            fields.push(Arc::new(Field::new("_op", DataType::Utf8, true)));
+            cols.push(Arc::new(StringArray::from(ops.to_vec())));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+    };
+    let mut w = TableWriter::new(&table, schema.clone()).unwrap();
+    w.write(&batch(
+        &["eu", "eu", "us", "us"],
+        &[1, 2, 1, 2],
+        &["a", "b", "c", "d"],
+        None,
+    ))
+    .await
+    .unwrap();
+    let adds = w.finish().await.unwrap();
+    delta::commit(
+        &table,
+        CommitRequest {
+            adds,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut table = lh.open_delta(&info, TableVersion::Latest).await.unwrap();
+    // (eu, 1) changes, (us, 1) goes, (us, 3) is new; (eu, 2) and (us, 2) share an id with
+    // changed rows and stay as they are.
+    let changes = batch(
+        &["eu", "us", "us"],
+        &[1, 1, 3],
+        &["a2", "", "e"],
+        Some(&["UPDATE", "DELETE", "INSERT"]),
+    );
+    let report = changes::apply(
+        &mut table,
+        NetChanges {
+            rows: changes,
+            keys: vec!["region".into(), "id".into()],
+            truncated: false,
+            txn: ("regional".into(), 1),
+            metadata: HashMap::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.inserted, report.updated, report.deleted), (1, 1, 1));
+    let ctx = SessionContext::new();
+    let rows = ctx
+        .read_table(table.table_provider().await.unwrap())
+        .unwrap()
+        .sort(vec![
+            datafusion::prelude::col("region").sort(true, true),
+            datafusion::prelude::col("id").sort(true, true),
+        ])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for b in rows {
+        let region = arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+        let name = arrow::compute::cast(b.column(2), &DataType::Utf8).unwrap();
+        let ids = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            got.push(format!(
+                "{}/{}={}",
+                region.as_string::<i32>().value(i),
+                ids.value(i),
+                name.as_string::<i32>().value(i)
+            ));
+        }
+    }
+    assert_eq!(got, ["eu/1=a2", "eu/2=b", "us/2=d", "us/3=e"]);
+    let history = delta::history(&table, Some(1)).await.unwrap();
+    assert!(
+        history[0]
+            .parameters
+            .to_string()
+            .contains("target keys (region, id)"),
+        "{:?}",
+        history[0].parameters
+    );
+}

@@ -9,7 +9,8 @@
 //! a CDC batch is usually a few thousand keys against a table of millions of rows, where the
 //! general MERGE plan (a full join over every column) is several times slower. Tables it does
 //! not cover (column mapping, deletion vectors, partitions, change data feed, constraints,
-//! unchanged-TOAST values to carry over) go through MERGE.
+//! duplicate or null keys) go through MERGE. Values the source did not send (unchanged TOAST)
+//! are read from the replaced rows and carried over.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,9 +37,8 @@ use crate::write::TableWriter;
 const READ_BATCH_ROWS: usize = 64 * 1024;
 
 /// Whether the table and batch are ones this path applies exactly as MERGE would: plain
-/// files (reader version 1, no partitions, no change data feed, no constraints), keys that
-/// are unique and never null in the batch, and no value the target must keep (unchanged
-/// TOAST).
+/// files (reader version 1, no partitions, no change data feed, no constraints) and keys
+/// that are never null in the batch (uniqueness is checked when they are indexed).
 pub(super) fn applicable(table: &DeltaTable, changes: &NetChanges) -> bool {
     let Ok(snapshot) = table.snapshot() else {
         return false;
@@ -65,13 +65,10 @@ pub(super) fn applicable(table: &DeltaTable, changes: &NetChanges) -> bool {
     {
         return false;
     }
-    // Values to carry over from the target row need the row itself: MERGE does that.
-    !rows.schema().fields().iter().enumerate().any(|(i, f)| {
-        f.name().starts_with(UNCHANGED_PREFIX)
-            && rows
-                .column(i)
-                .as_boolean_opt()
-                .is_none_or(|b| b.true_count() > 0)
+    // Unchanged flags must be booleans to be read here.
+    rows.schema().fields().iter().all(|f| {
+        !f.name().starts_with(UNCHANGED_PREFIX)
+            || f.data_type() == &arrow::datatypes::DataType::Boolean
     })
 }
 
@@ -160,8 +157,9 @@ impl KeyIndex {
 struct Touched {
     path: ObjectPath,
     remove: Remove,
-    /// Positions (in file order) of the rows the batch replaces or deletes, ascending.
-    positions: Vec<usize>,
+    /// Positions (in file order, ascending) of the rows the batch replaces or deletes, each
+    /// with the batch row that replaces or deletes it.
+    hits: Vec<(usize, usize)>,
     rows: usize,
 }
 
@@ -200,12 +198,12 @@ pub(super) async fn apply(
     let mut touched = Vec::new();
     for (path, remove) in candidates {
         let data = fetch(&store, &path, &name).await?;
-        let (positions, rows) = matching_positions(data, &path, &index, &mut found, &name)?;
-        if !positions.is_empty() {
+        let (hits, rows) = matching_positions(data, &path, &index, &mut found, &name)?;
+        if !hits.is_empty() {
             touched.push(Touched {
                 path,
                 remove,
-                positions,
+                hits,
                 rows,
             });
         }
@@ -220,8 +218,9 @@ pub(super) async fn apply(
             (false, false) => {}
         }
     }
+    let rows = carry_unchanged(&store, &touched, &changes.rows, is_upsert, table, &name).await?;
     let upserts = data_only(
-        &filter_record_batch(&changes.rows, is_upsert)
+        &filter_record_batch(&rows, is_upsert)
             .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?,
         &name,
     )?;
@@ -235,7 +234,13 @@ pub(super) async fn apply(
         let name = name.clone();
         let files: Vec<_> = touched
             .iter()
-            .map(|t| (t.path.clone(), t.positions.clone(), t.rows))
+            .map(|t| {
+                (
+                    t.path.clone(),
+                    t.hits.iter().map(|h| h.0).collect::<Vec<_>>(),
+                    t.rows,
+                )
+            })
             .collect();
         tokio::spawn(async move {
             for (path, positions, rows) in files {
@@ -359,7 +364,7 @@ fn matching_positions(
     index: &KeyIndex,
     found: &mut [bool],
     name: &str,
-) -> Result<(Vec<usize>, usize)> {
+) -> Result<(Vec<(usize, usize)>, usize)> {
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| file_error(name, path, e))?;
     let roots = index
@@ -377,19 +382,125 @@ fn matching_positions(
         .with_batch_size(READ_BATCH_ROWS)
         .build()
         .map_err(|e| file_error(name, path, e))?;
-    let mut positions = Vec::new();
+    let mut hits = Vec::new();
     let mut offset = 0;
     for batch in reader {
         let batch = batch.map_err(|e| file_error(name, path, e))?;
         for (i, hit) in index.lookup(&batch, name)?.into_iter().enumerate() {
             if let Some(row) = hit {
                 found[row] = true;
-                positions.push(offset + i);
+                hits.push((offset + i, row));
             }
         }
         offset += batch.num_rows();
     }
-    Ok((positions, offset))
+    Ok((hits, offset))
+}
+
+/// The batch with every value the source did not send (its `__unchanged_<col>` flag set)
+/// replaced by the value of the row it replaces, read from the touched files. A flagged row
+/// whose key the table does not hold keeps the batch's value, as with MERGE's insert.
+async fn carry_unchanged(
+    store: &Arc<dyn ObjectStore>,
+    touched: &[Touched],
+    rows: &RecordBatch,
+    is_upsert: &BooleanArray,
+    table: &DeltaTable,
+    name: &str,
+) -> Result<RecordBatch> {
+    let schema = rows.schema();
+    let flags: Vec<(usize, &BooleanArray)> = schema
+        .fields()
+        .iter()
+        .filter_map(|f| {
+            let column = f.name().strip_prefix(UNCHANGED_PREFIX)?;
+            let target = schema.index_of(column).ok()?;
+            Some((target, rows.column_by_name(f.name())?.as_boolean()))
+        })
+        .collect();
+    let flagged = |row: usize| {
+        is_upsert.value(row) && flags.iter().any(|(_, f)| f.is_valid(row) && f.value(row))
+    };
+    // The old rows of the flagged batch rows, file by file, and which batch row each is.
+    let table_schema = delta::table_schema(table)?;
+    let mut old = Vec::new();
+    let mut old_of = vec![None; rows.num_rows()];
+    let mut count = 0;
+    for t in touched {
+        let wanted: Vec<(usize, usize)> = t
+            .hits
+            .iter()
+            .copied()
+            .filter(|&(_, row)| flagged(row))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let mut selectors = Vec::with_capacity(wanted.len() * 2 + 1);
+        let mut at = 0;
+        for &(p, row) in &wanted {
+            if p > at {
+                selectors.push(RowSelector::skip(p - at));
+            }
+            selectors.push(RowSelector::select(1));
+            at = p + 1;
+            old_of[row] = Some(count);
+            count += 1;
+        }
+        let data = fetch(store, &t.path, name).await?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+            .map_err(|e| file_error(name, &t.path, e))?
+            .with_row_selection(RowSelection::from(selectors))
+            .build()
+            .map_err(|e| file_error(name, &t.path, e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| file_error(name, &t.path, e))?;
+            old.push(
+                deltalake::kernel::schema::cast_record_batch(
+                    &batch,
+                    table_schema.clone(),
+                    true,
+                    true,
+                )
+                .map_err(|e| file_error(name, &t.path, e))?,
+            );
+        }
+    }
+    if count == 0 {
+        return Ok(rows.clone());
+    }
+    let old = arrow::compute::concat_batches(&table_schema, &old)
+        .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?;
+    if old.num_rows() != count {
+        return Err(LakehouseError::Invalid(format!(
+            "{name}: read {} replaced rows for unchanged values, expected {count}",
+            old.num_rows()
+        )));
+    }
+    let mut columns = rows.columns().to_vec();
+    for (target, flag) in &flags {
+        let field = schema.field(*target);
+        let Some(previous) = old.column_by_name(field.name()) else {
+            continue;
+        };
+        let previous = if previous.data_type() == field.data_type() {
+            previous.clone()
+        } else {
+            arrow::compute::cast(previous, field.data_type())
+                .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?
+        };
+        let indices: Vec<(usize, usize)> = (0..rows.num_rows())
+            .map(|row| match old_of[row] {
+                Some(k) if flag.is_valid(row) && flag.value(row) => (1, k),
+                _ => (0, row),
+            })
+            .collect();
+        columns[*target] =
+            arrow::compute::interleave(&[columns[*target].as_ref(), previous.as_ref()], &indices)
+                .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?;
+    }
+    RecordBatch::try_new(schema, columns)
+        .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))
 }
 
 /// Reads one file without the rows at `positions` and sends its batches on.

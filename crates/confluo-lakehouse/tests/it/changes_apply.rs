@@ -208,11 +208,15 @@ async fn changes_rewrite_only_the_files_holding_their_keys() {
     expected.insert(6000, ("y".into(), None));
     assert_eq!(contents(&table).await, expected);
 
-    // A value the source did not send (unchanged TOAST) keeps the target's: MERGE does that,
-    // the other columns of the row still change.
+    // A value the source did not send (unchanged TOAST) keeps the target's, read from the
+    // replaced row; the other columns of the row still change.
     let toast = change_rows(
-        &[(10, "", "UPDATE"), (11, "eleven", "UPDATE")],
-        Some(&[Some(1), Some(2)]),
+        &[
+            (10, "", "UPDATE"),
+            (11, "eleven", "UPDATE"),
+            (7000, "", "UPDATE"),
+        ],
+        Some(&[Some(1), Some(2), Some(3)]),
     );
     let mut fields = toast.schema().fields().to_vec();
     let mut cols = toast.columns().to_vec();
@@ -222,14 +226,23 @@ async fn changes_rewrite_only_the_files_holding_their_keys() {
         true,
     )));
     cols.push(Arc::new(arrow::array::BooleanArray::from(vec![
-        true, false,
+        true, false, true,
     ])));
     let toast = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
     let report = changes::apply(&mut table, net(toast, 13)).await.unwrap();
-    assert_eq!(report.updated, 2);
+    assert_eq!((report.updated, report.inserted), (2, 1));
     expected.insert(10, ("n10".into(), Some(1)));
     expected.insert(11, ("eleven".into(), Some(2)));
+    // A key the table does not hold has no value to keep: the row is inserted as sent.
+    expected.insert(7000, ("".into(), Some(3)));
     assert_eq!(contents(&table).await, expected);
+    let history = delta::history(&table, Some(1)).await.unwrap();
+    assert!(
+        history[0]
+            .parameters
+            .to_string()
+            .contains("target keys (id)")
+    );
 
     // Two changes of one key in a batch are not a net batch: MERGE is left to say so or
     // apply them, the rewrite never keeps both.

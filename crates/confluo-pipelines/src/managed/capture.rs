@@ -288,30 +288,29 @@ pub fn history_rows(batch: &RecordBatch, from: i64) -> Result<RecordBatch> {
     })
 }
 
-/// A new target's comment and properties, from its source table.
-pub type Describe<'a, Id> = &'a (dyn Fn(&Id) -> (String, BTreeMap<String, String>) + Sync);
-
 /// How an initial copy lands its tables: each source table into its target in one overwrite
 /// commit whose application transaction version is `version` (the source position the
 /// snapshot corresponds to).
 pub struct CopyPlan<'a, Id> {
     /// Add `__START_AT` / `__END_AT` (SCD 2 targets); copied rows start at `version`.
     pub history: bool,
+    /// The ingest entry doing the copy.
+    pub entry: &'a str,
+    /// The source connection's name.
+    pub connection: &'a str,
+    /// How the entry keeps the targets in sync, for their comments (`change data capture`).
+    pub capture: &'a str,
     /// The application transaction of every commit.
     pub app_id: String,
     /// Its version.
     pub version: i64,
+    /// The source position of the snapshot, recorded in every table's `confluo.copy`
+    /// commit metadata beside the entry, connection, table and row counts.
+    pub position: serde_json::Map<String, serde_json::Value>,
     /// Row estimates by table, for progress.
     pub estimates: &'a HashMap<String, Option<u64>>,
     /// The lakehouse table of a source table.
     pub target: &'a (dyn Fn(&Id) -> TableName + Sync),
-    /// A new target's comment and properties.
-    pub describe: Describe<'a, Id>,
-    /// The `confluo.copy` commit metadata of a finished table, given its rows.
-    pub metadata: &'a (
-            dyn Fn(&confluo_connectors::snapshot::TableSnapshot<Id>, u64) -> serde_json::Value
-                + Sync
-        ),
 }
 
 /// Lands a snapshot's tables as `plan` says, marking each as copied in the entry's state
@@ -331,7 +330,7 @@ where
 {
     use confluo_connectors::snapshot::SnapshotEvent;
     use confluo_lakehouse::write::TableWriter;
-    let mut open: HashMap<Id, (DeltaTable, TableWriter, u64)> = HashMap::new();
+    let mut open: HashMap<Id, (TableName, DeltaTable, TableWriter, u64)> = HashMap::new();
     let mut done = Vec::new();
     while let Some(event) = snap.next().await {
         match event? {
@@ -345,14 +344,24 @@ where
                 } else {
                     schema
                 };
-                let (comment, properties) = (plan.describe)(&table);
-                let target =
-                    ensure_target(lh, (plan.target)(&table), &schema, comment, properties).await?;
+                let comment = format!(
+                    "{table} of connection `{}`, kept in sync by ingest entry `{}` ({})",
+                    plan.connection, plan.entry, plan.capture
+                );
+                let properties = BTreeMap::from([
+                    ("confluo.ingest.entry".to_string(), plan.entry.to_string()),
+                    (
+                        "confluo.ingest.source".to_string(),
+                        format!("{}:{table}", plan.connection),
+                    ),
+                ]);
+                let name = (plan.target)(&table);
+                let target = ensure_target(lh, name.clone(), &schema, comment, properties).await?;
                 let writer = TableWriter::new(&target, delta::table_schema(&target)?)?;
-                open.insert(table, (target, writer, 0));
+                open.insert(table, (name, target, writer, 0));
             }
             SnapshotEvent::Batch { table, batch } => {
-                if let Some((_, writer, rows)) = open.get_mut(&table) {
+                if let Some((_, _, writer, rows)) = open.get_mut(&table) {
                     let batch = if plan.history {
                         history_rows(&batch, plan.version)?
                     } else {
@@ -367,10 +376,18 @@ where
                 }
             }
             SnapshotEvent::TableFinished(result) => {
-                let Some((target, writer, rows)) = open.remove(&result.table) else {
+                let Some((name, target, writer, rows)) = open.remove(&result.table) else {
                     continue;
                 };
                 let adds = writer.finish().await?;
+                let mut metadata = serde_json::Map::from_iter([
+                    ("entry".to_string(), json!(plan.entry)),
+                    ("connection".to_string(), json!(plan.connection)),
+                    ("table".to_string(), json!(result.table.to_string())),
+                    ("rows".to_string(), json!(rows)),
+                    ("nulled".to_string(), json!(result.nulled)),
+                ]);
+                metadata.extend(plan.position.clone());
                 delta::commit(
                     &target,
                     CommitRequest {
@@ -378,16 +395,14 @@ where
                         mode: WriteMode::Overwrite,
                         app_metadata: HashMap::from([(
                             "confluo.copy".to_string(),
-                            (plan.metadata)(&result, rows),
+                            serde_json::Value::Object(metadata),
                         )]),
                         txn: Some((plan.app_id.clone(), plan.version)),
                         ..Default::default()
                     },
                 )
                 .await?;
-                lh.metastore()
-                    .touch_table(&(plan.target)(&result.table))
-                    .await?;
+                lh.metastore().touch_table(&name).await?;
                 if let Some(s) = st.tables.get_mut(&result.table.to_string()) {
                     s.copied = true;
                 }
@@ -401,4 +416,20 @@ where
         }
     }
     Ok(done)
+}
+
+/// Applies one table's net changes of a batch to its target in one commit (see
+/// [`changes::apply`]) and adds the rows it inserted, updated and deleted to `out`.
+pub async fn apply_net_changes(
+    lh: &Lakehouse,
+    info: &confluo_lakehouse::TableInfo,
+    net: changes::NetChanges,
+    out: &mut BatchReport,
+) -> Result<()> {
+    let mut table = lh.open_delta(info, TableVersion::Latest).await?;
+    let applied = changes::apply(&mut table, net).await?;
+    out.inserted += applied.inserted;
+    out.updated += applied.updated;
+    out.deleted += applied.deleted;
+    Ok(())
 }

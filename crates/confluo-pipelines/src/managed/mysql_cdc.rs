@@ -11,7 +11,7 @@
 //! snapshot's binlog position as that version, so the stream resumes it with no gap and no
 //! overlap.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,14 +23,14 @@ use confluo_connectors::mysql::cdc::{
 use confluo_connectors::mysql::discover::{SourceTable, TableId, resolve_tables};
 use confluo_connectors::mysql::snapshot::{SnapshotRequest, snapshot};
 use confluo_core::TableName;
-use confluo_lakehouse::changes::{self, NetChanges};
+use confluo_lakehouse::changes::NetChanges;
 use confluo_lakehouse::{Lakehouse, TableVersion};
 use serde_json::json;
 use sqlx::mysql::MySqlConnection;
 
 use super::capture::{
     BatchReport, CdcReport, CopyPlan, HistoryContext, Progress, StreamOptions, apply_history,
-    land_copy,
+    apply_net_changes, land_copy,
 };
 use super::state::{self, BinlogState, EntryState, TableState};
 use super::{ManagedError, Result};
@@ -212,44 +212,20 @@ impl MysqlCdcEntry {
             );
         }
         state::save(file, st)?;
-        let (binlog, gtid, exact) = (
-            snap.info.position(),
-            snap.info.gtid_set.clone(),
-            snap.info.exact,
-        );
         let plan = CopyPlan {
             history: self.history,
+            entry: &self.name,
+            connection: &self.cfg.name,
+            capture: "binlog change data capture",
             app_id: self.app_id(),
             version: seq as i64,
+            position: serde_json::Map::from_iter([
+                ("binlog".to_string(), json!(snap.info.position())),
+                ("gtid".to_string(), json!(snap.info.gtid_set)),
+                ("exact".to_string(), json!(snap.info.exact)),
+            ]),
             estimates: &estimates,
             target: &|id: &TableId| self.target(id),
-            describe: &|id: &TableId| {
-                (
-                    format!(
-                        "{id} of connection `{}`, kept in sync by ingest entry `{}` (binlog change data capture)",
-                        self.cfg.name, self.name
-                    ),
-                    BTreeMap::from([
-                        ("confluo.ingest.entry".to_string(), self.name.clone()),
-                        (
-                            "confluo.ingest.source".to_string(),
-                            format!("{}:{}", self.cfg.name, id),
-                        ),
-                    ]),
-                )
-            },
-            metadata: &|result, rows| {
-                json!({
-                    "entry": self.name,
-                    "connection": self.cfg.name,
-                    "table": result.table.to_string(),
-                    "binlog": binlog,
-                    "gtid": gtid,
-                    "exact": exact,
-                    "rows": rows,
-                    "nulled": result.nulled,
-                })
-            },
         };
         let done = land_copy(lh, &mut snap, &plan, st, file, progress).await?;
         snap.finish().await.map_err(ManagedError::from)?;
@@ -416,9 +392,9 @@ impl MysqlCdcEntry {
                 out.inserted += s.upserted;
                 out.deleted += s.deleted;
             } else {
-                let mut table = lh.open_delta(&info, TableVersion::Latest).await?;
-                let applied = changes::apply(
-                    &mut table,
+                apply_net_changes(
+                    lh,
+                    &info,
                     NetChanges {
                         rows,
                         keys: source.primary_key.clone(),
@@ -435,11 +411,9 @@ impl MysqlCdcEntry {
                             }),
                         )]),
                     },
+                    &mut out,
                 )
                 .await?;
-                out.inserted += applied.inserted;
-                out.updated += applied.updated;
-                out.deleted += applied.deleted;
             }
             reader.applied(&id, batch.commit_seq);
             lh.metastore().touch_table(&name).await?;

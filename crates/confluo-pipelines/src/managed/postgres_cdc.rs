@@ -10,7 +10,7 @@
 //! position it started from and its snapshot, whose transactions the stream then skips: no
 //! gap, no overlap.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -24,13 +24,13 @@ use confluo_connectors::postgres::snapshot::{
 };
 use confluo_connectors::postgres::types::ColumnMapping;
 use confluo_core::TableName;
-use confluo_lakehouse::changes::{self, NetChanges};
+use confluo_lakehouse::changes::NetChanges;
 use confluo_lakehouse::{Lakehouse, TableVersion};
 use serde_json::json;
 use sqlx::PgConnection;
 
 pub use super::capture::{BatchReport, CdcReport, Progress, StreamOptions};
-use super::capture::{CopyPlan, HistoryContext, apply_history, land_copy};
+use super::capture::{CopyPlan, HistoryContext, apply_history, apply_net_changes, land_copy};
 use super::state::{self, EntryState, TableState};
 use super::{ManagedError, Result};
 
@@ -193,40 +193,24 @@ impl CdcEntry {
             );
         }
         state::save(file, st)?;
-        let pg_snapshot = snap.info.pg_snapshot.clone();
-        let lsn = confluo_connectors::postgres::cdc::pgoutput::format_lsn(from);
         let plan = CopyPlan {
             history: self.history,
+            entry: &self.name,
+            connection: &self.cfg.name,
+            capture: "change data capture",
             app_id: self.app_id(),
             version: from as i64,
+            position: serde_json::Map::from_iter([
+                ("snapshot".to_string(), json!(snap.info.pg_snapshot)),
+                (
+                    "lsn".to_string(),
+                    json!(confluo_connectors::postgres::cdc::pgoutput::format_lsn(
+                        from
+                    )),
+                ),
+            ]),
             estimates: &estimates,
             target: &|id: &TableId| self.target(id),
-            describe: &|id: &TableId| {
-                (
-                    format!(
-                        "{}.{} of connection `{}`, kept in sync by ingest entry `{}` (change data capture)",
-                        id.schema, id.name, self.cfg.name, self.name
-                    ),
-                    BTreeMap::from([
-                        ("confluo.ingest.entry".to_string(), self.name.clone()),
-                        (
-                            "confluo.ingest.source".to_string(),
-                            format!("{}:{}", self.cfg.name, id),
-                        ),
-                    ]),
-                )
-            },
-            metadata: &|result, rows| {
-                json!({
-                    "entry": self.name,
-                    "connection": self.cfg.name,
-                    "table": result.table.to_string(),
-                    "snapshot": pg_snapshot,
-                    "lsn": lsn,
-                    "rows": rows,
-                    "nulled": result.nulled,
-                })
-            },
         };
         let done = land_copy(lh, &mut snap, &plan, st, file, progress).await?;
         snap.finish().await?;
@@ -430,9 +414,9 @@ impl CdcEntry {
                 lh.metastore().touch_table(&name).await?;
                 continue;
             }
-            let mut table = lh.open_delta(&info, TableVersion::Latest).await?;
-            let applied = changes::apply(
-                &mut table,
+            apply_net_changes(
+                lh,
+                &info,
                 NetChanges {
                     rows,
                     keys: source.primary_key.clone(),
@@ -450,12 +434,10 @@ impl CdcEntry {
                         }),
                     )]),
                 },
+                &mut out,
             )
             .await?;
             reader.applied(&id.schema, &id.name, batch.commit_lsn);
-            out.inserted += applied.inserted;
-            out.updated += applied.updated;
-            out.deleted += applied.deleted;
             lh.metastore().touch_table(&name).await?;
         }
         // Every touched table has committed: only now may the server forget these changes.

@@ -26,7 +26,7 @@ use deltalake::protocol::{DeltaOperation, MergePredicate};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 
 use super::{ApplyReport, NetChanges, UNCHANGED_PREFIX, data_only};
 use crate::delta::{self, CommitRequest, WriteMode};
@@ -347,8 +347,8 @@ fn may_hold(stats: &str, key: &str, lo: i64, hi: i64) -> bool {
 
 /// The bytes of one data file.
 async fn fetch(store: &Arc<dyn ObjectStore>, path: &ObjectPath, name: &str) -> Result<Bytes> {
-    let read = async { store.get(path).await?.bytes().await };
-    read.await
+    async { store.get(path).await?.bytes().await }
+        .await
         .map_err(|e| LakehouseError::Invalid(format!("{name}: cannot read data file {path}: {e}")))
 }
 
@@ -436,21 +436,16 @@ async fn carry_unchanged(
         if wanted.is_empty() {
             continue;
         }
-        let mut selectors = Vec::with_capacity(wanted.len() * 2 + 1);
-        let mut at = 0;
-        for &(p, row) in &wanted {
-            if p > at {
-                selectors.push(RowSelector::skip(p - at));
-            }
-            selectors.push(RowSelector::select(1));
-            at = p + 1;
+        for &(_, row) in &wanted {
             old_of[row] = Some(count);
             count += 1;
         }
+        let selection =
+            RowSelection::from_consecutive_ranges(wanted.iter().map(|&(p, _)| p..p + 1), t.rows);
         let data = fetch(store, &t.path, name).await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(data)
             .map_err(|e| file_error(name, &t.path, e))?
-            .with_row_selection(RowSelection::from(selectors))
+            .with_row_selection(selection)
             .build()
             .map_err(|e| file_error(name, &t.path, e))?;
         for batch in reader {
@@ -512,21 +507,13 @@ fn copy_kept_rows(
     tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
     name: &str,
 ) -> Result<()> {
-    let mut selectors = Vec::with_capacity(positions.len() * 2 + 1);
-    let mut at = 0;
-    for &p in positions {
-        if p > at {
-            selectors.push(RowSelector::select(p - at));
-        }
-        selectors.push(RowSelector::skip(1));
-        at = p + 1;
-    }
-    if rows > at {
-        selectors.push(RowSelector::select(rows - at));
-    }
+    // The runs of rows between the replaced ones.
+    let starts = std::iter::once(0).chain(positions.iter().map(|p| p + 1));
+    let ends = positions.iter().copied().chain(std::iter::once(rows));
+    let kept = starts.zip(ends).map(|(start, end)| start..end);
     let reader = ParquetRecordBatchReaderBuilder::try_new(data)
         .map_err(|e| file_error(name, path, e))?
-        .with_row_selection(RowSelection::from(selectors))
+        .with_row_selection(RowSelection::from_consecutive_ranges(kept, rows))
         .with_batch_size(READ_BATCH_ROWS)
         .build()
         .map_err(|e| file_error(name, path, e))?;

@@ -9,9 +9,8 @@ use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use confluo_core::{Project, ProjectConfig};
 use confluo_lakehouse::changes::{self, NetChanges};
-use confluo_lakehouse::delta::{self, CommitRequest};
-use confluo_lakehouse::write::TableWriter;
-use confluo_lakehouse::{Lakehouse, NewTable, TableVersion};
+use confluo_lakehouse::delta;
+use confluo_lakehouse::{Lakehouse, TableVersion};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 
@@ -107,17 +106,7 @@ async fn changes_rewrite_only_the_files_holding_their_keys() {
     let dir = tempfile::tempdir().unwrap();
     let project = Project::in_memory(dir.path().to_path_buf(), ProjectConfig::with_name("t"));
     let lh = Lakehouse::open(&project).await.unwrap();
-    let (info, _) = lh
-        .create_table(NewTable {
-            name: lh.resolve("mirror").unwrap(),
-            schema: rows(&[], &[]).schema().as_ref().clone(),
-            partition_by: vec![],
-            comment: None,
-            properties: Default::default(),
-            location: None,
-        })
-        .await
-        .unwrap();
+    let (info, _) = crate::new_table(&lh, "mirror", &rows(&[], &[]).schema()).await;
     // Three commits, three files of 1,000 rows each: ids 1..=1000, 1001..=2000, 2001..=3000.
     let mut expected = BTreeMap::new();
     for part in 0..3i64 {
@@ -128,18 +117,7 @@ async fn changes_rewrite_only_the_files_holding_their_keys() {
         for (i, n) in ids.iter().zip(&names) {
             expected.insert(*i, (n.clone(), None));
         }
-        let mut w = TableWriter::new(&table, delta::table_schema(&table).unwrap()).unwrap();
-        w.write(&rows(&ids, &refs)).await.unwrap();
-        let adds = w.finish().await.unwrap();
-        delta::commit(
-            &table,
-            CommitRequest {
-                adds,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        crate::append(&table, &rows(&ids, &refs)).await;
     }
     let mut table = lh.open_delta(&info, TableVersion::Latest).await.unwrap();
     let before = files(&table);
@@ -263,17 +241,7 @@ async fn composite_text_keys_rewrite_like_single_ones() {
         Field::new("id", DataType::Int64, true),
         Field::new("name", DataType::Utf8, true),
     ]));
-    let (info, table) = lh
-        .create_table(NewTable {
-            name: lh.resolve("regional").unwrap(),
-            schema: schema.as_ref().clone(),
-            partition_by: vec![],
-            comment: None,
-            properties: Default::default(),
-            location: None,
-        })
-        .await
-        .unwrap();
+    let (info, table) = crate::new_table(&lh, "regional", &schema).await;
     let batch = |regions: &[&str], ids: &[i64], names: &[&str], ops: Option<&[&str]>| {
         let mut fields = schema.fields().to_vec();
         let mut cols: Vec<Arc<dyn Array>> = vec![
@@ -287,25 +255,16 @@ async fn composite_text_keys_rewrite_like_single_ones() {
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
     };
-    let mut w = TableWriter::new(&table, schema.clone()).unwrap();
-    w.write(&batch(
-        &["eu", "eu", "us", "us"],
-        &[1, 2, 1, 2],
-        &["a", "b", "c", "d"],
-        None,
-    ))
-    .await
-    .unwrap();
-    let adds = w.finish().await.unwrap();
-    delta::commit(
+    crate::append(
         &table,
-        CommitRequest {
-            adds,
-            ..Default::default()
-        },
+        &batch(
+            &["eu", "eu", "us", "us"],
+            &[1, 2, 1, 2],
+            &["a", "b", "c", "d"],
+            None,
+        ),
     )
-    .await
-    .unwrap();
+    .await;
     let mut table = lh.open_delta(&info, TableVersion::Latest).await.unwrap();
     // (eu, 1) changes, (us, 1) goes, (us, 3) is new; (eu, 2) and (us, 2) share an id with
     // changed rows and stay as they are.

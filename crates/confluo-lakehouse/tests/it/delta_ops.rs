@@ -40,21 +40,7 @@ async fn table_lifecycle() {
         .unwrap();
     assert!(info.location.ends_with("/main/default/events/"));
     // Append.
-    let mut w = TableWriter::new(&table, batch(&[1], None).schema()).unwrap();
-    w.write(&batch(&[1, 2, 3], None)).await.unwrap();
-    let adds = w.finish().await.unwrap();
-    assert_eq!(
-        delta::commit(
-            &table,
-            CommitRequest {
-                adds,
-                ..Default::default()
-            }
-        )
-        .await
-        .unwrap(),
-        1
-    );
+    assert_eq!(crate::append(&table, &batch(&[1, 2, 3], None)).await, 1);
     // Append with a new nullable column: the schema evolves.
     let table = lh.open_delta(&info, TableVersion::Latest).await.unwrap();
     let current = delta::table_schema(&table).unwrap();

@@ -12,7 +12,9 @@
 
 use std::num::NonZeroU64;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, GenericByteArray, RecordBatch};
+use arrow::buffer::Buffer;
+use arrow::datatypes::{ArrowNativeType, ByteArrayType};
 use arrow::datatypes::{DataType, SchemaRef};
 use delta_kernel::table_properties::DataSkippingNumIndexedCols;
 use deltalake::DeltaTable;
@@ -33,15 +35,13 @@ pub const TARGET_FILE_SIZE: u64 = 256 * 1024 * 1024;
 
 /// A first batch with fewer rows than this is too small to judge: every column is compressed.
 const MIN_TRIAL_ROWS: usize = 4096;
+/// A column with fewer bytes of values than this in the first batch keeps Snappy.
+const MIN_TRIAL_BYTES: usize = 4096;
 /// Bytes of one column's values compressed on trial.
 const TRIAL_BYTES: usize = 1 << 20;
 
 /// Parquet settings for data files: Snappy, dictionaries for repetitive columns, statistics
 /// per column chunk (what Delta's data skipping reads), row groups of about 1M rows.
-pub fn writer_properties() -> WriterProperties {
-    properties_builder().build()
-}
-
 fn properties_builder() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
@@ -53,7 +53,7 @@ fn properties_builder() -> WriterPropertiesBuilder {
         .set_created_by(crate::delta::engine_info())
 }
 
-/// [`writer_properties`], with compression turned off for the top-level columns of `sample`
+/// The data-file settings, with compression turned off for the top-level columns of `sample`
 /// whose values Snappy would shrink by less than an eighth.
 pub fn writer_properties_for(sample: &RecordBatch) -> WriterProperties {
     let mut builder = properties_builder();
@@ -62,7 +62,7 @@ pub fn writer_properties_for(sample: &RecordBatch) -> WriterProperties {
     }
     for (field, column) in sample.schema().fields().iter().zip(sample.columns()) {
         if let Some(values) = plain_values(column.as_ref())
-            && values.len() >= 4096
+            && values.len() >= MIN_TRIAL_BYTES
             && !worth_compressing(&values)
         {
             builder = builder.set_column_compression(
@@ -76,35 +76,34 @@ pub fn writer_properties_for(sample: &RecordBatch) -> WriterProperties {
 
 /// Up to [`TRIAL_BYTES`] of a flat column's values as Parquet's PLAIN encoding lays them out
 /// (fixed-width values, or the bytes of strings); `None` for types not judged.
-fn plain_values(column: &dyn Array) -> Option<Vec<u8>> {
-    let data_type = column.data_type();
-    if let Some(width) = data_type.primitive_width() {
-        let data = column.to_data();
-        let buffer = data.buffers().first()?;
-        let start = data.offset() * width;
-        let end = (start + data.len() * width).min(buffer.len());
-        let end = end.min(start + TRIAL_BYTES);
-        return Some(buffer.as_slice().get(start..end)?.to_vec());
-    }
-    let bytes: &[u8] = match data_type {
-        DataType::Utf8 => {
-            let a = column.as_string::<i32>();
-            let offsets = a.value_offsets();
-            &a.value_data()[offsets[0] as usize..offsets[a.len()] as usize]
+fn plain_values(column: &dyn Array) -> Option<Buffer> {
+    let (values, start, end) = match column.data_type() {
+        DataType::Utf8 => byte_range(column.as_string::<i32>()),
+        DataType::LargeUtf8 => byte_range(column.as_string::<i64>()),
+        DataType::Binary => byte_range(column.as_binary::<i32>()),
+        t => {
+            let width = t.primitive_width()?;
+            let data = column.to_data();
+            let start = data.offset() * width;
+            (
+                data.buffers().first()?.clone(),
+                start,
+                start + data.len() * width,
+            )
         }
-        DataType::LargeUtf8 => {
-            let a = column.as_string::<i64>();
-            let offsets = a.value_offsets();
-            &a.value_data()[offsets[0] as usize..offsets[a.len()] as usize]
-        }
-        DataType::Binary => {
-            let a = column.as_binary::<i32>();
-            let offsets = a.value_offsets();
-            &a.value_data()[offsets[0] as usize..offsets[a.len()] as usize]
-        }
-        _ => return None,
     };
-    Some(bytes[..bytes.len().min(TRIAL_BYTES)].to_vec())
+    let end = end.min(values.len()).min(start + TRIAL_BYTES);
+    (start <= end).then(|| values.slice_with_length(start, end - start))
+}
+
+/// The values buffer of a string or binary array, and where the array's values lie in it.
+fn byte_range<T: ByteArrayType>(a: &GenericByteArray<T>) -> (Buffer, usize, usize) {
+    let offsets = a.value_offsets();
+    (
+        a.values().clone(),
+        offsets[0].as_usize(),
+        offsets[a.len()].as_usize(),
+    )
 }
 
 /// Whether Snappy shrinks `values` by at least an eighth.

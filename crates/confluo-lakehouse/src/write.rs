@@ -9,9 +9,15 @@
 //! stored uncompressed: compressing them costs a large share of the write's CPU and saves
 //! almost no space. The choice is made once per writer from a trial compression of the
 //! first batch's values.
+//!
+//! Columns whose values are nearly all distinct (keys, timestamps, amounts) are written
+//! without a dictionary. Parquet would try one for every row group and give up once it passed
+//! its page limit, after hashing the first hundred thousand values or so for nothing. The
+//! first batch's distinct count predicts whether a row group's dictionary fits.
 
 use std::num::NonZeroU64;
 
+use ahash::AHashSet;
 use arrow::array::{Array, AsArray, GenericByteArray, RecordBatch};
 use arrow::buffer::Buffer;
 use arrow::datatypes::{ArrowNativeType, ByteArrayType};
@@ -39,6 +45,14 @@ const MIN_TRIAL_ROWS: usize = 4096;
 const MIN_TRIAL_BYTES: usize = 4096;
 /// Bytes of one column's values compressed on trial.
 const TRIAL_BYTES: usize = 1 << 20;
+/// Rows per row group (Parquet's page and dictionary decisions are per row group).
+const ROW_GROUP_ROWS: usize = 1024 * 1024;
+/// Parquet's dictionary page limit: past it the writer abandons the dictionary.
+const DICTIONARY_PAGE_LIMIT: usize = 1024 * 1024;
+/// Values of a column counted to predict the size of its dictionary: about as many as a
+/// dictionary of 8-byte values can hold, so values that repeat in a cycle shorter than that
+/// are seen to repeat.
+const DICTIONARY_SAMPLE_ROWS: usize = 128 * 1024;
 
 /// Parquet settings for data files: Snappy, dictionaries for repetitive columns, statistics
 /// per column chunk (what Delta's data skipping reads), row groups of about 1M rows.
@@ -49,29 +63,104 @@ fn properties_builder() -> WriterPropertiesBuilder {
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_encoding(Encoding::PLAIN)
-        .set_max_row_group_row_count(Some(1024 * 1024))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         .set_created_by(crate::delta::engine_info())
 }
 
-/// The data-file settings, with compression turned off for the top-level columns of `sample`
-/// whose values Snappy would shrink by less than an eighth.
+/// The data-file settings for batches like `sample`: compression turned off for the
+/// top-level columns whose values Snappy would shrink by less than an eighth, and no
+/// dictionary for those whose row-group dictionary would outgrow Parquet's limit.
 pub fn writer_properties_for(sample: &RecordBatch) -> WriterProperties {
     let mut builder = properties_builder();
     if sample.num_rows() < MIN_TRIAL_ROWS {
         return builder.build();
     }
     for (field, column) in sample.schema().fields().iter().zip(sample.columns()) {
+        let path = ColumnPath::new(vec![field.name().clone()]);
         if let Some(values) = plain_values(column.as_ref())
             && values.len() >= MIN_TRIAL_BYTES
             && !worth_compressing(&values)
         {
-            builder = builder.set_column_compression(
-                ColumnPath::new(vec![field.name().clone()]),
-                Compression::UNCOMPRESSED,
-            );
+            builder = builder.set_column_compression(path.clone(), Compression::UNCOMPRESSED);
+        }
+        let head = column.slice(0, column.len().min(DICTIONARY_SAMPLE_ROWS));
+        if predicted_dictionary_bytes(head.as_ref())
+            .is_some_and(|bytes| bytes > DICTIONARY_PAGE_LIMIT as f64)
+        {
+            builder = builder.set_column_dictionary_enabled(path, false);
         }
     }
     builder.build()
+}
+
+/// The predicted size of a row group's dictionary for a flat column whose values look like
+/// `sample`'s, as Parquet counts it (value bytes, plus a length per string); `None` for types
+/// not judged or samples too small to judge.
+fn predicted_dictionary_bytes(sample: &dyn Array) -> Option<f64> {
+    let data = sample.to_data();
+    let mut distinct: AHashSet<&[u8]> = AHashSet::new();
+    let mut valid = 0usize;
+    // Parquet counts a 4-byte length with each string in a dictionary; fixed-width values
+    // are stored bare.
+    let length_bytes = match sample.data_type() {
+        DataType::Utf8 => add_values(sample.as_string::<i32>(), &mut distinct, &mut valid, 4),
+        DataType::LargeUtf8 => add_values(sample.as_string::<i64>(), &mut distinct, &mut valid, 4),
+        DataType::Binary => add_values(sample.as_binary::<i32>(), &mut distinct, &mut valid, 4),
+        t => {
+            let width = t.primitive_width()?;
+            let values = &data.buffers().first()?.as_slice()[data.offset() * width..];
+            for (i, v) in values.chunks_exact(width).take(data.len()).enumerate() {
+                if data.is_valid(i) {
+                    valid += 1;
+                    distinct.insert(v);
+                }
+            }
+            0
+        }
+    };
+    if valid < MIN_TRIAL_ROWS {
+        return None;
+    }
+    let bytes: usize = distinct.iter().map(|v| v.len() + length_bytes).sum();
+    Some(distinct_in_row_group(valid, distinct.len()) * bytes as f64 / distinct.len() as f64)
+}
+
+/// Adds the valid values of a string or binary array to `distinct`, counting them in
+/// `valid`; returns `length_bytes`.
+fn add_values<'a, T: ByteArrayType>(
+    a: &'a GenericByteArray<T>,
+    distinct: &mut AHashSet<&'a [u8]>,
+    valid: &mut usize,
+    length_bytes: usize,
+) -> usize {
+    for v in a.iter().flatten() {
+        *valid += 1;
+        distinct.insert(AsRef::<[u8]>::as_ref(v));
+    }
+    length_bytes
+}
+
+/// The expected number of distinct values in a row group, given `distinct` of `sampled`
+/// values. Values are modelled as drawn uniformly from `D` possible ones, so a sample of `n`
+/// holds `D (1 - e^(-n/D))` distinct values: solve that for `D`, then project to a row group.
+fn distinct_in_row_group(sampled: usize, distinct: usize) -> f64 {
+    let (n, d) = (sampled as f64, distinct as f64);
+    let expected = |pool: f64, draws: f64| pool * -(-draws / pool).exp_m1();
+    if distinct >= sampled {
+        return ROW_GROUP_ROWS as f64;
+    }
+    // `expected(D, n)` grows with D from below d (at D = d) towards n: bisect in log space.
+    let (mut lo, mut hi) = (d.ln(), (n * n).max(1e12).ln());
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if expected(mid.exp(), n) < d {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    expected(lo.exp(), ROW_GROUP_ROWS as f64)
 }
 
 /// Up to [`TRIAL_BYTES`] of a flat column's values as Parquet's PLAIN encoding lays them out
@@ -251,5 +340,70 @@ mod tests {
         // A first batch too small to judge keeps Snappy everywhere.
         let props = writer_properties_for(&batch.slice(0, 100));
         assert_eq!(compression(&props, "digest"), Compression::SNAPPY);
+    }
+
+    #[test]
+    fn dictionaries_are_kept_only_where_a_row_group_s_fits() {
+        let rows = 60_000u64;
+        // Draws from a pool of `pool` values, as random as a hash makes them (splitmix64).
+        let drawn = |pool: u64| {
+            Int64Array::from_iter_values((0..rows).map(move |i| {
+                let mut z = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                ((z ^ (z >> 31)) % pool) as i64
+            }))
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("price", DataType::Int64, false),
+            Field::new("customer", DataType::Int64, false),
+            Field::new("cycle", DataType::Int64, false),
+            Field::new("status", DataType::Utf8, true),
+            Field::new("sku", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                // 100,000 prices: 800 KB of dictionary, under the 1 MiB limit.
+                Arc::new(drawn(100_000)),
+                // 500,000 customers: about 3.5 MB in a row group of a million rows.
+                Arc::new(drawn(500_000)),
+                // Every value twice in the batch: a sequence that repeats is seen to repeat.
+                Arc::new(Int64Array::from_iter_values(
+                    (0..rows as i64).map(|i| i % 30_000),
+                )),
+                Arc::new(StringArray::from_iter((0..rows).map(|i| {
+                    (i % 7 != 0).then_some(["paid", "shipped"][i as usize % 2])
+                }))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("SKU-{:05}", (i * 7919) % 20_000)),
+                )),
+            ],
+        )
+        .unwrap();
+        let props = writer_properties_for(&batch);
+        let dictionary = |c: &str| props.dictionary_enabled(&ColumnPath::new(vec![c.to_string()]));
+        assert!(!dictionary("id"));
+        assert!(dictionary("price"));
+        assert!(!dictionary("customer"));
+        assert!(dictionary("cycle"));
+        assert!(dictionary("status"));
+        assert!(dictionary("sku"));
+        // Too few rows to judge: Parquet decides as it goes.
+        let props = writer_properties_for(&batch.slice(0, 100));
+        assert!(props.dictionary_enabled(&ColumnPath::new(vec!["id".to_string()])));
+    }
+
+    #[test]
+    fn distinct_values_project_from_a_sample_to_a_row_group() {
+        // All distinct: every row of a row group is a new value.
+        assert_eq!(distinct_in_row_group(1000, 1000), ROW_GROUP_ROWS as f64);
+        // 16,384 draws from 100,000 values hold about 15,112 distinct ones.
+        let projected = distinct_in_row_group(16_384, 15_112);
+        assert!((95_000.0..105_000.0).contains(&projected), "{projected}");
+        // A handful of values stays a handful.
+        assert!(distinct_in_row_group(16_384, 5) < 6.0);
     }
 }

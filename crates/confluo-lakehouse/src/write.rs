@@ -101,12 +101,11 @@ fn predicted_dictionary_bytes(sample: &dyn Array) -> Option<f64> {
     let data = sample.to_data();
     let mut distinct: AHashSet<&[u8]> = AHashSet::new();
     let mut valid = 0usize;
-    // Parquet counts a 4-byte length with each string in a dictionary; fixed-width values
-    // are stored bare.
+    // Strings carry a length in a dictionary; fixed-width values are stored bare.
     let length_bytes = match sample.data_type() {
-        DataType::Utf8 => add_values(sample.as_string::<i32>(), &mut distinct, &mut valid, 4),
-        DataType::LargeUtf8 => add_values(sample.as_string::<i64>(), &mut distinct, &mut valid, 4),
-        DataType::Binary => add_values(sample.as_binary::<i32>(), &mut distinct, &mut valid, 4),
+        DataType::Utf8 => add_values(sample.as_string::<i32>(), &mut distinct, &mut valid),
+        DataType::LargeUtf8 => add_values(sample.as_string::<i64>(), &mut distinct, &mut valid),
+        DataType::Binary => add_values(sample.as_binary::<i32>(), &mut distinct, &mut valid),
         t => {
             let width = t.primitive_width()?;
             let values = &data.buffers().first()?.as_slice()[data.offset() * width..];
@@ -127,18 +126,17 @@ fn predicted_dictionary_bytes(sample: &dyn Array) -> Option<f64> {
 }
 
 /// Adds the valid values of a string or binary array to `distinct`, counting them in
-/// `valid`; returns `length_bytes`.
+/// `valid`; returns the 4 bytes Parquet stores with each such value in a dictionary.
 fn add_values<'a, T: ByteArrayType>(
     a: &'a GenericByteArray<T>,
     distinct: &mut AHashSet<&'a [u8]>,
     valid: &mut usize,
-    length_bytes: usize,
 ) -> usize {
     for v in a.iter().flatten() {
         *valid += 1;
         distinct.insert(AsRef::<[u8]>::as_ref(v));
     }
-    length_bytes
+    4
 }
 
 /// The expected number of distinct values in a row group, given `distinct` of `sampled`
@@ -302,6 +300,10 @@ mod tests {
         props.compression(&ColumnPath::new(vec![column.to_string()]))
     }
 
+    fn dictionary(props: &WriterProperties, column: &str) -> bool {
+        props.dictionary_enabled(&ColumnPath::new(vec![column.to_string()]))
+    }
+
     #[test]
     fn incompressible_columns_are_stored_uncompressed() {
         let rows = 20_000;
@@ -384,16 +386,15 @@ mod tests {
         )
         .unwrap();
         let props = writer_properties_for(&batch);
-        let dictionary = |c: &str| props.dictionary_enabled(&ColumnPath::new(vec![c.to_string()]));
-        assert!(!dictionary("id"));
-        assert!(dictionary("price"));
-        assert!(!dictionary("customer"));
-        assert!(dictionary("cycle"));
-        assert!(dictionary("status"));
-        assert!(dictionary("sku"));
+        assert!(!dictionary(&props, "id"));
+        assert!(dictionary(&props, "price"));
+        assert!(!dictionary(&props, "customer"));
+        assert!(dictionary(&props, "cycle"));
+        assert!(dictionary(&props, "status"));
+        assert!(dictionary(&props, "sku"));
         // Too few rows to judge: Parquet decides as it goes.
         let props = writer_properties_for(&batch.slice(0, 100));
-        assert!(props.dictionary_enabled(&ColumnPath::new(vec!["id".to_string()])));
+        assert!(dictionary(&props, "id"));
     }
 
     #[test]

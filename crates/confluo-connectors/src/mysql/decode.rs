@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
-    Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder,
+    Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow::compute::kernels::cast_utils::parse_decimal;
@@ -33,7 +33,6 @@ enum Col {
     Bin(BinaryBuilder),
     Date(Date32Builder),
     Ts(TimestampMicrosecondBuilder),
-    Time(Time64MicrosecondBuilder),
 }
 
 /// Builds record batches of one table from its rows.
@@ -198,13 +197,6 @@ fn parse_into(col: &mut Col, parse: Parse, raw: &[u8]) -> std::result::Result<bo
                 return Ok(false);
             }
         },
-        (Col::Time(b), _) => match parse_time(text) {
-            Some(t) => b.append_value(t),
-            None => {
-                b.append_null();
-                return Ok(false);
-            }
-        },
         (Col::Bin(_), _) => {}
     }
     Ok(true)
@@ -228,7 +220,6 @@ fn new_col(t: &DataType) -> Col {
         DataType::Timestamp(_, tz) => {
             Col::Ts(TimestampMicrosecondBuilder::new().with_timezone_opt(tz.clone()))
         }
-        DataType::Time64(_) => Col::Time(Time64MicrosecondBuilder::new()),
         _ => Col::Text(StringBuilder::new()),
     }
 }
@@ -246,7 +237,6 @@ fn append_null(c: &mut Col) {
         Col::Bin(b) => b.append_null(),
         Col::Date(b) => b.append_null(),
         Col::Ts(b) => b.append_null(),
-        Col::Time(b) => b.append_null(),
     }
 }
 
@@ -263,7 +253,6 @@ fn finish_col(c: &mut Col) -> ArrayRef {
         Col::Bin(b) => Arc::new(b.finish()),
         Col::Date(b) => Arc::new(b.finish()),
         Col::Ts(b) => Arc::new(b.finish()),
-        Col::Time(b) => Arc::new(b.finish()),
     }
 }
 
@@ -280,42 +269,16 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
     Some(t.and_utc().timestamp_micros())
 }
 
-/// Microseconds since midnight, or `None` outside 00:00:00..24:00:00 (MySQL `TIME` is a
-/// duration and may be negative or above 24 h).
-pub fn parse_time(text: &str) -> Option<i64> {
-    if text.starts_with('-') {
-        return None;
-    }
-    let (hms, frac) = text.split_once('.').unwrap_or((text, ""));
-    let mut parts = hms.split(':');
-    let h: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let s: i64 = parts.next()?.parse().ok()?;
-    if h >= 24 || m >= 60 || s >= 60 || frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let micros: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<6}").parse().ok()?
-    };
-    Some(((h * 60 + m) * 60 + s) * 1_000_000 + micros)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn zero_dates_and_long_times_are_none() {
+    fn zero_dates_are_none() {
         assert_eq!(parse_date("1970-01-02"), Some(1));
         assert_eq!(parse_date("0000-00-00"), None);
         assert_eq!(parse_date("2024-00-10"), None);
         assert_eq!(parse_datetime("0000-00-00 00:00:00"), None);
         assert_eq!(parse_datetime("1970-01-01 00:00:01.5"), Some(1_500_000));
-        assert_eq!(parse_time("01:00:00.000001"), Some(3_600_000_001));
-        assert_eq!(parse_time("25:00:00"), None);
-        assert_eq!(parse_time("-01:00:00"), None);
     }
 }

@@ -24,7 +24,7 @@
 //! | `DATE` | `Date32` | zero dates (`0000-00-00`) and dates with a zero part (`2024-00-10`) become null and are counted in the snapshot's notes: they are no date |
 //! | `DATETIME(fsp)` | `Timestamp(µs)` | the wall-clock value, no zone; zero dates become null and are counted |
 //! | `TIMESTAMP(fsp)` | `Timestamp(µs, "UTC")` | an instant: the session time zone is UTC, so the server renders it in UTC |
-//! | `TIME(fsp)` | `Time64(µs)` | Delta has no time type: the table stores it as text `HH:MM:SS[.ffffff]`; MySQL `TIME` is a duration (-838:59:59..838:59:59), values outside 00:00:00..24:00:00 become null and are counted |
+//! | `TIME(fsp)` | `Utf8`, the server's text `[-]HH[H]:MM:SS[.f…]` with `fsp` fraction digits (`-838:59:59`, `100:00:00.5` for `TIME(1)`) | MySQL `TIME` is a duration (-838:59:59..838:59:59), not a time of day: no Arrow time type holds negative or 24 h+ values, Delta has no time or duration type, and a count of microseconds would not read as a time; the exact text keeps every value and sorts as the server prints it. The binlog's values are rendered into the same text |
 //! | `YEAR` | `Int16` | |
 //! | anything else (MariaDB `UUID`/`INET6`/`INET4`, MySQL `VECTOR`, …) | error, or `Utf8` with `unsupported_types: text` (`CAST(col AS CHAR)`) | |
 
@@ -73,7 +73,7 @@ pub enum Parse {
     Date,
     /// `YYYY-MM-DD HH:MM:SS[.ffffff]`.
     DateTime,
-    /// `[-]HHH:MM:SS[.ffffff]`.
+    /// `[-]HHH:MM:SS[.ffffff]`, kept as the text the server prints.
     Time,
 }
 
@@ -181,7 +181,7 @@ pub fn map_type(t: &MyType) -> Option<ColumnMapping> {
             D::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             Parse::DateTime,
         ),
-        "time" => ColumnMapping::plain(D::Time64(TimeUnit::Microsecond), Parse::Time),
+        "time" => ColumnMapping::plain(D::Utf8, Parse::Time),
         "year" => ColumnMapping::plain(D::Int16, Parse::Int),
         _ => return None,
     };

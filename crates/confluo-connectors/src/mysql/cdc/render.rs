@@ -41,6 +41,8 @@ enum Kind {
     Year,
     /// `BIT(n)`: big-endian bytes, rendered as the unsigned number (`col + 0`).
     Bits,
+    /// `TIME(fsp)`: rendered as the server prints it, with `fsp` fraction digits.
+    Time { fsp: usize },
 }
 
 impl ColumnRender {
@@ -73,6 +75,9 @@ impl ColumnRender {
             "timestamp" => Kind::Timestamp,
             "year" => Kind::Year,
             "bit" => Kind::Bits,
+            "time" => Kind::Time {
+                fsp: fraction_digits(&t.column_type),
+            },
             "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
             | "multipolygon" | "geometrycollection" | "geomcollection" => Kind::Geometry,
             _ if column
@@ -185,16 +190,33 @@ impl ColumnRender {
                 Parse::Date => format!("{y:04}-{mo:02}-{d:02}"),
                 _ => format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"),
             },
-            (Value::Time(neg, days, h, m, s, us), _) => {
+            (Value::Time(neg, days, h, m, s, us), kind) => {
                 let hours = u64::from(*days) * 24 + u64::from(*h);
-                format!(
-                    "{}{hours:02}:{m:02}:{s:02}.{us:06}",
-                    if *neg { "-" } else { "" }
-                )
+                let sign = if *neg { "-" } else { "" };
+                let mut text = format!("{sign}{hours:02}:{m:02}:{s:02}");
+                let fsp = match kind {
+                    Kind::Time { fsp } => *fsp,
+                    _ => 6,
+                };
+                if fsp > 0 {
+                    let digits = format!("{us:06}");
+                    text.push('.');
+                    text.push_str(&digits[..fsp.min(6)]);
+                }
+                text
             }
         };
         Ok(Some(text.into_bytes()))
     }
+}
+
+/// The fraction digits of `time(3)` (0 for `time`).
+fn fraction_digits(column_type: &str) -> usize {
+    column_type
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The labels of `enum('a','b')` or `set('x','y')`, unquoted.
@@ -288,6 +310,16 @@ mod tests {
         assert_eq!(
             text(&t, Value::Time(true, 1, 2, 3, 4, 5)),
             "-26:03:04.000005"
+        );
+        let t0 = column("time", "time", None);
+        assert_eq!(
+            text(&t0, Value::Time(false, 34, 22, 59, 59, 0)),
+            "838:59:59"
+        );
+        let t1 = column("time", "time(1)", None);
+        assert_eq!(
+            text(&t1, Value::Time(false, 0, 1, 2, 3, 500_000)),
+            "01:02:03.5"
         );
         let d = column("date", "date", None);
         assert_eq!(text(&d, Value::Date(0, 0, 0, 0, 0, 0, 0)), "0000-00-00");

@@ -1,6 +1,7 @@
 //! Confluo's connectors to external systems, one folder per system. The folder name is the
 //! `type:` users write in `confluo.yaml`.
 
+pub mod arrow_types;
 pub mod changes;
 pub mod connection_options;
 pub mod files;

@@ -484,7 +484,10 @@ pub fn evolve_schema(table: &Schema, incoming: &Schema, source: &str) -> Result<
             Some(existing) => {
                 let have = existing.data_type().clone();
                 let got = delta_compatible_type(inc.data_type());
-                if have == got || can_cast_losslessly(&got, &have) {
+                let Some(why) = mismatch(&have, &got) else {
+                    continue;
+                };
+                if can_cast_losslessly(&got, &have) {
                     continue;
                 }
                 if let Some(wider) = widen(&have, &got) {
@@ -493,7 +496,7 @@ pub fn evolve_schema(table: &Schema, incoming: &Schema, source: &str) -> Result<
                     continue;
                 }
                 return Err(LakehouseError::Schema(format!(
-                    "{source}: column `{}` has type {} but the table has {}; the types are not compatible\n  hint: cast the column, or ingest into a new table",
+                    "{source}: column `{}` has type {} but the table has {}: {why}\n  hint: cast the column, or write into a new table",
                     inc.name(),
                     type_name(&got),
                     type_name(&have)
@@ -512,22 +515,6 @@ pub fn evolve_schema(table: &Schema, incoming: &Schema, source: &str) -> Result<
     Ok(changed.then(|| Arc::new(Schema::new(fields))))
 }
 
-/// Whether values of `from` always fit `to` (so no schema change is needed).
-pub fn can_cast_losslessly(from: &DataType, to: &DataType) -> bool {
-    use DataType::*;
-    matches!(
-        (from, to),
-        (Int8, Int16 | Int32 | Int64 | Float32 | Float64)
-            | (Int16, Int32 | Int64 | Float32 | Float64)
-            | (Int32, Int64 | Float64)
-            | (Int64, Decimal128(..))
-            | (Float32, Float64)
-            | (Null, _)
-            | (Date32, Timestamp(..))
-            | (Utf8View | LargeUtf8, Utf8)
-    ) || matches!((from, to), (Decimal128(p1, s1), Decimal128(p2, s2)) if s2 >= s1 && (*p2 as i16 - *s2 as i16) >= (*p1 as i16 - *s1 as i16))
-}
-
 /// Delta's type-widening: the table type grows to hold the incoming type.
 fn widen(table: &DataType, incoming: &DataType) -> Option<DataType> {
     use DataType::*;
@@ -539,5 +526,7 @@ fn widen(table: &DataType, incoming: &DataType) -> Option<DataType> {
     }
 }
 
-/// SQL-style type names for messages (shared with the file readers).
-pub use confluo_connectors::files::typed::type_name;
+/// The type comparison and names shared with the file readers and every writer.
+pub use confluo_connectors::arrow_types::{
+    can_cast_losslessly, mismatch, same_stored_type, type_name,
+};

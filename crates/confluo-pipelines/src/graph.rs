@@ -68,6 +68,16 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// How messages name the flow: by its target's key when it is the
+    /// dataset's own query, else as ``flow `name` `` (messages name the dataset too).
+    pub fn label(&self) -> String {
+        if self.target.rsplit('.').next() == Some(self.name.as_str()) {
+            self.target.clone()
+        } else {
+            format!("flow `{}`", self.name)
+        }
+    }
+
     /// Whether it reads anything through `STREAM`.
     pub fn is_streaming(&self) -> bool {
         self.inputs.iter().any(|i| i.stream)

@@ -248,7 +248,7 @@ impl<'a> Runner<'a> {
                 self.check_expectations(ds, &planned.df, flow)?;
                 schema = Some(match schema {
                     None => out,
-                    Some(s) => delta::evolve_schema(&s, &out, &flow.name)
+                    Some(s) => delta::evolve_schema(&s, &out, &flow.label())
                         .map_err(|e| PipelineError::at(flow.pos.clone(), e.to_string()))?
                         .unwrap_or(s),
                 });
@@ -505,10 +505,7 @@ impl<'a> Runner<'a> {
             let first = report
                 .datasets
                 .iter()
-                .find_map(|d| match &d.status {
-                    Status::Failed(m) => Some(format!("{}: {m}", d.key)),
-                    _ => None,
-                })
+                .find_map(DatasetReport::failure)
                 .unwrap_or_default();
             log.record(Event::error("update_failed", "update failed", first).with(summary));
         }
@@ -699,7 +696,7 @@ impl<'a> Runner<'a> {
             // Evolve the table when the flow brings new columns.
             let current = delta::table_schema(&table)?;
             let incoming = Arc::new(planned.df.schema().as_arrow().clone());
-            let evolved = delta::evolve_schema(&current, &incoming, &flow.name)?;
+            let evolved = delta::evolve_schema(&current, &incoming, &flow.label())?;
             let target_schema = evolved.clone().unwrap_or(current);
             let df =
                 confluo_sql::statements::project_to_schema(planned.df, &target_schema, &[], true)?;
@@ -742,7 +739,7 @@ impl<'a> Runner<'a> {
                         qt,
                         CommitRequest {
                             adds: written.quarantine.clone(),
-                            new_schema: delta::evolve_schema(&qcurrent, &qschema, &flow.name)?,
+                            new_schema: delta::evolve_schema(&qcurrent, &qschema, &flow.label())?,
                             txn: Some((app_id.clone(), batch)),
                             ..Default::default()
                         },
@@ -1465,6 +1462,15 @@ async fn write_checked(
 }
 
 impl DatasetReport {
+    /// The failure's message naming the dataset once (most messages name it already).
+    pub fn failure(&self) -> Option<String> {
+        match &self.status {
+            Status::Failed(m) if m.starts_with(&format!("{}: ", self.key)) => Some(m.clone()),
+            Status::Failed(m) => Some(format!("{}: {m}", self.key)),
+            _ => None,
+        }
+    }
+
     fn new(ds: &Dataset, status: Status) -> Self {
         DatasetReport {
             key: ds.key.clone(),

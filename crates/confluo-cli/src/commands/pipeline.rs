@@ -462,7 +462,7 @@ fn print_summary(report: &confluo_pipelines::UpdateReport) {
     }
     for d in &report.datasets {
         match &d.status {
-            Status::Failed(m) => eprintln!("error: {}: {m}", d.key),
+            Status::Failed(_) => eprintln!("error: {}", d.failure().unwrap_or_default()),
             Status::Skipped(u) => eprintln!("skipped: {} (upstream {u} failed)", d.key),
             _ => {}
         }

@@ -146,7 +146,7 @@ pub fn read_avro(
 /// losing meaning.
 pub fn compatible(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
-    if from == to {
+    if crate::arrow_types::same_stored_type(to, from) {
         return true;
     }
     match (from, to) {
@@ -344,36 +344,7 @@ fn incompatible(
 }
 
 /// SQL-style type names for messages.
-pub fn type_name(dt: &DataType) -> String {
-    use DataType::*;
-    match dt {
-        Boolean => "BOOLEAN".into(),
-        Int8 => "TINYINT".into(),
-        Int16 => "SMALLINT".into(),
-        Int32 => "INT".into(),
-        Int64 => "BIGINT".into(),
-        UInt8 | UInt16 | UInt32 | UInt64 => format!("{dt} (unsigned)"),
-        Float16 | Float32 => "FLOAT".into(),
-        Float64 => "DOUBLE".into(),
-        Utf8 | LargeUtf8 | Utf8View => "STRING".into(),
-        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => "BINARY".into(),
-        Date32 | Date64 => "DATE".into(),
-        Timestamp(_, Some(_)) => "TIMESTAMP".into(),
-        Timestamp(_, None) => "TIMESTAMP_NTZ".into(),
-        Decimal128(p, s) | Decimal32(p, s) | Decimal64(p, s) => format!("DECIMAL({p},{s})"),
-        List(f) | LargeList(f) => format!("ARRAY<{}>", type_name(f.data_type())),
-        Struct(fs) => format!(
-            "STRUCT<{}>",
-            fs.iter()
-                .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Map(..) => "MAP".into(),
-        Dictionary(_, v) => type_name(v),
-        other => other.to_string(),
-    }
-}
+pub use crate::arrow_types::type_name;
 
 /// Merges the schema of another file into `acc`: new columns are appended; a column whose
 /// types differ widens when one holds the other, else it is an error naming the file.
@@ -390,7 +361,7 @@ pub fn merge_typed(
             None => acc.push(field.as_ref().clone().with_nullable(true)),
             Some(a) => {
                 let (have, got) = (a.data_type().clone(), field.data_type().clone());
-                if have == got || compatible(&got, &have) {
+                if crate::arrow_types::same_stored_type(&have, &got) || compatible(&got, &have) {
                     continue;
                 }
                 if compatible(&have, &got) {

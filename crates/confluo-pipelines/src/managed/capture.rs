@@ -137,7 +137,14 @@ pub async fn ensure_target(
         let table = lh.open_delta(&info, TableVersion::Latest).await?;
         let current = delta::table_schema(&table)?;
         let wanted = delta::delta_compatible_schema(schema);
-        if current.fields() != wanted.fields() {
+        let same = current.fields().len() == wanted.fields().len()
+            && current.fields().iter().zip(wanted.fields()).all(|(c, w)| {
+                c.name() == w.name()
+                    && c.is_nullable() == w.is_nullable()
+                    && delta::same_stored_type(c.data_type(), w.data_type())
+                    && delta::same_stored_type(w.data_type(), c.data_type())
+            });
+        if !same {
             delta::commit(
                 &table,
                 CommitRequest {
@@ -212,18 +219,12 @@ pub async fn apply_history(
             });
         }
     }
-    let mut except = vec![
+    // `_unchanged` and `_old_key` are read by the AUTO CDC engine itself.
+    let except = vec![
         "_op".to_string(),
         "_lsn".to_string(),
         "_commit_ts".to_string(),
     ];
-    except.extend(
-        rows.schema()
-            .fields()
-            .iter()
-            .filter(|f| f.name().starts_with(changes::UNCHANGED_PREFIX))
-            .map(|f| f.name().clone()),
-    );
     let spec = AutoCdcSpec {
         keys: keys.to_vec(),
         sequence_by: "_lsn".into(),

@@ -4,7 +4,14 @@
 //! to be materialised; folding also makes each key appear once in the MERGE that applies it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use arrow::array::{
+    ArrayRef, Int64Array, ListBuilder, StringArray, StringBuilder, StructArray,
+    TimestampMicrosecondArray,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field, TimeUnit};
 use bytes::Bytes;
 
 use super::{Relation, Tuple, Value};
@@ -57,8 +64,13 @@ pub struct NetRow {
     pub lsn: u64,
     /// Commit time of that transaction, microseconds since the Unix epoch.
     pub commit_ts_micros: i64,
-    /// Column values in the relation's order; [`Value::Unchanged`] means "keep the target's".
+    /// Column values in the relation's order; [`Value::Unchanged`] means "keep the row's
+    /// earlier value": the target's under this key, or under `old_key` when that is set.
     pub values: Tuple,
+    /// The key the row had before this batch (per transaction: before this transaction)
+    /// when an update moved it to a new key, as a tuple of the relation's width with only the
+    /// key positions set. The values the source did not send come from the row under it.
+    pub old_key: Option<Tuple>,
 }
 
 /// The net changes of one table within a batch.
@@ -110,6 +122,17 @@ impl TableChanges {
         }
     }
 
+    /// `values` with every column but the key's set to NULL.
+    fn key_only(&self, values: &Tuple) -> Tuple {
+        let mut out = vec![Value::Null; values.len()];
+        for &i in &self.key {
+            if let Some(v) = values.get(i) {
+                out[i] = v.clone();
+            }
+        }
+        out
+    }
+
     fn index_key(&self, row: &NetRow) -> Vec<u8> {
         let mut k = key_bytes(&row.values, &self.key);
         if self.per_transaction {
@@ -125,12 +148,16 @@ impl TableChanges {
                 let prev = std::mem::replace(&mut self.rows[i], row);
                 let cur = &mut self.rows[i];
                 cur.op = prev.op.then(cur.op);
-                // An unchanged TOASTed value keeps what an earlier change in this batch set.
+                // An unchanged TOASTed value keeps what an earlier change in this batch set,
+                // and where that one still lacks it, the key it came from supplies it.
                 if cur.op.keeps_row() && prev.op.keeps_row() {
                     for (v, p) in cur.values.iter_mut().zip(prev.values) {
                         if *v == Value::Unchanged {
                             *v = p;
                         }
+                    }
+                    if cur.old_key.is_none() {
+                        cur.old_key = prev.old_key;
                     }
                 }
             }
@@ -149,7 +176,19 @@ impl TableChanges {
             lsn,
             commit_ts_micros: ts,
             values: new,
+            old_key: None,
         });
+    }
+
+    /// The row this batch (per transaction: this transaction) holds for `key`, if it still
+    /// exists after what was folded so far.
+    fn live_row(&self, key: &Tuple, lsn: u64) -> Option<&NetRow> {
+        let mut k = key_bytes(key, &self.key);
+        if self.per_transaction {
+            k.extend_from_slice(&lsn.to_le_bytes());
+        }
+        let row = &self.rows[*self.index.get(&k)?];
+        row.op.keeps_row().then_some(row)
     }
 
     /// Folds in an update. `old` is the old key (sent when the key changed) or the old row
@@ -168,17 +207,44 @@ impl TableChanges {
         if let Some(old) = old
             && key_bytes(&old, &self.key) != key_bytes(&new, &self.key)
         {
+            // A key change: the values the source did not send are those of the row under
+            // the old key, which this batch may hold (then they are copied now) or the
+            // target holds (then `old_key` says where to read them).
+            let mut old_key = Some(self.key_only(&old));
+            if new.contains(&Value::Unchanged)
+                && let Some(prev) = self.live_row(&old, lsn)
+            {
+                for (v, p) in new.iter_mut().zip(&prev.values) {
+                    if *v == Value::Unchanged {
+                        *v = p.clone();
+                    }
+                }
+                if prev.old_key.is_some() {
+                    old_key.clone_from(&prev.old_key);
+                } else if prev.op == Op::Insert {
+                    // The old row is new in this batch: there is nothing earlier to read.
+                    old_key = None;
+                }
+            }
+            if old_key
+                .as_ref()
+                .is_some_and(|k| key_bytes(k, &self.key) == key_bytes(&new, &self.key))
+            {
+                old_key = None;
+            }
             self.put(NetRow {
                 op: Op::Delete,
                 lsn,
                 commit_ts_micros: ts,
                 values: old,
+                old_key: None,
             });
             self.put(NetRow {
                 op: Op::Insert,
                 lsn,
                 commit_ts_micros: ts,
                 values: new,
+                old_key,
             });
             return;
         }
@@ -187,6 +253,7 @@ impl TableChanges {
             lsn,
             commit_ts_micros: ts,
             values: new,
+            old_key: None,
         });
     }
 
@@ -198,6 +265,7 @@ impl TableChanges {
             lsn,
             commit_ts_micros: ts,
             values: old,
+            old_key: None,
         });
     }
 
@@ -212,6 +280,7 @@ impl TableChanges {
                 lsn,
                 commit_ts_micros: ts,
                 values: vec![Value::Null; n],
+                old_key: None,
             });
             return;
         }
@@ -243,12 +312,14 @@ impl TableChanges {
                 ));
             }
         }
-        for row in &mut self.rows {
-            let old = std::mem::take(&mut row.values);
-            row.values = map
-                .iter()
+        let remap = |old: &Tuple| -> Tuple {
+            map.iter()
                 .map(|m| m.map_or(Value::Null, |i| old.get(i).cloned().unwrap_or(Value::Null)))
-                .collect();
+                .collect()
+        };
+        for row in &mut self.rows {
+            row.values = remap(&row.values);
+            row.old_key = row.old_key.as_ref().map(remap);
         }
         self.relation = relation.clone();
         self.key = key;
@@ -278,27 +349,39 @@ impl TableChanges {
 }
 
 /// The change columns of a folded batch, in order: `_op`, `_lsn` (the transaction's
-/// sequence: PostgreSQL commit LSN, MySQL binlog sequence) and `_commit_ts`.
-pub fn change_columns(t: &TableChanges) -> Vec<(arrow::datatypes::Field, arrow::array::ArrayRef)> {
-    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
-    use arrow::datatypes::{DataType, Field, TimeUnit};
-    use std::sync::Arc;
+/// sequence: PostgreSQL commit LSN, MySQL binlog sequence), `_commit_ts` and `_unchanged`.
+/// The connector adds `_old_key` ([`old_key_column`]), whose values it decodes itself.
+pub fn change_columns(t: &TableChanges) -> Vec<(Field, ArrayRef)> {
+    let names: Vec<&str> = t.relation.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut unchanged = ListBuilder::new(StringBuilder::new());
+    for r in &t.rows {
+        if r.op.keeps_row() && r.values.contains(&Value::Unchanged) {
+            for (v, n) in r.values.iter().zip(&names) {
+                if *v == Value::Unchanged {
+                    unchanged.values().append_value(n);
+                }
+            }
+            unchanged.append(true);
+        } else {
+            unchanged.append_null();
+        }
+    }
     vec![
         (
-            Field::new("_op", DataType::Utf8, false),
+            Field::new(super::OP_COLUMN, DataType::Utf8, false),
             Arc::new(StringArray::from_iter_values(
                 t.rows.iter().map(|r| r.op.label()),
             )),
         ),
         (
-            Field::new("_lsn", DataType::Int64, false),
+            Field::new(super::LSN_COLUMN, DataType::Int64, false),
             Arc::new(Int64Array::from_iter_values(
                 t.rows.iter().map(|r| r.lsn as i64),
             )),
         ),
         (
             Field::new(
-                "_commit_ts",
+                super::COMMIT_TS_COLUMN,
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                 false,
             ),
@@ -309,7 +392,52 @@ pub fn change_columns(t: &TableChanges) -> Vec<(arrow::datatypes::Field, arrow::
                 .with_timezone("UTC"),
             ),
         ),
+        (
+            Field::new(super::UNCHANGED_COLUMN, super::unchanged_type(), true),
+            Arc::new(unchanged.finish()),
+        ),
     ]
+}
+
+/// The raw old-key value of column `i` per row (`None` where the row has no old key).
+pub fn old_key_raw(t: &TableChanges, i: usize) -> Vec<Option<&[u8]>> {
+    t.rows
+        .iter()
+        .map(|r| {
+            r.old_key
+                .as_ref()
+                .and_then(|k| TableChanges::raw(&k[i]))
+                .map(|b| b.as_ref())
+        })
+        .collect()
+}
+
+/// The `_old_key` column out of the decoded key columns (one entry per row, as
+/// [`old_key_raw`] read them), NULL where a row has no old key.
+pub fn old_key_column(
+    t: &TableChanges,
+    key: Vec<(Field, ArrayRef)>,
+) -> Result<(Field, ArrayRef), arrow::error::ArrowError> {
+    let fields: Vec<Field> = key.iter().map(|(f, _)| f.clone()).collect();
+    let data_type = super::old_key_type(&fields);
+    let DataType::Struct(struct_fields) = &data_type else {
+        unreachable!("old_key_type is a struct")
+    };
+    let validity = NullBuffer::from(
+        t.rows
+            .iter()
+            .map(|r| r.old_key.is_some())
+            .collect::<Vec<_>>(),
+    );
+    let array = StructArray::try_new(
+        struct_fields.clone(),
+        key.into_iter().map(|(_, a)| a).collect(),
+        Some(validity),
+    )?;
+    Ok((
+        Field::new(super::OLD_KEY_COLUMN, data_type, true),
+        Arc::new(array),
+    ))
 }
 
 #[cfg(test)]

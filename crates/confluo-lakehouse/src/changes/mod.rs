@@ -20,25 +20,23 @@ use crate::delta::{self, CommitRequest, WriteMode};
 use crate::error::{LakehouseError, Result};
 use crate::write::TableWriter;
 
+mod carry;
 mod rewrite;
 
-/// The `_op` column: `UPSERT` or `DELETE`.
-pub const OP_COLUMN: &str = "_op";
-/// Columns of a change batch that describe the change rather than the row.
-pub const CHANGE_COLUMNS: &[&str] = &["_op", "_lsn", "_commit_ts"];
+pub use carry::{LOOKUP_ROW, rows_by_key};
+pub use confluo_connectors::changes::{
+    CHANGE_COLUMNS, OLD_KEY_COLUMN, OP_COLUMN, UNCHANGED_COLUMN,
+};
 
 fn is_change_column(name: &str) -> bool {
-    CHANGE_COLUMNS.contains(&name) || name.starts_with(UNCHANGED_PREFIX)
+    CHANGE_COLUMNS.contains(&name)
 }
-
-/// Prefix of the boolean columns that say a value was not sent (unchanged TOAST): the
-/// target keeps its value.
-pub const UNCHANGED_PREFIX: &str = "__unchanged_";
 
 /// One batch of net changes to apply.
 pub struct NetChanges {
-    /// Rows: the table's columns, `_op`, and optionally `__unchanged_<col>` flags; `_lsn`
-    /// and `_commit_ts` are ignored.
+    /// Rows: the table's columns, `_op`, and optionally `_unchanged` (the columns whose
+    /// values the source did not send: the row keeps its earlier ones) and `_old_key` (where
+    /// a key change's earlier row is); `_lsn` and `_commit_ts` are ignored.
     pub rows: RecordBatch,
     /// Key columns.
     pub keys: Vec<String>,
@@ -77,8 +75,8 @@ fn data_columns(rows: &RecordBatch) -> Vec<String> {
 }
 
 /// The table's schema widened with source columns it lacks (new nullable columns). An
-/// existing column whose type changed is an error naming both types; types that differ only
-/// in the names of nested fields (a list's `item` or `element`) are the same type.
+/// existing column whose type changed is an error naming both types and where they differ;
+/// types Delta stores alike (a list's `item` or `element`) are the same type.
 fn evolved_schema(table: &DeltaTable, rows: &RecordBatch, name: &str) -> Result<Option<SchemaRef>> {
     let current = delta::table_schema(table)?;
     let incoming = arrow::datatypes::Schema::new(
@@ -87,7 +85,7 @@ fn evolved_schema(table: &DeltaTable, rows: &RecordBatch, name: &str) -> Result<
             .iter()
             .filter(|f| !is_change_column(f.name()))
             .map(|f| match current.field_with_name(f.name()) {
-                Ok(t) if t.data_type().equals_datatype(f.data_type()) => {
+                Ok(t) if delta::same_stored_type(t.data_type(), f.data_type()) => {
                     Arc::new(f.as_ref().clone().with_data_type(t.data_type().clone()))
                 }
                 _ => f.clone(),
@@ -156,6 +154,8 @@ pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<Ap
         table.load().await.map_err(LakehouseError::delta(&name))?;
     }
     changes.rows = align(changes.rows, &delta::table_schema(table)?, &name)?;
+    // Key changes whose new row lacks values: they are the target's under the old key.
+    changes.rows = carry::from_old_keys(table, changes.rows, &changes.keys, &name).await?;
     let ops = changes
         .rows
         .column_by_name(OP_COLUMN)
@@ -181,15 +181,33 @@ pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<Ap
         return Ok(report);
     }
     let columns = data_columns(&changes.rows);
-    let unchanged: Vec<String> = changes
-        .rows
-        .schema()
-        .fields()
+    // MERGE reads unchanged values as one flag column per column (the rows' `_unchanged`
+    // lists), so the update keeps the target's value where a flag is set.
+    let flags = carry::unchanged_flags(&changes.rows)?;
+    let unchanged: Vec<String> = flags
         .iter()
-        .filter_map(|f| f.name().strip_prefix(UNCHANGED_PREFIX).map(str::to_string))
+        .map(|(i, _)| changes.rows.schema().field(*i).name().clone())
         .collect();
+    let mut source_rows = changes.rows.clone();
+    for (i, flag) in flags {
+        let field = format!(
+            "{}{}",
+            carry::FLAG_PREFIX,
+            source_rows.schema().field(i).name()
+        );
+        let mut fields = source_rows.schema().fields().to_vec();
+        let mut cols = source_rows.columns().to_vec();
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            field,
+            arrow::datatypes::DataType::Boolean,
+            true,
+        )));
+        cols.push(Arc::new(flag));
+        source_rows = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols)
+            .map_err(|e| LakehouseError::Schema(format!("{name}: {e}")))?;
+    }
     let ctx = SessionContext::new();
-    let source = ctx.read_batch(changes.rows.clone())?;
+    let source = ctx.read_batch(source_rows)?;
     let mut predicate = changes
         .keys
         .iter()
@@ -221,7 +239,7 @@ pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<Ap
                 let value = if unchanged.contains(c) {
                     format!(
                         "CASE WHEN s.{f} THEN t.{q} ELSE s.{q} END",
-                        f = quote(&format!("{UNCHANGED_PREFIX}{c}"))
+                        f = quote(&format!("{}{c}", carry::FLAG_PREFIX))
                     )
                 } else {
                     format!("s.{q}")

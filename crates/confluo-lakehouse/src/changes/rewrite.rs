@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
@@ -28,7 +28,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 
-use super::{ApplyReport, NetChanges, UNCHANGED_PREFIX, data_only};
+use super::{ApplyReport, NetChanges, carry, data_only};
 use crate::delta::{self, CommitRequest, WriteMode};
 use crate::error::{LakehouseError, Result};
 use crate::write::TableWriter;
@@ -57,19 +57,11 @@ pub(super) fn applicable(table: &DeltaTable, changes: &NetChanges) -> bool {
         return false;
     }
     let rows = &changes.rows;
-    if changes.keys.is_empty()
-        || changes.keys.iter().any(|k| {
+    !changes.keys.is_empty()
+        && changes.keys.iter().all(|k| {
             rows.column_by_name(k)
-                .is_none_or(|c| c.null_count() > 0 || c.data_type().is_nested())
+                .is_some_and(|c| c.null_count() == 0 && !c.data_type().is_nested())
         })
-    {
-        return false;
-    }
-    // Unchanged flags must be booleans to be read here.
-    rows.schema().fields().iter().all(|f| {
-        !f.name().starts_with(UNCHANGED_PREFIX)
-            || f.data_type() == &arrow::datatypes::DataType::Boolean
-    })
 }
 
 /// The batch's keys as rows of one converter, looked up by their bytes.
@@ -397,7 +389,7 @@ fn matching_positions(
     Ok((hits, offset))
 }
 
-/// The batch with every value the source did not send (its `__unchanged_<col>` flag set)
+/// The batch with every value the source did not send (listed in its `_unchanged`)
 /// replaced by the value of the row it replaces, read from the touched files. A flagged row
 /// whose key the table does not hold keeps the batch's value, as with MERGE's insert.
 async fn carry_unchanged(
@@ -409,18 +401,8 @@ async fn carry_unchanged(
     name: &str,
 ) -> Result<RecordBatch> {
     let schema = rows.schema();
-    let flags: Vec<(usize, &BooleanArray)> = schema
-        .fields()
-        .iter()
-        .filter_map(|f| {
-            let column = f.name().strip_prefix(UNCHANGED_PREFIX)?;
-            let target = schema.index_of(column).ok()?;
-            Some((target, rows.column_by_name(f.name())?.as_boolean()))
-        })
-        .collect();
-    let flagged = |row: usize| {
-        is_upsert.value(row) && flags.iter().any(|(_, f)| f.is_valid(row) && f.value(row))
-    };
+    let flags = carry::unchanged_flags(rows)?;
+    let flagged = |row: usize| is_upsert.value(row) && flags.iter().any(|(_, f)| f.value(row));
     // The old rows of the flagged batch rows, file by file, and which batch row each is.
     let table_schema = delta::table_schema(table)?;
     let mut old = Vec::new();
@@ -486,7 +468,7 @@ async fn carry_unchanged(
         };
         let indices: Vec<(usize, usize)> = (0..rows.num_rows())
             .map(|row| match old_of[row] {
-                Some(k) if flag.is_valid(row) && flag.value(row) => (1, k),
+                Some(k) if flag.value(row) => (1, k),
                 _ => (0, row),
             })
             .collect();

@@ -49,6 +49,23 @@ fn change_rows(changes: &[(i64, &str, &str)], extra: Option<&[Option<i64>]>) -> 
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
 }
 
+/// An `_unchanged` column: per row, the columns the source did not send.
+fn unchanged(rows: &[Option<&[&str]>]) -> arrow::array::ListArray {
+    let mut b = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
+    for r in rows {
+        match r {
+            Some(names) => {
+                for n in *names {
+                    b.values().append_value(n);
+                }
+                b.append(true);
+            }
+            None => b.append_null(),
+        }
+    }
+    b.finish()
+}
+
 fn net(rows: RecordBatch, version: i64) -> NetChanges {
     NetChanges {
         rows,
@@ -202,12 +219,14 @@ async fn changes_rewrite_only_the_files_holding_their_keys() {
     let mut fields = toast.schema().fields().to_vec();
     let mut cols = toast.columns().to_vec();
     fields.push(Arc::new(Field::new(
-        "__unchanged_name",
-        DataType::Boolean,
+        "_unchanged",
+        confluo_connectors::changes::unchanged_type(),
         true,
     )));
-    cols.push(Arc::new(arrow::array::BooleanArray::from(vec![
-        true, false, true,
+    cols.push(Arc::new(unchanged(&[
+        Some(&["name"]),
+        None,
+        Some(&["name"]),
     ])));
     let toast = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
     let report = changes::apply(&mut table, net(toast, 13)).await.unwrap();

@@ -32,6 +32,7 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit, when};
 use deltalake::DeltaTable;
 use serde_json::Value;
 
+use confluo_lakehouse::changes::{OLD_KEY_COLUMN, UNCHANGED_COLUMN};
 use confluo_lakehouse::delta;
 use confluo_lakehouse::{Lakehouse, TableInfo, TableVersion};
 
@@ -43,6 +44,7 @@ mod pipeline;
 mod scd1;
 mod scd2;
 pub mod syntax;
+mod unchanged;
 
 /// Column holding an event's sequence while a batch is applied.
 pub(crate) const SEQ: &str = "__cdc_seq";
@@ -174,7 +176,13 @@ fn select(
     clause: Clause,
     what: &str,
 ) -> std::result::Result<Vec<String>, SpecError> {
-    let all: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    // `_unchanged` and `_old_key` say how to apply a row, they are not part of it.
+    let all: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != UNCHANGED_COLUMN && n != OLD_KEY_COLUMN)
+        .collect();
     match sel {
         ColumnSelection::All => Ok(all),
         ColumnSelection::Only(list) => {
@@ -384,6 +392,11 @@ fn events(changes: DataFrame, r: &Resolved) -> Result<DataFrame> {
     let mut exprs: Vec<Expr> = r.columns.iter().map(|c| ident(c)).collect();
     exprs.push(seq.alias(SEQ));
     exprs.push(op.alias(OP));
+    for control in [UNCHANGED_COLUMN, OLD_KEY_COLUMN] {
+        if changes.schema().has_column_with_unqualified_name(control) {
+            exprs.push(ident(control));
+        }
+    }
     Ok(changes.select(exprs)?)
 }
 
@@ -458,6 +471,7 @@ pub async fn apply_changes(
         .update_datafusion_session(&ctx.state())
         .map_err(|e| PipelineError::Config(e.to_string()))?;
     let events = events(DataFrame::new(ctx.state(), plan), &r)?;
+    let events = unchanged::resolve(&ctx, events, &r, &table).await?;
     let stats = match r.spec.scd_type {
         ScdType::One => scd1::apply(lh, &ctx, target, table, events, &r, txn, metadata).await?,
         ScdType::Two => scd2::apply(&ctx, target, table, events, &r, txn, metadata).await?,

@@ -1,6 +1,8 @@
 //! `STREAM read_changes('connection', 'schema.table')` in pipelines: a PostgreSQL table's
 //! change feed — the table's columns plus `_op` (`INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`),
-//! `_lsn` (the commit LSN, a sequence that orders the changes of each key) and `_commit_ts`.
+//! `_lsn` (the commit LSN, a sequence that orders the changes of each key), `_commit_ts`,
+//! `_unchanged` (columns an update did not send: unchanged TOAST) and `_old_key` (the key
+//! before a key change). AUTO CDC reads the last two to carry the values not sent.
 //!
 //! The first update of a flow creates the flow's replication slot and reads a snapshot of the
 //! table (every row as an `INSERT` at the slot's start), streamed without holding the table
@@ -56,19 +58,32 @@ pub struct FeedRead {
     pub lag_seconds: f64,
 }
 
-/// The change feed's columns: the table's, then `_op`, `_lsn`, `_commit_ts`.
-pub fn feed_schema(table_schema: &Schema) -> SchemaRef {
+/// The change feed's columns: the table's, then `_op`, `_lsn`, `_commit_ts`, `_unchanged`
+/// (the columns an update did not send, which AUTO CDC carries over) and `_old_key` (the key
+/// before a key change; `keys` are the table's key columns).
+pub fn feed_schema(table_schema: &Schema, keys: &[String]) -> SchemaRef {
+    use confluo_connectors::changes as c;
     let mut fields: Vec<Field> = table_schema
         .fields()
         .iter()
         .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
-    fields.push(Field::new("_op", DataType::Utf8, false));
-    fields.push(Field::new("_lsn", DataType::Int64, false));
+    let key_fields: Vec<Field> = keys
+        .iter()
+        .filter_map(|k| fields.iter().find(|f| f.name() == k).cloned())
+        .collect();
+    fields.push(Field::new(c::OP_COLUMN, DataType::Utf8, false));
+    fields.push(Field::new(c::LSN_COLUMN, DataType::Int64, false));
     fields.push(Field::new(
-        "_commit_ts",
+        c::COMMIT_TS_COLUMN,
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         false,
+    ));
+    fields.push(Field::new(c::UNCHANGED_COLUMN, c::unchanged_type(), true));
+    fields.push(Field::new(
+        c::OLD_KEY_COLUMN,
+        c::old_key_type(&key_fields),
+        true,
     ));
     Arc::new(Schema::new(fields))
 }
@@ -106,7 +121,7 @@ pub async fn schema(cfg: &PostgresConfig, table: &str) -> Result<SchemaRef> {
     let mut conn = cfg.connect().await?;
     let t = source_table(cfg, &mut conn, table).await?;
     let table_schema = t.arrow_schema(cfg)?;
-    Ok(feed_schema(&table_schema))
+    Ok(feed_schema(&table_schema, &t.primary_key))
 }
 
 fn xid_offsets(key: &str, xids: &SnapshotXids) -> Vec<(String, i64)> {
@@ -145,7 +160,7 @@ pub async fn read(
     let mut conn = cfg.connect().await?;
     let source = source_table(cfg, &mut conn, table).await?;
     let table_schema = source.arrow_schema(cfg)?;
-    let schema = feed_schema(&table_schema);
+    let schema = feed_schema(&table_schema, &source.primary_key);
     slot::ensure_publication(
         cfg,
         &mut conn,
@@ -236,17 +251,10 @@ pub async fn read(
     )
     .await?;
     let read = reader.fold(messages)?;
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     let mut batches = Vec::new();
     let mappings = source.mappings(cfg)?;
     for tc in &read.tables {
-        if tc.has_unchanged() {
-            warnings.push(format!(
-                "{}: some updates did not send unchanged TOASTed values, which read as null in the feed; ALTER TABLE {} REPLICA IDENTITY FULL sends them",
-                source.id,
-                source.id.sql()
-            ));
-        }
         let rows =
             batch::to_record_batch(tc, &mappings).map_err(|message| ManagedError::Convert {
                 table: source.id.to_string(),
@@ -289,8 +297,7 @@ pub async fn read(
     })
 }
 
-/// The feed's columns out of a change batch (dropping the unchanged-value flags), cast to
-/// the feed's types.
+/// The feed's columns out of a change batch, cast to the feed's types.
 pub(super) fn project(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = schema
         .fields()
@@ -347,6 +354,11 @@ impl SnapshotFeed {
                         columns.push(Arc::new(
                             TimestampMicrosecondArray::from_value(ts, n).with_timezone("UTC"),
                         ));
+                        // A snapshot row sends every value and keeps its key.
+                        for f in out_schema.fields().iter().skip(columns.len()) {
+                            columns
+                                .push(datafusion::arrow::array::new_null_array(f.data_type(), n));
+                        }
                         let columns: std::result::Result<Vec<ArrayRef>, _> = columns
                             .iter()
                             .zip(out_schema.fields())

@@ -56,7 +56,7 @@ async fn source_table(
 pub async fn schema(cfg: &MysqlConfig, table: &str) -> Result<SchemaRef> {
     let mut conn = cfg.connect().await?;
     let t = source_table(cfg, &mut conn, table).await?;
-    Ok(feed_schema(&*t.arrow_schema(cfg)?))
+    Ok(feed_schema(&*t.arrow_schema(cfg)?, &t.primary_key))
 }
 
 /// The binlog position a sequence stands for, with the server's binlog base name (files
@@ -84,7 +84,7 @@ pub async fn read(
     let mut conn = cfg.connect().await?;
     let info = server::check_server(cfg, &mut conn).await?;
     let source = source_table(cfg, &mut conn, table).await?;
-    let schema = feed_schema(&*source.arrow_schema(cfg)?);
+    let schema = feed_schema(&*source.arrow_schema(cfg)?, &source.primary_key);
     let Some(&applied) = state.get(key) else {
         let snap = snapshot(
             cfg,

@@ -1,14 +1,13 @@
 //! A table's net changes as an Arrow batch: the table's columns typed as the snapshot types
-//! them, then `_op`, `_lsn` (commit LSN) and `_commit_ts`, and a `__unchanged_<col>` flag for
-//! each column with values the source did not send (unchanged TOAST).
+//! them, then `_op`, `_lsn` (commit LSN), `_commit_ts`, `_unchanged` (the columns whose values
+//! the source did not send: unchanged TOAST) and `_old_key` (the key before a key change).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema};
 
 use super::compact::{self, TableChanges};
-use super::pgoutput::Value;
 use super::text::decode_column;
 use crate::postgres::types::ColumnMapping;
 
@@ -32,8 +31,7 @@ pub fn to_record_batch(
 ) -> Result<RecordBatch, String> {
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
-    let mut unchanged_fields = Vec::new();
-    let mut unchanged_columns: Vec<ArrayRef> = Vec::new();
+    let mut old_key = Vec::new();
     for (i, col) in t.relation.columns.iter().enumerate() {
         let mapping = mappings
             .iter()
@@ -45,38 +43,39 @@ pub fn to_record_batch(
             .iter()
             .map(|r| TableChanges::raw(&r.values[i]).map(|b| b.as_ref()))
             .collect();
-        // The copy reads inet as `inet::text`, which always writes the netmask; the stream
-        // sends inet's output form, which leaves out /32 and /128. Same text for both.
-        let with_mask: Vec<Option<Vec<u8>>>;
-        let raw = if col.type_oid == INET_OID {
-            with_mask = raw.iter().map(|v| v.map(inet_with_mask)).collect();
-            with_mask.iter().map(|v| v.as_deref()).collect()
-        } else {
-            raw
-        };
-        let array = decode_column(&mapping.wire, &mapping.arrow, &raw)
+        let array = decode(col.type_oid, mapping, &raw)
             .map_err(|e| format!("column `{}`: {e}", col.name))?;
-        fields.push(Field::new(&col.name, array.data_type().clone(), true));
-        columns.push(array);
-        if t.rows.iter().any(|r| r.values[i] == Value::Unchanged) {
-            let flags: BooleanArray = t
-                .rows
-                .iter()
-                .map(|r| Some(r.values[i] == Value::Unchanged))
-                .collect();
-            unchanged_fields.push(Field::new(
-                format!("__unchanged_{}", col.name),
-                DataType::Boolean,
-                false,
-            ));
-            unchanged_columns.push(Arc::new(flags));
+        let field = Field::new(&col.name, array.data_type().clone(), true);
+        if t.key.contains(&i) {
+            let keys = decode(col.type_oid, mapping, &compact::old_key_raw(t, i))
+                .map_err(|e| format!("column `{}`: {e}", col.name))?;
+            old_key.push((field.clone(), keys));
         }
+        fields.push(field);
+        columns.push(array);
     }
     for (field, column) in compact::change_columns(t) {
         fields.push(field);
         columns.push(column);
     }
-    fields.extend(unchanged_fields);
-    columns.extend(unchanged_columns);
+    let (field, column) = compact::old_key_column(t, old_key).map_err(|e| e.to_string())?;
+    fields.push(field);
+    columns.push(column);
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+}
+
+/// One column's values decoded from their text.
+fn decode(
+    type_oid: u32,
+    mapping: &ColumnMapping,
+    raw: &[Option<&[u8]>],
+) -> Result<ArrayRef, String> {
+    // The copy reads inet as `inet::text`, which always writes the netmask; the stream
+    // sends inet's output form, which leaves out /32 and /128. Same text for both.
+    if type_oid == INET_OID {
+        let with_mask: Vec<Option<Vec<u8>>> = raw.iter().map(|v| v.map(inet_with_mask)).collect();
+        let raw: Vec<Option<&[u8]>> = with_mask.iter().map(|v| v.as_deref()).collect();
+        return decode_column(&mapping.wire, &mapping.arrow, &raw);
+    }
+    decode_column(&mapping.wire, &mapping.arrow, raw)
 }

@@ -2,87 +2,8 @@
 //! mode, type mapping checked through `confluo query`, and the errors a user can cause.
 //! Each test works in its own database `confluo_t_<random>`, dropped at the end.
 
-use sqlx::Connection;
-
 use crate::common::TestProject;
-
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// A database of its own for one test; dropped (WITH (FORCE)) when the test ends.
-struct PgDb {
-    name: String,
-    rt: tokio::runtime::Runtime,
-}
-
-impl PgDb {
-    fn new() -> Self {
-        let name = format!("confluo_t_{}", uuid::Uuid::new_v4().simple());
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let mut c = sqlx::PgConnection::connect(ADMIN).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        });
-        PgDb { name, rt }
-    }
-
-    /// Runs SQL statements (simple protocol: several per call).
-    fn exec(&self, sql: &str) {
-        self.rt.block_on(async {
-            let url = format!("postgres://postgres@127.0.0.1:5432/{}", self.name);
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        });
-    }
-
-    /// One text value.
-    fn scalar(&self, sql: &str) -> String {
-        self.rt.block_on(async {
-            let url = format!("postgres://postgres@127.0.0.1:5432/{}", self.name);
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_string()))
-                .fetch_one(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
-    }
-
-    /// The `connections:` entry `pg` for this database, plus `extra` keys.
-    fn connection(&self, extra: &str) -> String {
-        format!(
-            "connections:\n  pg:\n    type: postgres\n    host: 127.0.0.1\n    port: 5432\n    database: {}\n    user: postgres\n    password: ${{env:CONFLUO_T_PGPASS}}\n    sslmode: disable\n{extra}",
-            self.name
-        )
-    }
-
-    /// A project with connection `pg` and ingest entry `e` syncing `tables` into `bronze`.
-    fn project(&self, conn_extra: &str, tables: &str, entry_extra: &str) -> TestProject {
-        TestProject::with_config(&format!(
-            "{}ingest:\n  e:\n    connection: pg\n    tables: {tables}\n    schema: bronze\n{entry_extra}",
-            self.connection(conn_extra)
-        ))
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        self.rt.block_on(async {
-            if let Ok(mut c) = sqlx::PgConnection::connect(ADMIN).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut c)
-                .await;
-            }
-        });
-    }
-}
+use crate::pg::PgDb;
 
 /// Runs confluo in `p` with the password variable set (trust auth ignores its value).
 fn run(p: &TestProject, args: &[&str]) -> std::process::Output {

@@ -9,79 +9,9 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use crate::common::TestProject;
+use crate::pg::PgDb;
 
-/// A database of its own, dropped (with its slot) at the end.
-struct Db {
-    name: String,
-    rt: tokio::runtime::Runtime,
-}
-
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-impl Db {
-    fn new(tag: &str) -> Db {
-        let name = format!("confluo_cdc_{tag}_{}", std::process::id());
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let mut c = PgConnection::connect(ADMIN).await.unwrap();
-            // One statement each: DROP/CREATE DATABASE refuse to run in a transaction block.
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            }
-        });
-        Db { name, rt }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-
-    fn exec(&self, sql: &str) {
-        self.rt.block_on(async {
-            let mut c = PgConnection::connect(&self.url()).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        })
-    }
-
-    /// Text of each row of `sql` (whose columns are all cast to text), NULL as "∅".
-    fn text_rows(&self, sql: &str) -> Vec<String> {
-        self.rt.block_on(async {
-            let mut c = PgConnection::connect(&self.url()).await.unwrap();
-            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
-                .fetch_all(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            rows.into_iter().map(|(s,)| s).collect()
-        })
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        self.rt.block_on(async {
-            if let Ok(mut c) = PgConnection::connect(ADMIN).await {
-                for sql in [
-                    format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"),
-                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                ] {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                }
-            }
-        });
-    }
-}
-
-fn project(db: &Db, entry_extra: &str) -> TestProject {
+fn project(db: &PgDb, entry_extra: &str) -> TestProject {
     TestProject::with_config(&format!(
         "connections:
   src:
@@ -148,7 +78,7 @@ fn verify_equal(p: &TestProject, source: &str, target: &str) {
 }
 
 /// An independent comparison: the same columns read by PostgreSQL and by the lakehouse.
-fn compare_orders(db: &Db, p: &TestProject) {
+fn compare_orders(db: &PgDb, p: &TestProject) {
     let pg = db.text_rows(
         "SELECT concat_ws('|', id, customer, coalesce(amount::text, ''), coalesce(note, ''), coalesce(length(big)::text, ''), coalesce(flag::text, '')) FROM orders ORDER BY id",
     );
@@ -164,7 +94,7 @@ fn compare_orders(db: &Db, p: &TestProject) {
 
 #[test]
 fn copy_then_every_kind_of_change_matches_the_source() {
-    let db = Db::new("kinds");
+    let db = PgDb::new();
     db.exec(SCHEMA);
     let p = project(&db, "");
     let out = p.ok(&["sync", "shop", "--json"]);
@@ -226,7 +156,7 @@ fn copy_then_every_kind_of_change_matches_the_source() {
 
 #[test]
 fn sigkill_while_streaming_and_a_lost_connection_lose_and_duplicate_nothing() {
-    let db = Db::new("kill");
+    let db = PgDb::new();
     db.exec(
         "CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL, note text);
              INSERT INTO acct SELECT g, 1000, 'n' FROM generate_series(1, 2000) g;",
@@ -335,7 +265,7 @@ fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn capture_errors_say_what_to_fix() {
-    let db = Db::new("errs");
+    let db = PgDb::new();
     db.exec(
         "CREATE TABLE nokey (a int, b text); INSERT INTO nokey VALUES (1, 'x');
              DROP ROLE IF EXISTS confluo_norepl; CREATE ROLE confluo_norepl LOGIN;",
@@ -374,7 +304,7 @@ ingest:
 /// update, SCD 2 keeps every version.
 #[test]
 fn read_changes_feeds_auto_cdc_flows() {
-    let db = Db::new("feed");
+    let db = PgDb::new();
     db.exec(
         "CREATE TABLE customers (id int PRIMARY KEY, name text, city text);
          INSERT INTO customers VALUES (1, 'Ann', 'Paris'), (2, 'Bob', 'Rome'), (3, 'Cid', 'Oslo');",
@@ -479,7 +409,7 @@ STORED AS SCD TYPE 2;
 /// anything, across a server-side disconnect; Ctrl-C stops it cleanly.
 #[test]
 fn continuous_run_keeps_the_feed_current() {
-    let db = Db::new("cont");
+    let db = PgDb::new();
     db.exec("CREATE TABLE kv (k int PRIMARY KEY, v text); INSERT INTO kv VALUES (1, 'a');");
     let p = TestProject::with_config(&format!(
         "connections:
@@ -533,7 +463,7 @@ COLUMNS * EXCEPT (_op, _lsn, _commit_ts) STORED AS SCD TYPE 1;
 /// goes on from what was copied) and the tables equal the source, changes included.
 #[test]
 fn sigkill_during_the_initial_copy_then_sync_equals_the_source() {
-    let db = Db::new("copykill");
+    let db = PgDb::new();
     db.exec(
         "CREATE TABLE big (id bigint PRIMARY KEY, a int, b text);
          INSERT INTO big SELECT g, g % 1000, md5(g::text) FROM generate_series(1, 300000) g;
@@ -563,7 +493,7 @@ fn sigkill_during_the_initial_copy_then_sync_equals_the_source() {
 /// other tests would lose their connections during the restart.
 #[test]
 fn postgres_restart_while_streaming() {
-    let db = Db::new("restart");
+    let db = PgDb::new();
     db.exec(
         "CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL);
          INSERT INTO acct SELECT g, 100 FROM generate_series(1, 500) g;",
@@ -645,7 +575,7 @@ fn postgres_restart_while_streaming() {
 /// form) does: rows inserted and updated after the copy verify equal to the source.
 #[test]
 fn every_type_through_the_stream_equals_the_copy() {
-    let db = Db::new("types");
+    let db = PgDb::new();
     db.exec(crate::postgres::TYPES_SQL);
     let p = TestProject::with_config(&format!(
         "connections:
@@ -669,7 +599,7 @@ ingest:
 /// versions equal the source.
 #[test]
 fn scd_type_2_entries_keep_every_version() {
-    let db = Db::new("scd2");
+    let db = PgDb::new();
     db.exec(
         "CREATE TABLE price (sku int PRIMARY KEY, amount numeric(8,2), note text);
              INSERT INTO price VALUES (1, 10.00, 'a'), (2, 20.00, 'b'), (3, 30.00, 'c');",

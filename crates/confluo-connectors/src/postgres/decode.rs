@@ -8,7 +8,7 @@ use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
     Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListArray, StringBuilder,
-    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field};
@@ -32,7 +32,6 @@ enum Builder {
     Utf8(StringBuilder),
     Binary(BinaryBuilder),
     Date(Date32Builder),
-    Time(Time64MicrosecondBuilder),
     Timestamp(TimestampMicrosecondBuilder),
     List {
         field: Arc<Field>,
@@ -66,7 +65,6 @@ impl ColumnDecoder {
             Wire::Text => Builder::Utf8(StringBuilder::new()),
             Wire::Bytea => Builder::Binary(BinaryBuilder::new()),
             Wire::Date => Builder::Date(Date32Builder::new()),
-            Wire::Time => Builder::Time(Time64MicrosecondBuilder::new()),
             Wire::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new()),
             Wire::Timestamptz => {
                 Builder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
@@ -101,7 +99,6 @@ impl ColumnDecoder {
             Builder::Utf8(b) => b.append_null(),
             Builder::Binary(b) => b.append_null(),
             Builder::Date(b) => b.append_null(),
-            Builder::Time(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
             Builder::List {
                 offsets, validity, ..
@@ -140,7 +137,6 @@ impl ColumnDecoder {
                 }
                 d => b.append_value(d.checked_add(PG_EPOCH_DAYS).ok_or("date out of range")?),
             },
-            Builder::Time(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
             Builder::Timestamp(b) => match i64::from_be_bytes(fixed(v)?) {
                 i64::MAX | i64::MIN => {
                     self.nulled += 1;
@@ -191,7 +187,6 @@ impl ColumnDecoder {
             Builder::Utf8(b) => Arc::new(b.finish()),
             Builder::Binary(b) => Arc::new(b.finish()),
             Builder::Date(b) => Arc::new(b.finish()),
-            Builder::Time(b) => Arc::new(b.finish()),
             Builder::Timestamp(b) => Arc::new(b.finish()),
             Builder::List {
                 field,

@@ -17,7 +17,7 @@
 //! | `text/varchar/char(n)/name/citext/"char"` | `Utf8` | char(n) keeps its padding, as PostgreSQL sends it |
 //! | `bytea` | `Binary` | |
 //! | `date` | `Date32` | `±infinity` becomes null (no Arrow date is infinite; clamping would invent a date) and is counted in the snapshot's notes |
-//! | `time` | `Time64(µs)` | Delta has no time type: the table stores it as text `HH:MM:SS[.ffffff]` |
+//! | `time` | `Utf8`, the server's text (`13:45:30.5`, `24:00:00`) | Delta has no time type, and `24:00:00`, a valid `time`, is no Arrow time of day: the exact text keeps every value and sorts in time order |
 //! | `timestamp` | `Timestamp(µs)` | `±infinity` becomes null, as for dates |
 //! | `timestamptz` | `Timestamp(µs, "UTC")` | the instant; PostgreSQL does not store the writer's zone |
 //! | `interval` | `Utf8`, ISO 8601 (`P1Y2M3DT4H5M6S`) | months, days and microseconds do not convert to one duration (a month is not a fixed number of days); Arrow's month-day-nano interval has no Delta type, so the lossless ISO text is kept (the session sets `intervalstyle = iso_8601`) |
@@ -90,8 +90,6 @@ pub enum Wire {
     Bytea,
     /// Days since 2000-01-01 (i32).
     Date,
-    /// Microseconds since midnight (i64).
-    Time,
     /// Microseconds since 2000-01-01 (i64), no zone.
     Timestamp,
     /// Microseconds since 2000-01-01 UTC (i64).
@@ -201,9 +199,6 @@ pub fn map_type(ty: &PgType) -> Option<ColumnMapping> {
                 }
                 "bytea" => ColumnMapping::direct(DataType::Binary, Wire::Bytea),
                 "date" => ColumnMapping::direct(DataType::Date32, Wire::Date),
-                "time" => {
-                    ColumnMapping::direct(DataType::Time64(TimeUnit::Microsecond), Wire::Time)
-                }
                 "timestamp" => ColumnMapping::direct(
                     DataType::Timestamp(TimeUnit::Microsecond, None),
                     Wire::Timestamp,
@@ -212,8 +207,9 @@ pub fn map_type(ty: &PgType) -> Option<ColumnMapping> {
                     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                     Wire::Timestamptz,
                 ),
-                "citext" | "char" | "interval" | "uuid" | "json" | "jsonb" | "inet" | "cidr"
-                | "macaddr" | "macaddr8" | "timetz" | "xml" | "bit" | "varbit" => {
+                // `time` runs to 24:00:00, which no Arrow time holds; Delta has no time type.
+                "time" | "citext" | "char" | "interval" | "uuid" | "json" | "jsonb" | "inet"
+                | "cidr" | "macaddr" | "macaddr8" | "timetz" | "xml" | "bit" | "varbit" => {
                     ColumnMapping::as_text()
                 }
                 _ => return None,

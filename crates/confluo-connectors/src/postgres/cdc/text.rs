@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int16Array, Int32Array, Int64Array, ListArray, StringArray, Time64MicrosecondArray,
-    TimestampMicrosecondArray,
+    Int16Array, Int32Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field};
@@ -276,7 +275,6 @@ pub fn decode_column(
         Wire::Date => parsed!(Date32Array, |t| Ok(
             date(t)?.map(|d| d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
         )),
-        Wire::Time => parsed!(Time64MicrosecondArray, |t| time_micros(t).map(Some)),
         Wire::Timestamp => parsed!(TimestampMicrosecondArray, |t| timestamp_micros(t, false)),
         Wire::Timestamptz => {
             let a = parsed!(TimestampMicrosecondArray, |t| timestamp_micros(t, true));
@@ -379,14 +377,6 @@ mod tests {
         );
         let f = a.as_any().downcast_ref::<Float64Array>().unwrap();
         assert!(f.value(0).is_infinite() && f.value(1).is_nan() && f.value(2) == 1.5e-7);
-
-        let a = col(
-            Wire::Time,
-            DataType::Time64(arrow::datatypes::TimeUnit::Microsecond),
-            &[Some("24:00:00"), Some("00:00:01.25")],
-        );
-        let t = a.as_any().downcast_ref::<Time64MicrosecondArray>().unwrap();
-        assert_eq!((t.value(0), t.value(1)), (86_400_000_000, 1_250_000));
     }
 
     #[test]

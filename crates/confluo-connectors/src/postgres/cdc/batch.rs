@@ -13,6 +13,8 @@ use crate::postgres::types::ColumnMapping;
 
 /// `pg_type` OID of `inet`.
 const INET_OID: u32 = 869;
+/// `pg_type` OID of `inet[]`.
+const INET_ARRAY_OID: u32 = 1041;
 
 /// An inet value's text with its netmask, as `inet::text` writes it.
 fn inet_with_mask(v: &[u8]) -> Vec<u8> {
@@ -20,6 +22,27 @@ fn inet_with_mask(v: &[u8]) -> Vec<u8> {
     if !v.contains(&b'/') {
         out.extend_from_slice(if v.contains(&b':') { b"/128" } else { b"/32" });
     }
+    out
+}
+
+/// An `inet[]` literal (`{10.0.0.1,NULL}`) with each address's netmask.
+fn inet_array_with_masks(v: &[u8]) -> Vec<u8> {
+    let inner = v
+        .strip_prefix(b"{")
+        .and_then(|v| v.strip_suffix(b"}"))
+        .unwrap_or(v);
+    let mut out = b"{".to_vec();
+    for (i, e) in inner.split(|&b| b == b',').enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if e.is_empty() || e == b"NULL" {
+            out.extend_from_slice(e);
+        } else {
+            out.extend_from_slice(&inet_with_mask(e));
+        }
+    }
+    out.push(b'}');
     out
 }
 
@@ -71,11 +94,34 @@ fn decode(
     raw: &[Option<&[u8]>],
 ) -> Result<ArrayRef, String> {
     // The copy reads inet as `inet::text`, which always writes the netmask; the stream
-    // sends inet's output form, which leaves out /32 and /128. Same text for both.
-    if type_oid == INET_OID {
-        let with_mask: Vec<Option<Vec<u8>>> = raw.iter().map(|v| v.map(inet_with_mask)).collect();
+    // sends inet's output form, which leaves out /32 and /128. Same text for both, in
+    // arrays too.
+    type Mask = fn(&[u8]) -> Vec<u8>;
+    let masked: Option<Mask> = match type_oid {
+        INET_OID => Some(inet_with_mask),
+        INET_ARRAY_OID => Some(inet_array_with_masks),
+        _ => None,
+    };
+    if let Some(mask) = masked {
+        let with_mask: Vec<Option<Vec<u8>>> = raw.iter().map(|v| v.map(mask)).collect();
         let raw: Vec<Option<&[u8]>> = with_mask.iter().map(|v| v.as_deref()).collect();
         return decode_column(&mapping.wire, &mapping.arrow, &raw);
     }
     decode_column(&mapping.wire, &mapping.arrow, raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inet_text_gets_its_netmask_in_arrays_too() {
+        assert_eq!(inet_with_mask(b"10.0.0.1"), b"10.0.0.1/32");
+        assert_eq!(inet_with_mask(b"10.0.0.0/8"), b"10.0.0.0/8");
+        assert_eq!(
+            inet_array_with_masks(b"{10.9.8.12,::1,NULL,10.0.0.0/8}"),
+            b"{10.9.8.12/32,::1/128,NULL,10.0.0.0/8}"
+        );
+        assert_eq!(inet_array_with_masks(b"{}"), b"{}");
+    }
 }

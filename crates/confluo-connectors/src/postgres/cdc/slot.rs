@@ -147,17 +147,29 @@ pub async fn ensure_publication(
     name: &str,
     tables: &[(String, String)],
 ) -> Result<(), CdcError> {
+    // Flows of one pipeline update start together and share a table's publication: one at
+    // a time looks and creates, under a lock the transaction's end releases.
+    use sqlx::Connection;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(query_err(cfg, "reading publications"))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err(cfg, "reading publications"))?;
     let existing: Vec<(String, String)> = sqlx::query_as(
         "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
     )
     .bind(name)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut *tx)
     .await
     .map_err(query_err(cfg, "reading publications"))?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
             .bind(name)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut *tx)
             .await
             .map_err(query_err(cfg, "reading publications"))?;
     let missing: Vec<String> = tables
@@ -182,7 +194,10 @@ pub async fn ensure_publication(
         )
     };
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&mut *conn)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err(cfg, &format!("creating publication `{name}`")))?;
+    tx.commit()
         .await
         .map_err(query_err(cfg, &format!("creating publication `{name}`")))?;
     Ok(())

@@ -42,15 +42,15 @@ pub(super) fn unchanged_flags(rows: &RecordBatch) -> Result<Vec<(usize, BooleanA
     let Some(lists) = rows.column_by_name(UNCHANGED_COLUMN) else {
         return Ok(Vec::new());
     };
-    let Some(lists) = lists.as_list_opt::<i32>() else {
-        return Err(LakehouseError::Schema(format!(
-            "`{UNCHANGED_COLUMN}` must be a list of column names, not {}",
-            lists.data_type()
-        )));
-    };
-    let names = lists.values().as_string_opt::<i32>().ok_or_else(|| {
-        LakehouseError::Schema(format!("`{UNCHANGED_COLUMN}` must list column names"))
-    })?;
+    let lists = arrow::compute::cast(lists, &confluo_connectors::changes::unchanged_type())
+        .map_err(|e| {
+            LakehouseError::Schema(format!(
+                "`{UNCHANGED_COLUMN}` must be a list of column names, not {}: {e}",
+                lists.data_type()
+            ))
+        })?;
+    let lists = lists.as_list::<i32>();
+    let names = lists.values().as_string::<i32>();
     let schema = rows.schema();
     let mut flags: Vec<(usize, Vec<bool>)> = Vec::new();
     for row in 0..rows.num_rows() {
@@ -82,11 +82,13 @@ pub(super) fn unchanged_flags(rows: &RecordBatch) -> Result<Vec<(usize, BooleanA
         }
     }
     let upsert: Vec<bool> = match rows.column_by_name(OP_COLUMN) {
-        Some(ops) => ops
-            .as_string::<i32>()
-            .iter()
-            .map(|o| o != Some("DELETE"))
-            .collect(),
+        Some(ops) => {
+            let ops = arrow::compute::cast(ops, &DataType::Utf8).map_err(schema_err("changes"))?;
+            ops.as_string::<i32>()
+                .iter()
+                .map(|o| o != Some("DELETE"))
+                .collect()
+        }
         None => vec![true; rows.num_rows()],
     };
     Ok(flags
@@ -157,6 +159,8 @@ pub(super) async fn from_old_keys(
     ) else {
         return Ok(rows);
     };
+    let lists = arrow::compute::cast(lists, &confluo_connectors::changes::unchanged_type())
+        .map_err(schema_err(name))?;
     let (Some(old), Some(lists)) = (old.as_struct_opt(), lists.as_list_opt::<i32>()) else {
         return Ok(rows);
     };

@@ -78,15 +78,16 @@ pub(super) async fn resolve(
 
 async fn fill(batch: RecordBatch, r: &Resolved, table: &DeltaTable) -> Result<RecordBatch> {
     let n = batch.num_rows();
+    // As a plain list of strings, whatever the reader made of it (a Delta scan's views).
     let lists = batch
         .column_by_name(UNCHANGED_COLUMN)
-        .and_then(|c| c.as_list_opt::<i32>())
+        .and_then(|c| cast(c, &confluo_connectors::changes::unchanged_type()).ok())
         .ok_or_else(|| {
             invalid(format!(
                 "`{UNCHANGED_COLUMN}` must be a list of column names"
             ))
-        })?
-        .clone();
+        })?;
+    let lists = lists.as_list::<i32>().clone();
     let ops = batch
         .column_by_name(OP)
         .and_then(|c| c.as_any().downcast_ref::<Int8Array>())

@@ -1251,7 +1251,7 @@ impl<'a> Runner<'a> {
                 self.session.register_scratch(read.provider)?,
             ));
         }
-        if conn.kind != "postgres" {
+        if !confluo_connectors::postgres::PostgresConfig::is_postgres(conn) {
             return Err(fail(format!(
                 "connection `{connection}` is of type `{}`; change feeds come from postgres and mysql connections",
                 conn.kind

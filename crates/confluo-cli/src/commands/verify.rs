@@ -61,7 +61,7 @@ pub async fn run(ctx: &Context, args: VerifyArgs) -> CmdResult {
         my = MysqlConfig::from_connection(conn_name, conn)?;
         // Without a database, the table is in the connection's (as in `tables:`).
         (SourceConfig::Mysql(&my), table.to_string())
-    } else if conn.kind == "postgres" {
+    } else if PostgresConfig::is_postgres(conn) {
         pg = PostgresConfig::from_connection(conn_name, conn)?;
         let table = if table.contains('.') {
             table.to_string()

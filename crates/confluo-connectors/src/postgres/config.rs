@@ -90,6 +90,11 @@ impl std::fmt::Debug for PostgresConfig {
 }
 
 impl PostgresConfig {
+    /// Whether `conn` is a `type: postgres` (or `postgresql`) connection.
+    pub fn is_postgres(conn: &ConnectionConfig) -> bool {
+        matches!(conn.kind.as_str(), "postgres" | "postgresql")
+    }
+
     /// Parses the connection `name` from `confluo.yaml`. Unknown keys, bad values and unset
     /// environment variables are errors naming the connection and the key.
     pub fn from_connection(name: &str, conn: &ConnectionConfig) -> Result<Self> {
@@ -98,7 +103,7 @@ impl PostgresConfig {
             key: key.to_string(),
             message,
         };
-        if conn.kind != "postgres" && conn.kind != "postgresql" {
+        if !Self::is_postgres(conn) {
             return Err(err(
                 "type",
                 format!(

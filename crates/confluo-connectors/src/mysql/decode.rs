@@ -150,11 +150,50 @@ impl BatchBuilder {
     }
 }
 
+/// A geometry's storage form (little-endian SRID, then WKB) as WKB, or as EWKB when the
+/// SRID is not 0: the type word gets PostGIS's SRID flag and the SRID follows it, in the
+/// WKB's byte order.
+fn ewkb(raw: &[u8]) -> std::result::Result<std::borrow::Cow<'_, [u8]>, String> {
+    const SRID_FLAG: u32 = 0x2000_0000;
+    let (Some(srid), Some(wkb)) = (raw.get(..4), raw.get(4..)) else {
+        return Err(format!("a geometry of {} bytes", raw.len()));
+    };
+    let srid = u32::from_le_bytes(srid.try_into().expect("4 bytes"));
+    if srid == 0 {
+        return Ok(std::borrow::Cow::Borrowed(wkb));
+    }
+    let (Some(&order), Some(ty)) = (wkb.first(), wkb.get(1..5)) else {
+        return Err(format!("a geometry of {} bytes", raw.len()));
+    };
+    let ty: [u8; 4] = ty.try_into().expect("4 bytes");
+    let (ty, srid) = if order == 0 {
+        (
+            (u32::from_be_bytes(ty) | SRID_FLAG).to_be_bytes(),
+            srid.to_be_bytes(),
+        )
+    } else {
+        (
+            (u32::from_le_bytes(ty) | SRID_FLAG).to_le_bytes(),
+            srid.to_le_bytes(),
+        )
+    };
+    let mut out = Vec::with_capacity(wkb.len() + 4);
+    out.push(order);
+    out.extend_from_slice(&ty);
+    out.extend_from_slice(&srid);
+    out.extend_from_slice(&wkb[5..]);
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 /// Parses one non-null value into its column. `Ok(false)`: the value is no valid value
 /// of the Arrow type (a zero date) and was stored as null.
 fn parse_into(col: &mut Col, parse: Parse, raw: &[u8]) -> std::result::Result<bool, String> {
     if let Col::Bin(b) = col {
-        b.append_value(raw);
+        if parse == Parse::Geometry {
+            b.append_value(ewkb(raw)?);
+        } else {
+            b.append_value(raw);
+        }
         return Ok(true);
     }
     let text = std::str::from_utf8(raw)
@@ -165,11 +204,7 @@ fn parse_into(col: &mut Col, parse: Parse, raw: &[u8]) -> std::result::Result<bo
         (Col::I8(b), _) => b.append_value(text.parse().map_err(|_| bad("a TINYINT"))?),
         (Col::I16(b), _) => b.append_value(text.parse().map_err(|_| bad("a 16-bit integer"))?),
         (Col::I32(b), _) => b.append_value(text.parse().map_err(|_| bad("a 32-bit integer"))?),
-        (Col::I64(b), Parse::Bits) => {
-            let v: u64 = text.parse().map_err(|_| bad("a BIT value"))?;
-            // BIT(64) values above i64::MAX keep their bit pattern.
-            b.append_value(v as i64)
-        }
+        (Col::I64(b), Parse::Bits) => b.append_value(text.parse().map_err(|_| bad("a BIT value"))?),
         (Col::I64(b), _) => b.append_value(text.parse().map_err(|_| bad("a 64-bit integer"))?),
         (Col::Dec(b, _, _), Parse::BigUnsigned) => {
             let v: u64 = text.parse().map_err(|_| bad("a BIGINT UNSIGNED"))?;
@@ -280,5 +315,22 @@ mod tests {
         assert_eq!(parse_date("2024-00-10"), None);
         assert_eq!(parse_datetime("0000-00-00 00:00:00"), None);
         assert_eq!(parse_datetime("1970-01-01 00:00:01.5"), Some(1_500_000));
+    }
+    #[test]
+    fn geometries_keep_their_srid_as_ewkb() {
+        // POINT(1 2): little-endian WKB, type 1.
+        let wkb: Vec<u8> = [
+            &[1u8, 1, 0, 0, 0][..],
+            &1f64.to_le_bytes(),
+            &2f64.to_le_bytes(),
+        ]
+        .concat();
+        let stored = |srid: u32| [&srid.to_le_bytes()[..], &wkb].concat();
+        assert_eq!(ewkb(&stored(0)).unwrap().as_ref(), wkb.as_slice());
+        let s4326 = stored(4326);
+        let e = ewkb(&s4326).unwrap();
+        assert_eq!(&e[..9], &[1, 1, 0, 0, 0x20, 0xe6, 0x10, 0, 0]);
+        assert_eq!(&e[9..], &wkb[5..]);
+        assert!(ewkb(&[0, 0]).is_err());
     }
 }

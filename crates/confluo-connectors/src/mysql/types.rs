@@ -12,7 +12,8 @@
 //! | `TINYINT/SMALLINT/MEDIUMINT/INT UNSIGNED` | `Int16/Int32/Int32/Int64` | the next wider signed type holds every value; Delta has no unsigned types |
 //! | `BIGINT UNSIGNED` | `Decimal128(20,0)` | no signed integer holds 18446744073709551615; Delta has no `UInt64`, a decimal keeps every value exact |
 //! | `BOOL` / `TINYINT(1)` | `Int8` | `BOOL` is an alias of `TINYINT(1)`, which holds -128..127: a Boolean would lose values |
-//! | `BIT(n)` | `Int64` | the bits as an unsigned number (`col + 0`); `BIT(64)` values above 2^63-1 keep their bit pattern and read negative |
+//! | `BIT(n)`, n < 64 | `Int64` | the bits as an unsigned number (`col + 0`) |
+//! | `BIT(64)` | `Decimal128(20,0)` | as `BIGINT UNSIGNED`: no signed integer holds every value |
 //! | `DECIMAL(p,s)`, p ≤ 38 | `Decimal128(p,s)` | exact |
 //! | `DECIMAL(p,s)`, p > 38 | `Utf8` | MySQL allows 65 digits; no Delta decimal holds them, the exact text is kept |
 //! | `FLOAT/DOUBLE` | `Float32/Float64` | exact: `FLOAT` is read through `CAST(col AS DOUBLE)`, since the server renders a FLOAT with only 6 significant digits; DOUBLE text round-trips |
@@ -20,7 +21,7 @@
 //! | `ENUM/SET` | `Utf8` | the label(s), as MySQL renders them (`a,b` for a set) |
 //! | `JSON` | `Utf8` | the document text (MariaDB stores JSON as `LONGTEXT`) |
 //! | `BINARY/VARBINARY/BLOB` | `Binary` | the bytes |
-//! | `GEOMETRY` (and `POINT`, `POLYGON`, …) | `Binary` | well-known binary through `ST_AsWKB(col)`; the SRID is not kept |
+//! | `GEOMETRY` (and `POINT`, `POLYGON`, …) | `Binary`, WKB; EWKB (PostGIS's extended WKB, with the SRID) when the SRID is not 0 | read in the server's storage form (SRID + WKB, the same bytes the binlog carries) and converted, so the SRID is kept and a streamed value equals the copied one; GEOS, Shapely and PostGIS read both forms |
 //! | `DATE` | `Date32` | zero dates (`0000-00-00`) and dates with a zero part (`2024-00-10`) become null and are counted in the snapshot's notes: they are no date |
 //! | `DATETIME(fsp)` | `Timestamp(µs)` | the wall-clock value, no zone; zero dates become null and are counted |
 //! | `TIMESTAMP(fsp)` | `Timestamp(µs, "UTC")` | an instant: the session time zone is UTC, so the server renders it in UTC |
@@ -75,6 +76,9 @@ pub enum Parse {
     DateTime,
     /// `[-]HHH:MM:SS[.ffffff]`, kept as the text the server prints.
     Time,
+    /// A geometry's storage form (4-byte little-endian SRID, then WKB), stored as WKB, or
+    /// EWKB when the SRID is not 0.
+    Geometry,
 }
 
 /// How one column is read: its Arrow type, how its text is parsed, and the expression
@@ -126,6 +130,11 @@ pub fn map_type(t: &MyType) -> Option<ColumnMapping> {
         }
         "bigint" if unsigned => ColumnMapping::plain(D::Decimal128(20, 0), Parse::BigUnsigned),
         "bigint" => ColumnMapping::plain(D::Int64, Parse::Int),
+        "bit" if t.precision.unwrap_or(1) >= 64 => ColumnMapping {
+            arrow: D::Decimal128(20, 0),
+            parse: Parse::BigUnsigned,
+            select: "({} + 0)",
+        },
         "bit" => ColumnMapping {
             arrow: D::Int64,
             parse: Parse::Bits,
@@ -168,11 +177,9 @@ pub fn map_type(t: &MyType) -> Option<ColumnMapping> {
             ColumnMapping::plain(D::Binary, Parse::Bytes)
         }
         "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
-        | "multipolygon" | "geometrycollection" | "geomcollection" => ColumnMapping {
-            arrow: D::Binary,
-            parse: Parse::Bytes,
-            select: "ST_AsWKB({})",
-        },
+        | "multipolygon" | "geometrycollection" | "geomcollection" => {
+            ColumnMapping::plain(D::Binary, Parse::Geometry)
+        }
         "date" => ColumnMapping::plain(D::Date32, Parse::Date),
         "datetime" => {
             ColumnMapping::plain(D::Timestamp(TimeUnit::Microsecond, None), Parse::DateTime)

@@ -88,6 +88,23 @@ pub struct SourceColumn {
     pub nullable: bool,
     /// 1-based position (`attnum`).
     pub ordinal: i32,
+    /// `pg_attribute.atttypid`.
+    #[serde(skip)]
+    pub type_oid: u32,
+    /// How a stored generated column (`GENERATED ALWAYS AS (...) STORED`) is computed.
+    /// `pgoutput` does not send these columns (before PostgreSQL 18), so change capture
+    /// computes them (see [`crate::postgres::cdc::generated`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated: Option<Generated>,
+}
+
+/// A stored generated column's expression and the columns it reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generated {
+    /// The expression as `pg_get_expr` prints it (column names unqualified).
+    pub expression: String,
+    /// The table's columns it reads (`pg_depend`).
+    pub inputs: Vec<String>,
 }
 
 /// A table (or view) of the source and what Confluo knows about it.
@@ -355,7 +372,43 @@ pub async fn discover(
             resolved,
             nullable: !r.get::<bool, _>("notnull"),
             ordinal: r.get("num"),
+            type_oid: r.get::<i64, _>("typid") as u32,
+            generated: None,
         });
+    }
+    // Stored generated columns exist from PostgreSQL 12 (`attgenerated`).
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int4")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(q("the server version"))?;
+    if version >= 120_000 {
+        let generated = sqlx::query(
+            "SELECT a.attrelid::int8 AS rel, a.attname::text AS name,
+                    pg_get_expr(d.adbin, d.adrelid) AS expression,
+                    ARRAY(SELECT r.attname::text FROM pg_depend dep
+                          JOIN pg_attribute r ON r.attrelid = dep.refobjid AND r.attnum = dep.refobjsubid
+                          WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
+                            AND dep.refobjsubid > 0
+                          ORDER BY r.attnum) AS inputs
+             FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE a.attrelid::int8 = ANY($1) AND a.attgenerated = 's' AND NOT a.attisdropped",
+        )
+        .bind(&oids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(q("generated columns"))?;
+        for r in generated {
+            let Some(&i) = index.get(&r.get::<i64, _>("rel")) else {
+                continue;
+            };
+            let name: String = r.get("name");
+            if let Some(c) = tables[i].1.columns.iter_mut().find(|c| c.name == name) {
+                c.generated = Some(Generated {
+                    expression: r.get("expression"),
+                    inputs: r.get("inputs"),
+                });
+            }
+        }
     }
     let keys = sqlx::query(
         "SELECT i.indrelid::int8 AS rel, a.attname::text AS name

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use confluo_connectors::postgres::PostgresConfig;
 use confluo_connectors::postgres::cdc::pgoutput::format_lsn;
 use confluo_connectors::postgres::cdc::visibility::SnapshotXids;
-use confluo_connectors::postgres::cdc::{CapturedTable, CdcError, ChangeReader, batch, slot};
+use confluo_connectors::postgres::cdc::{
+    CapturedTable, CdcError, ChangeReader, batch, generated, slot,
+};
 use confluo_connectors::postgres::discover::{SourceTable, resolve_tables};
 use confluo_connectors::postgres::snapshot::{
     SnapshotRequest, begin_snapshot, snapshot_in_transaction,
@@ -250,11 +252,12 @@ pub async fn read(
         },
     )
     .await?;
-    let read = reader.fold(messages)?;
+    let mut read = reader.fold(messages)?;
     let warnings = Vec::new();
     let mut batches = Vec::new();
     let mappings = source.mappings(cfg)?;
-    for tc in &read.tables {
+    for tc in &mut read.tables {
+        generated::fill(&mut conn, cfg, &source, tc).await?;
         let rows =
             batch::to_record_batch(tc, &mappings).map_err(|message| ManagedError::Convert {
                 table: source.id.to_string(),

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use confluo_connectors::postgres::PostgresConfig;
 use confluo_connectors::postgres::cdc::visibility::SnapshotXids;
-use confluo_connectors::postgres::cdc::{CapturedTable, CdcError, ChangeReader, batch, slot};
+use confluo_connectors::postgres::cdc::{
+    CapturedTable, CdcError, ChangeReader, batch, generated, slot,
+};
 use confluo_connectors::postgres::discover::{SourceTable, TableId, resolve_tables};
 use confluo_connectors::postgres::snapshot::{
     SnapshotRequest, begin_snapshot, snapshot_in_transaction,
@@ -352,7 +354,7 @@ impl CdcEntry {
             },
         )
         .await?;
-        let batch = reader.fold(messages)?;
+        let mut batch = reader.fold(messages)?;
         if batch.transactions == 0 {
             return Ok(None);
         }
@@ -362,7 +364,7 @@ impl CdcEntry {
             lsn: confluo_connectors::postgres::cdc::pgoutput::format_lsn(batch.commit_lsn),
             ..Default::default()
         };
-        for tc in &batch.tables {
+        for tc in &mut batch.tables {
             let id = TableId::new(tc.relation.schema.clone(), tc.relation.name.clone());
             let Some((source, mappings)) = sources.get_mut(&id) else {
                 continue;
@@ -384,6 +386,7 @@ impl CdcEntry {
                     "{id}: the source's columns changed; the lakehouse table follows (new columns are added, dropped ones keep their old values and get nulls in new rows)"
                 )));
             }
+            generated::fill(conn, &self.cfg, source, tc).await?;
             let rows =
                 batch::to_record_batch(tc, mappings).map_err(|message| ManagedError::Convert {
                     table: id.to_string(),

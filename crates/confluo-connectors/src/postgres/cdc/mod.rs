@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub use crate::changes::compact;
+pub mod generated;
 pub mod pgoutput;
 pub mod slot;
 pub mod text;

@@ -68,13 +68,13 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// How messages name the flow: by its target's key when it is the
-    /// dataset's own query, else as ``flow `name` `` (messages name the dataset too).
+    /// How messages name the flow: by its target's key when it is the dataset's own query,
+    /// else as ``target (flow `name`)``.
     pub fn label(&self) -> String {
         if self.target.rsplit('.').next() == Some(self.name.as_str()) {
             self.target.clone()
         } else {
-            format!("flow `{}`", self.name)
+            format!("{} (flow `{}`)", self.target, self.name)
         }
     }
 

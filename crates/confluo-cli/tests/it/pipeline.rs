@@ -297,3 +297,22 @@ fn spark_declarative_pipelines_project_runs_as_is() {
     let out = run(&["query", "SELECT id FROM analytics.big", "--format", "csv"]);
     assert_eq!(out.trim(), "id\n2");
 }
+
+/// Two flows into one table whose array types differ: the error names the table once and
+/// says where the types differ (the element), not two identical type names.
+#[test]
+fn a_type_mismatch_says_where_the_types_differ() {
+    let p = TestProject::new();
+    p.write(
+        "pipelines/p.sql",
+        "CREATE STREAMING TABLE t;\n\
+         CREATE FLOW a AS INSERT INTO ONCE t BY NAME SELECT 1 AS id, [1, 2] AS arr;\n\
+         CREATE FLOW b AS INSERT INTO ONCE t BY NAME SELECT 2 AS id, [[1], [2]] AS arr;\n",
+    );
+    let err = p.fail(&["run"]);
+    assert!(
+        err.contains("column `arr` has type ARRAY<ARRAY<BIGINT>> but the table has ARRAY<BIGINT>: element ARRAY<BIGINT> here but BIGINT in the table"),
+        "{err}"
+    );
+    assert_eq!(err.matches("main.default.t").count(), 1, "{err}");
+}

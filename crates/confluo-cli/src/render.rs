@@ -80,7 +80,7 @@ pub async fn write_stream(
             while let Some(b) = stream.next().await {
                 let b = b?;
                 rows += b.num_rows() as u64;
-                w.write(&b)?;
+                w.write(&nested_as_text(&b)?)?;
             }
             w.into_inner().flush()?;
         }
@@ -120,6 +120,46 @@ pub async fn write_stream(
         }
     }
     Ok(rows)
+}
+
+/// `batch` with its nested columns (arrays, structs, maps) as text (`[1, 2]`, `{a: 1}`):
+/// CSV has no nested values, and refusing a whole result for one such column helps nobody.
+fn nested_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, StringBuilder};
+    use arrow::datatypes::{Field, Schema};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type().is_nested())
+    {
+        return Ok(batch.clone());
+    }
+    let opts = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !f.data_type().is_nested() {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+            continue;
+        }
+        let fmt = ArrayFormatter::try_new(c.as_ref(), &opts)?;
+        let mut b = StringBuilder::new();
+        for row in 0..c.len() {
+            if c.is_null(row) {
+                b.append_null();
+            } else {
+                b.append_value(fmt.value(row).to_string());
+            }
+        }
+        fields.push(Field::new(f.name(), arrow::datatypes::DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(b.finish()));
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Longest cell shown in table output; CSV, JSON and Parquet keep every character.

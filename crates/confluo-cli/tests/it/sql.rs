@@ -192,6 +192,17 @@ fn output_formats() {
     let json: serde_json::Value =
         serde_json::from_str(&p.ok(&["query", sql, "--format", "json"])).unwrap();
     assert_eq!(json, serde_json::json!([{"a": 1, "b": "x,y"}, {"a": 2}]));
+    // CSV has no nested values: arrays and structs are written as their text.
+    let nested = p.ok(&[
+        "query",
+        "SELECT [1, 2] AS l, named_struct('x', 1, 'y', 'z') AS s, CAST(NULL AS ARRAY<INT>) AS n",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        parse_csv(&nested),
+        vec![vec!["l", "s", "n"], vec!["[1, 2]", "{x: 1, y: z}", ""]]
+    );
     let table = p.ok(&["query", sql, "--format", "table"]);
     assert!(
         table.contains("x,y") && table.contains("NULL") && table.contains("(2 rows)"),

@@ -1,10 +1,12 @@
 //! Confluo's shared vocabulary: identifiers and three-part table names, the project file
-//! (`confluo.yaml`) and how a project is found, name suggestions, and the error type every
+//! (`confluo.yaml`) and how a project is found, name suggestions, the source contract every
+//! connector implements (typed offsets, guarantees, error classes), and the error type every
 //! other crate builds on.
 
 pub mod error;
 pub mod ident;
 pub mod project;
+pub mod source;
 pub mod suggest;
 
 pub use error::{Error, Result};

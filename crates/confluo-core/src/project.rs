@@ -42,14 +42,18 @@ pub struct ProjectConfig {
     pub ingest: BTreeMap<String, IngestConfig>,
 }
 
-/// A managed ingestion entry: source tables of a connection kept as lakehouse tables, one
-/// per source table, named like it, in `schema`.
+/// A managed ingestion entry: what a connection feeds, kept as lakehouse tables in
+/// `schema`. Database connections name source `tables` (one lakehouse table per source
+/// table, named like it); stream connections (Kafka, NATS, MQTT, RabbitMQ) name what they
+/// read with their own keys, kept in `options` and validated by the connector, which refuses
+/// keys it does not know.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// The connection (a key of `connections`).
     pub connection: String,
-    /// Source tables: names or globs over `schema.table` (`public.*`, `sales.order_*`).
+    /// Source tables of a database: names or globs over `schema.table` (`public.*`,
+    /// `sales.order_*`).
+    #[serde(default)]
     pub tables: Vec<String>,
     /// The target lakehouse schema (`schema` or `catalog.schema`); created if missing.
     pub schema: String,
@@ -62,7 +66,21 @@ pub struct IngestConfig {
     /// Source connections read in parallel (default 4).
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// Every other key: the connector's own (`topics`, `stream`, `format`, ...), which it
+    /// validates; a database connector refuses them all.
+    #[serde(flatten)]
+    pub options: BTreeMap<String, serde_yaml_ng::Value>,
 }
+
+/// The keys every ingest entry may have, whatever its connector.
+pub const INGEST_KEYS: &[&str] = &[
+    "connection",
+    "tables",
+    "schema",
+    "mode",
+    "scd_type",
+    "parallelism",
+];
 
 /// How an ingestion entry keeps its tables in sync.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -584,13 +602,13 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("scd_type must be 1 or 2"), "{err}");
-        assert!(
-            ProjectConfig::from_yaml(
-                "name: x\ningest:\n  crm:\n    connection: pg\n    tables: [a]\n    schema: b\n    modee: cdc\n",
-                Path::new("c"),
-            )
-            .is_err()
-        );
+        // Other keys are the connector's to read (and refuse: `confluo sync` names a typo).
+        let cfg = ProjectConfig::from_yaml(
+            "name: x\ningest:\n  crm:\n    connection: pg\n    tables: [a]\n    schema: b\n    modee: cdc\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert!(cfg.ingest["crm"].options.contains_key("modee"));
     }
 
     #[test]

@@ -45,12 +45,7 @@ impl BinlogPosition {
     /// The position as one increasing number: the file's sequence number in the high 32
     /// bits, the offset in the low 32 (binlog files stay far below 4 GiB).
     pub fn seq(&self) -> u64 {
-        let n: u64 = self
-            .file
-            .rsplit_once('.')
-            .and_then(|(_, n)| n.parse().ok())
-            .unwrap_or(0);
-        (n << 32) | (self.position & 0xffff_ffff)
+        confluo_core::source::binlog_sequence(&self.file, self.position)
     }
 
     /// Parses `file:position`.

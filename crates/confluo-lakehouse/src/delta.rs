@@ -270,8 +270,9 @@ pub struct CommitRequest {
     pub new_schema: Option<SchemaRef>,
     /// Provenance stored in the commit's `commitInfo` (e.g. the files an ingest read).
     pub app_metadata: HashMap<String, Value>,
-    /// An application transaction `(app id, version)` recorded atomically with the data.
-    pub txn: Option<(String, i64)>,
+    /// Application transactions `(app id, version)` recorded atomically with the data (a
+    /// source's position; one per Kafka partition, say).
+    pub txns: Vec<(String, i64)>,
     /// Files this commit replaces (a rewrite), beside the ones an overwrite removes.
     pub removes: Vec<Remove>,
     /// The operation recorded in the history; a write (append or overwrite) when `None`.
@@ -315,7 +316,7 @@ pub async fn commit(table: &DeltaTable, req: CommitRequest) -> Result<i64> {
     metadata.insert("operationMetrics".into(), metrics);
     metadata.insert("engineInfo".into(), Value::String(engine_info()));
     let mut props = CommitProperties::default().with_metadata(metadata);
-    if let Some((app, version)) = req.txn {
+    for (app, version) in req.txns {
         props = props.with_application_transaction(Transaction::new(app, version));
     }
     let partition_by = snapshot.metadata().partition_columns();

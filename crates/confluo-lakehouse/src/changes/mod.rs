@@ -42,8 +42,10 @@ pub struct NetChanges {
     pub keys: Vec<String>,
     /// The source truncated the table first: the result is exactly the upserts.
     pub truncated: bool,
-    /// `(app id, version)` recorded with the commit.
-    pub txn: (String, i64),
+    /// `(app id, version)` pairs recorded with the commit; when the table holds every one
+    /// of them already, the batch is skipped. Empty for sources without positions
+    /// (at-least-once upserts).
+    pub txns: Vec<(String, i64)>,
     /// Provenance in the commit's `commitInfo`.
     pub metadata: HashMap<String, Value>,
 }
@@ -131,15 +133,19 @@ fn align(rows: RecordBatch, table: &SchemaRef, name: &str) -> Result<RecordBatch
 /// already holds is skipped (returns no version).
 pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<ApplyReport> {
     let name = table.table_url().to_string();
-    let (app, version) = changes.txn.clone();
-    let done = table
-        .snapshot()
-        .map_err(LakehouseError::delta(&name))?
-        .transaction_version(table.log_store().as_ref(), &app)
-        .await
-        .map_err(LakehouseError::delta(&name))?;
-    if done.is_some_and(|v| v >= version) {
-        return Ok(ApplyReport::default());
+    if !changes.txns.is_empty() {
+        let snapshot = table.snapshot().map_err(LakehouseError::delta(&name))?;
+        let mut all_done = true;
+        for (app, version) in &changes.txns {
+            let done = snapshot
+                .transaction_version(table.log_store().as_ref(), app)
+                .await
+                .map_err(LakehouseError::delta(&name))?;
+            all_done &= done.is_some_and(|v| v >= *version);
+        }
+        if all_done {
+            return Ok(ApplyReport::default());
+        }
     }
     // New source columns first, in a commit of their own (no data changes).
     if let Some(schema) = evolved_schema(table, &changes.rows, &name)? {
@@ -223,7 +229,13 @@ pub async fn apply(table: &mut DeltaTable, mut changes: NetChanges) -> Result<Ap
         predicate.push_str(&format!(" AND t.{q} >= {lo} AND t.{q} <= {hi}"));
     }
     let props = CommitProperties::default()
-        .with_application_transaction(Transaction::new(&app, version))
+        .with_application_transactions(
+            changes
+                .txns
+                .iter()
+                .map(|(app, version)| Transaction::new(app, *version))
+                .collect(),
+        )
         .with_metadata(changes.metadata.clone());
     let (merged, metrics) = table
         .clone()
@@ -332,7 +344,7 @@ async fn write_rows(
             adds,
             mode,
             app_metadata: changes.metadata.clone(),
-            txn: Some(changes.txn.clone()),
+            txns: changes.txns.clone(),
             ..Default::default()
         },
     )

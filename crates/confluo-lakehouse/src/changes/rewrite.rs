@@ -303,7 +303,7 @@ pub(super) async fn apply(
                 "numOutputRows": written,
             })),
             app_metadata: changes.metadata.clone(),
-            txn: Some(changes.txn.clone()),
+            txns: changes.txns.clone(),
             ..Default::default()
         },
     )

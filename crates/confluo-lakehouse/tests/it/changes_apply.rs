@@ -71,7 +71,7 @@ fn net(rows: RecordBatch, version: i64) -> NetChanges {
         rows,
         keys: vec!["id".into()],
         truncated: false,
-        txn: ("test-app".into(), version),
+        txns: vec![("test-app".into(), version)],
         metadata: HashMap::new(),
     }
 }
@@ -302,7 +302,7 @@ async fn composite_text_keys_rewrite_like_single_ones() {
             rows: changes,
             keys: vec!["region".into(), "id".into()],
             truncated: false,
-            txn: ("regional".into(), 1),
+            txns: vec![("regional".into(), 1)],
             metadata: HashMap::new(),
         },
     )

@@ -339,7 +339,7 @@ pub(super) async fn apply(
         delta::commit(
             &state,
             CommitRequest {
-                txn: Some((txn.app_id.clone(), txn.version)),
+                txns: vec![(txn.app_id.clone(), txn.version)],
                 app_metadata: mark,
                 ..Default::default()
             },
@@ -355,7 +355,7 @@ pub(super) async fn apply(
             &table,
             CommitRequest {
                 app_metadata: metadata,
-                txn: Some((txn.app_id.clone(), txn.version)),
+                txns: vec![(txn.app_id.clone(), txn.version)],
                 ..Default::default()
             },
         )

@@ -92,7 +92,7 @@ pub(super) async fn apply(
             &table,
             CommitRequest {
                 app_metadata: metadata,
-                txn: Some((txn.app_id.clone(), txn.version)),
+                txns: vec![(txn.app_id.clone(), txn.version)],
                 ..Default::default()
             },
         )

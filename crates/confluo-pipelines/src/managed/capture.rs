@@ -398,7 +398,7 @@ where
                             "confluo.copy".to_string(),
                             serde_json::Value::Object(metadata),
                         )]),
-                        txn: Some((plan.app_id.clone(), plan.version)),
+                        txns: vec![(plan.app_id.clone(), plan.version)],
                         ..Default::default()
                     },
                 )

@@ -399,7 +399,7 @@ impl MysqlCdcEntry {
                         rows,
                         keys: source.primary_key.clone(),
                         truncated: tc.truncated,
-                        txn: (app.to_string(), batch.commit_seq as i64),
+                        txns: vec![(app.to_string(), batch.commit_seq as i64)],
                         metadata: HashMap::from([(
                             "confluo.cdc".to_string(),
                             json!({

@@ -424,7 +424,7 @@ impl CdcEntry {
                     rows,
                     keys: source.primary_key.clone(),
                     truncated: tc.truncated,
-                    txn: (app.to_string(), batch.commit_lsn as i64),
+                    txns: vec![(app.to_string(), batch.commit_lsn as i64)],
                     metadata: HashMap::from([(
                         "confluo.cdc".to_string(),
                         json!({

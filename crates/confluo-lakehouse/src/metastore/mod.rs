@@ -5,6 +5,7 @@
 //! every statement uses `$n` placeholders, which both drivers accept.
 
 mod models;
+mod sources;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +18,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlStr};
 
 pub use models::{CatalogInfo, IngestedFile, SchemaInfo, TableInfo};
+pub use sources::SourceOffset;
 
 use crate::error::{LakehouseError, Result};
 use confluo_core::TableName;
@@ -63,6 +65,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("pipelines"),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("migrations/0002_pipelines.sql")),
+            false,
+        ),
+        Migration::new(
+            3,
+            Cow::Borrowed("sources"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0003_sources.sql")),
             false,
         ),
     ])

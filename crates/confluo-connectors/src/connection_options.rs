@@ -2,6 +2,7 @@
 //! connector: unknown keys are errors with a suggestion, values are single scalars with
 //! `${env:NAME}` expanded, required ones say where to add them.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use confluo_core::project::{ConnectionConfig, expand_env};
@@ -27,10 +28,21 @@ pub enum OptionError {
     },
 }
 
-/// The settings of one connection.
+impl OptionError {
+    /// The error as a sentence about `owner` (``connection `bus` ``, ``ingest entry `e` ``).
+    pub fn describe(&self, owner: &str) -> String {
+        match self {
+            OptionError::Unknown { key, hint } => format!("{owner}: unknown key `{key}`{hint}"),
+            OptionError::Invalid { key, message } => format!("{owner}: `{key}` {message}"),
+        }
+    }
+}
+
+/// The settings of one connection (or of one ingest entry's connector-specific keys).
 pub struct ConnectionOptions<'a> {
-    name: &'a str,
-    conn: &'a ConnectionConfig,
+    /// Where to add a missing key, for hints: ``connection `pg` ``, ``ingest entry `e` ``.
+    owner: String,
+    options: &'a BTreeMap<String, Value>,
 }
 
 impl<'a> ConnectionOptions<'a> {
@@ -40,7 +52,17 @@ impl<'a> ConnectionOptions<'a> {
         conn: &'a ConnectionConfig,
         known: &[&str],
     ) -> Result<Self, OptionError> {
-        for key in conn.options.keys() {
+        Self::over(format!("connection `{name}`"), &conn.options, known)
+    }
+
+    /// Settings of `owner` (``ingest entry `e` ``) given as a map, refusing keys outside
+    /// `known`.
+    pub fn over(
+        owner: String,
+        options: &'a BTreeMap<String, Value>,
+        known: &[&str],
+    ) -> Result<Self, OptionError> {
+        for key in options.keys() {
             if !known.contains(&key.as_str()) {
                 let near = suggest::nearest(key, known.iter().copied());
                 let hint = if near.is_empty() {
@@ -54,7 +76,7 @@ impl<'a> ConnectionOptions<'a> {
                 });
             }
         }
-        Ok(ConnectionOptions { name, conn })
+        Ok(ConnectionOptions { owner, options })
     }
 
     /// A value as text, `${env:NAME}` expanded; `None` when absent or null.
@@ -63,7 +85,7 @@ impl<'a> ConnectionOptions<'a> {
             key: key.to_string(),
             message,
         };
-        let Some(v) = self.conn.options.get(key) else {
+        let Some(v) = self.options.get(key) else {
             return Ok(None);
         };
         let text = match v {
@@ -76,6 +98,38 @@ impl<'a> ConnectionOptions<'a> {
         expand(&text).map(Some).map_err(invalid)
     }
 
+    /// A list of values (`[a, b]`), or one value as a list of one; empty when absent.
+    pub fn list(&self, key: &str) -> Result<Vec<String>, OptionError> {
+        let invalid = |message: String| OptionError::Invalid {
+            key: key.to_string(),
+            message,
+        };
+        match self.options.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => expand(s).map_err(&invalid),
+                    Value::Number(n) => Ok(n.to_string()),
+                    _ => Err(invalid("expected a list of names".into())),
+                })
+                .collect(),
+            Some(_) => Ok(self.get(key)?.into_iter().collect()),
+        }
+    }
+
+    /// A whole number, when present.
+    pub fn number(&self, key: &str) -> Result<Option<u64>, OptionError> {
+        self.get(key)?
+            .map(|t| {
+                t.trim().parse::<u64>().map_err(|_| OptionError::Invalid {
+                    key: key.to_string(),
+                    message: format!("`{t}` is not a whole number"),
+                })
+            })
+            .transpose()
+    }
+
     /// A value that must be there and not empty.
     pub fn require(&self, key: &str) -> Result<String, OptionError> {
         self.get(key)?
@@ -83,8 +137,8 @@ impl<'a> ConnectionOptions<'a> {
             .ok_or_else(|| OptionError::Invalid {
                 key: key.to_string(),
                 message: format!(
-                    "is required\n  hint: add `{key}:` to connection `{}` in confluo.yaml",
-                    self.name
+                    "is required\n  hint: add `{key}:` to {} in confluo.yaml",
+                    self.owner
                 ),
             })
     }

@@ -14,7 +14,7 @@ use memchr::memchr_iter;
 use serde_json::{Map, Value};
 
 use super::error::{FilesError, Result};
-use super::rescue::Rescue;
+use super::rescue::{FILE_KEY, LINE_KEY, Rescue};
 
 /// Decodes JSON chunks into batches of a fixed schema.
 #[derive(Debug, Clone)]
@@ -90,18 +90,37 @@ impl JsonDecoder {
             }
             start = nl + 1;
         }
+        let locate = |row: u32, m: &mut Map<String, Value>| {
+            m.insert(FILE_KEY.into(), Value::String(file.to_string()));
+            m.insert(LINE_KEY.into(), Value::from(lines[row as usize].2));
+        };
+        self.decode_records(data, &lines, file, &locate)
+    }
+
+    /// Decodes records given as `(start, end, line)` ranges of `data`, one row each (an
+    /// empty or malformed record is a row too, rescued whole): lines of a file, or messages
+    /// of a stream. `file` names the input in errors; `locate` adds where a rescued row came
+    /// from to its `_rescued_data`.
+    pub fn decode_records(
+        &self,
+        data: &[u8],
+        lines: &[(usize, usize, u64)],
+        file: &str,
+        locate: &dyn Fn(u32, &mut Map<String, Value>),
+    ) -> Result<(RecordBatch, usize)> {
         let n = lines.len();
         if let Ok(Some(batch)) = self.try_decode(data, n)
             && batch.num_rows() == n
         {
-            return self.finish(batch, Rescue::default(), file, &lines);
+            return self.finish(batch, Rescue::default(), file, lines, locate);
         }
         if n == 0 {
             return self.finish(
                 RecordBatch::new_empty(self.data_schema.clone()),
                 Rescue::default(),
                 file,
-                &lines,
+                lines,
+                locate,
             );
         }
         // Slow path: one line at a time.
@@ -161,7 +180,7 @@ impl JsonDecoder {
                 message: format!("internal error assembling rows: {e}"),
             }
         })?;
-        self.finish(batch, rescue, file, &lines)
+        self.finish(batch, rescue, file, lines, locate)
     }
 
     fn null_row(&self) -> RecordBatch {
@@ -185,6 +204,7 @@ impl JsonDecoder {
         rescue: Rescue,
         file: &str,
         lines: &[(usize, usize, u64)],
+        locate: &dyn Fn(u32, &mut Map<String, Value>),
     ) -> Result<(RecordBatch, usize)> {
         let rescued = rescue.len();
         if !self.rescue {
@@ -201,7 +221,7 @@ impl JsonDecoder {
         }
         let n = batch.num_rows();
         let mut cols = batch.columns().to_vec();
-        cols.push(rescue.finish(n, file, |row| lines[row as usize].2));
+        cols.push(rescue.finish_at(n, locate));
         let out = RecordBatch::try_new_with_options(
             self.out_schema.clone(),
             cols,

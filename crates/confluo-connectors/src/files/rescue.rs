@@ -88,6 +88,19 @@ impl Rescue {
 
     /// Builds the column for `n_rows` rows; `line_of` gives each row's line or row number.
     pub fn finish(self, n_rows: usize, file: &str, line_of: impl Fn(u32) -> u64) -> ArrayRef {
+        self.finish_at(n_rows, |row, m| {
+            m.insert(FILE_KEY.into(), Value::String(file.to_string()));
+            m.insert(LINE_KEY.into(), Value::from(line_of(row)));
+        })
+    }
+
+    /// Builds the column for `n_rows` rows; `locate` adds where each rescued row came from
+    /// (a file and line, a topic, partition and offset, ...).
+    pub fn finish_at(
+        self,
+        n_rows: usize,
+        locate: impl Fn(u32, &mut Map<String, Value>),
+    ) -> ArrayRef {
         let mut b = StringBuilder::with_capacity(n_rows, self.rows.len() * 64);
         let mut next = 0u32;
         for (row, mut m) in self.rows {
@@ -95,8 +108,7 @@ impl Rescue {
                 b.append_null();
                 next += 1;
             }
-            m.insert(FILE_KEY.into(), Value::String(file.to_string()));
-            m.insert(LINE_KEY.into(), Value::from(line_of(row)));
+            locate(row, &mut m);
             b.append_value(Value::Object(m).to_string());
             next += 1;
         }

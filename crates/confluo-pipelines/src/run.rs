@@ -740,7 +740,7 @@ impl<'a> Runner<'a> {
                         CommitRequest {
                             adds: written.quarantine.clone(),
                             new_schema: delta::evolve_schema(&qcurrent, &qschema, &flow.label())?,
-                            txn: Some((app_id.clone(), batch)),
+                            txns: vec![(app_id.clone(), batch)],
                             ..Default::default()
                         },
                     )
@@ -753,7 +753,7 @@ impl<'a> Runner<'a> {
                     adds: written.adds,
                     new_schema: evolved,
                     app_metadata: HashMap::from([(FLOW_KEY.to_string(), meta)]),
-                    txn: Some((app_id, batch)),
+                    txns: vec![(app_id, batch)],
                     ..Default::default()
                 },
             )
@@ -1215,11 +1215,11 @@ impl<'a> Runner<'a> {
                     confluo_core::suggest::hint(&confluo_core::suggest::nearest(connection, names))
                 ))
             })?;
-        if confluo_connectors::mysql::MysqlConfig::is_mysql(conn) {
-            let cfg = confluo_connectors::mysql::MysqlConfig::from_connection(connection, conn)
-                .map_err(|e| fail(e.to_string()))?;
+        use confluo_connectors::registry::{self, Connection};
+        let parsed = registry::connection(connection, conn).map_err(|e| fail(e.to_string()))?;
+        if let Connection::Mysql(cfg) = &parsed {
             if validate {
-                let schema = mysql_feed::schema(&cfg, table)
+                let schema = mysql_feed::schema(cfg, table)
                     .await
                     .map_err(|e| fail(e.to_string()))?;
                 let empty: Arc<dyn TableProvider> =
@@ -1232,7 +1232,7 @@ impl<'a> Runner<'a> {
                 self.pipeline.name, planned.flow
             ));
             let key = format!("my:{connection}:{table}");
-            let read = mysql_feed::read(&cfg, table, &key, server_id, &state.offsets)
+            let read = mysql_feed::read(cfg, table, &key, server_id, &state.offsets)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             for w in &read.warnings {
@@ -1251,14 +1251,12 @@ impl<'a> Runner<'a> {
                 self.session.register_scratch(read.provider)?,
             ));
         }
-        if !confluo_connectors::postgres::PostgresConfig::is_postgres(conn) {
+        let Connection::Postgres(cfg) = parsed else {
             return Err(fail(format!(
                 "connection `{connection}` is of type `{}`; change feeds come from postgres and mysql connections",
-                conn.kind
+                parsed.kind()
             )));
-        }
-        let cfg = confluo_connectors::postgres::PostgresConfig::from_connection(connection, conn)
-            .map_err(|e| fail(e.to_string()))?;
+        };
         if validate {
             let schema = changes_feed::schema(&cfg, table)
                 .await

@@ -8,6 +8,7 @@ use confluo_connectors::postgres::config::sslmode_name;
 use confluo_connectors::postgres::{
     PostgresConfig, SourceTable, TableFilter, UnsupportedTypes, discover, map_type,
 };
+use confluo_connectors::registry::{self, Connection};
 use confluo_core::Project;
 use confluo_core::suggest;
 use serde_json::json;
@@ -65,8 +66,9 @@ pub async fn run(ctx: &Context, args: ConnectionsArgs) -> CmdResult {
     }
 }
 
-/// The PostgreSQL connection `name` of the project; a missing name suggests near ones.
-pub fn postgres_config(project: &Project, name: &str) -> Result<PostgresConfig, CliError> {
+/// The connection `name` of the project, parsed by its connector; a missing name suggests
+/// near ones.
+pub fn connection(project: &Project, name: &str) -> Result<Connection, CliError> {
     let conns = &project.config.connections;
     let Some(conn) = conns.get(name) else {
         let near = suggest::nearest(name, conns.keys().map(String::as_str));
@@ -84,7 +86,55 @@ pub fn postgres_config(project: &Project, name: &str) -> Result<PostgresConfig, 
         };
         return Err(anyhow::anyhow!("no connection named `{name}` in confluo.yaml{hint}").into());
     };
-    Ok(PostgresConfig::from_connection(name, conn)?)
+    Ok(registry::connection(name, conn)?)
+}
+
+/// The PostgreSQL connection `name` of the project.
+pub fn postgres_config(project: &Project, name: &str) -> Result<PostgresConfig, CliError> {
+    match connection(project, name)? {
+        Connection::Postgres(cfg) => Ok(cfg),
+        other => Err(anyhow::anyhow!(
+            "connection `{name}` is of type `{}`; this needs a PostgreSQL connection",
+            other.kind()
+        )
+        .into()),
+    }
+}
+
+/// `connections test` for a stream connection: what the server says, or why it cannot.
+async fn test_stream(conn: &Connection, name: &str, json: bool) -> CmdResult {
+    match conn.test_stream().await.expect("a stream connection") {
+        Ok(v) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "server": v}));
+            } else {
+                println!("Connection `{name}` ({}): ok", conn.kind());
+                if let Some(m) = v.as_object() {
+                    for (k, v) in m {
+                        if !v.is_null() && k != "connection" {
+                            println!(
+                                "  {k}: {}",
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string())
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"connection": name, "ok": false, "error": e.to_string()})
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(anyhow::anyhow!(e).into())
+        }
+    }
 }
 
 fn option_text(v: Option<&serde_yaml_ng::Value>) -> String {
@@ -144,10 +194,11 @@ fn list(project: &Project, json: bool) -> CmdResult {
 }
 
 async fn test(project: &Project, name: &str, json: bool) -> CmdResult {
-    if let Some(cfg) = super::mysql::mysql_config(project, name)? {
-        return super::mysql::test(&cfg, json).await;
-    }
-    let cfg = postgres_config(project, name)?;
+    let cfg = match connection(project, name)? {
+        Connection::Postgres(cfg) => cfg,
+        Connection::Mysql(cfg) => return super::mysql::test(&cfg, json).await,
+        stream => return test_stream(&stream, name, json).await,
+    };
     let started = std::time::Instant::now();
     let mut conn = match cfg.connect().await {
         Ok(c) => c,
@@ -260,10 +311,17 @@ async fn discover_cmd(
     schema: Option<&str>,
     json: bool,
 ) -> CmdResult {
-    if let Some(cfg) = super::mysql::mysql_config(project, name)? {
-        return super::mysql::discover_cmd(&cfg, schema, json).await;
-    }
-    let cfg = postgres_config(project, name)?;
+    let cfg = match connection(project, name)? {
+        Connection::Postgres(cfg) => cfg,
+        Connection::Mysql(cfg) => return super::mysql::discover_cmd(&cfg, schema, json).await,
+        other => {
+            return Err(anyhow::anyhow!(
+                "connection `{name}` is a {} stream; discover lists database tables\n  hint: `confluo connections test {name}` shows what the server holds",
+                other.kind()
+            )
+            .into());
+        }
+    };
     let filter = match schema {
         Some(s) => TableFilter::schema(name, s)?,
         None => TableFilter::all(),

@@ -11,7 +11,6 @@ use confluo_connectors::mysql::{
     MysqlConfig, MysqlError, SnapshotInfo, SnapshotRequest, SourceColumn, SourceTable, TableFilter,
     TableId, UnsupportedTypes, discover, map_type, resolve_tables, snapshot,
 };
-use confluo_core::Project;
 use confluo_core::project::IngestConfig;
 use confluo_lakehouse::Lakehouse;
 use serde::Serialize;
@@ -22,16 +21,6 @@ use super::snapshot_writer::{Landing, print_tables, write_snapshot};
 use super::sync::{DEFAULT_PARALLELISM, ensure_schema, target_schema};
 use crate::progress::count;
 use crate::report::CliError;
-
-/// The connection `name` parsed as MySQL, when it exists and has `type: mysql`.
-pub fn mysql_config(project: &Project, name: &str) -> Result<Option<MysqlConfig>, CliError> {
-    match project.config.connections.get(name) {
-        Some(conn) if MysqlConfig::is_mysql(conn) => {
-            Ok(Some(MysqlConfig::from_connection(name, conn)?))
-        }
-        _ => Ok(None),
-    }
-}
 
 /// One text value of `sql` (text protocol), or `None`.
 async fn text_value(conn: &mut sqlx::MySqlConnection, sql: &'static str) -> Option<String> {

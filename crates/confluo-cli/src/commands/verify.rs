@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::Args;
-use confluo_connectors::mysql::MysqlConfig;
-use confluo_connectors::postgres::PostgresConfig;
+use confluo_connectors::registry::Connection;
 use confluo_pipelines::managed::verify::{Difference, SourceConfig, VerifyRequest, verify};
 
 use super::{CmdResult, Context};
@@ -56,25 +55,25 @@ pub async fn run(ctx: &Context, args: VerifyArgs) -> CmdResult {
             ))
         )
     })?;
-    let (pg, my);
-    let (source, source_table) = if MysqlConfig::is_mysql(conn) {
-        my = MysqlConfig::from_connection(conn_name, conn)?;
+    let parsed = confluo_connectors::registry::connection(conn_name, conn)?;
+    let (source, source_table) = match &parsed {
         // Without a database, the table is in the connection's (as in `tables:`).
-        (SourceConfig::Mysql(&my), table.to_string())
-    } else if PostgresConfig::is_postgres(conn) {
-        pg = PostgresConfig::from_connection(conn_name, conn)?;
-        let table = if table.contains('.') {
-            table.to_string()
-        } else {
-            format!("public.{table}")
-        };
-        (SourceConfig::Postgres(&pg), table)
-    } else {
-        return Err(anyhow!(
-            "connection `{conn_name}` is of type `{}`; verify supports postgres and mysql",
-            conn.kind
-        )
-        .into());
+        Connection::Mysql(my) => (SourceConfig::Mysql(my), table.to_string()),
+        Connection::Postgres(pg) => {
+            let table = if table.contains('.') {
+                table.to_string()
+            } else {
+                format!("public.{table}")
+            };
+            (SourceConfig::Postgres(pg), table)
+        }
+        other => {
+            return Err(anyhow!(
+                "connection `{conn_name}` is of type `{}`; verify compares database tables (postgres, mysql)",
+                other.kind()
+            )
+            .into());
+        }
     };
     let target = lh.resolve(&args.target)?;
     let report = verify(

@@ -298,6 +298,17 @@ ingest:
         "{err}"
     );
     db.exec("DROP ROLE IF EXISTS confluo_norepl");
+    // A misspelt key of a database entry is named, with the key meant.
+    let r = TestProject::with_config(&format!(
+        "connections:\n  src: {{type: postgres, host: 127.0.0.1, database: {}, user: postgres, sslmode: disable}}\ningest:\n  shop: {{connection: src, tables: [\"public.*\"], schema: shop, modee: cdc}}\n",
+        db.name
+    ));
+    let err = r.fail(&["sync", "shop"]);
+    assert!(
+        err.contains("ingest entry `shop`: unknown key `modee`")
+            && err.contains("did you mean `mode`"),
+        "{err}"
+    );
 }
 
 /// `STREAM read_changes(...)` feeding AUTO CDC flows: SCD 1 equals the source after each

@@ -1,0 +1,356 @@
+//! Reading a JetStream stream in batches through a durable pull consumer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    Array, ArrayRef, Int64Builder, MapBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{Field, Schema};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::{self, Context, stream};
+use confluo_core::source::{
+    Apply, ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
+};
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::config::NatsConnector;
+use crate::streams::StreamEntry;
+use crate::streams::payload::PayloadDecoder;
+
+/// The envelope columns every row carries, before the payload's.
+pub const ENVELOPE: &[&str] = &["_subject", "_sequence", "_published", "_headers"];
+
+/// Where to start when the table holds nothing yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The stream's first message.
+    Earliest,
+    /// Only messages published from now on.
+    Latest,
+    /// This stream sequence.
+    Sequence(u64),
+}
+
+/// A stream read for one ingest entry.
+pub struct JetStreamSource {
+    conn: NatsConnector,
+    entry: StreamEntry,
+    stream: String,
+    subjects: Vec<String>,
+    consumer_name: String,
+    start: Start,
+    fail_on_data_loss: bool,
+    decoder: PayloadDecoder,
+    js: Option<Context>,
+    consumer: Option<PullConsumer>,
+    /// The last stream sequence handed out (or committed, after a seek): redeliveries at or
+    /// below it are dropped.
+    last: u64,
+    /// The last message of the batches handed out, acknowledged (with everything before
+    /// it) once they are committed.
+    to_ack: Option<jetstream::Message>,
+}
+
+impl JetStreamSource {
+    pub(super) fn new(
+        conn: NatsConnector,
+        entry: StreamEntry,
+        stream: String,
+        subjects: Vec<String>,
+        consumer_name: String,
+        start: Start,
+        fail_on_data_loss: bool,
+    ) -> Self {
+        let decoder = PayloadDecoder::new(entry.format);
+        JetStreamSource {
+            conn,
+            entry,
+            stream,
+            subjects,
+            consumer_name,
+            start,
+            fail_on_data_loss,
+            decoder,
+            js: None,
+            consumer: None,
+            last: 0,
+            to_ack: None,
+        }
+    }
+
+    /// The entry's settings.
+    pub fn entry(&self) -> &StreamEntry {
+        &self.entry
+    }
+
+    fn what(&self) -> String {
+        format!("connection `{}`, stream `{}`", self.conn.name, self.stream)
+    }
+
+    fn transient(&self, doing: &str, e: impl std::fmt::Display) -> SourceError {
+        SourceError::transient(format!("{}: {doing}: {e}", self.what()))
+    }
+
+    async fn stream_handle(&self) -> Result<stream::Stream, SourceError> {
+        let js = self
+            .js
+            .as_ref()
+            .ok_or_else(|| self.transient("reading", "not connected"))?;
+        js.get_stream(&self.stream).await.map_err(|e| {
+            let text = e.to_string();
+            if text.contains("not found") || text.contains("10059") {
+                SourceError::definite(format!(
+                    "{}: no such stream on {}\n  hint: create it (`nats stream add {}`) or fix `stream:` of ingest entry `{}`",
+                    self.what(),
+                    self.conn.url,
+                    self.stream,
+                    self.entry.name
+                ))
+            } else {
+                self.transient("looking up the stream", e)
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ChangeSource for JetStreamSource {
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::ExactlyOnce
+    }
+
+    fn offset_keys(&self) -> Vec<String> {
+        vec![String::new()]
+    }
+
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        let client = self.conn.connect().await?;
+        self.js = Some(jetstream::new(client));
+        self.consumer = None;
+        self.to_ack = None;
+        self.stream_handle().await.map(|_| ())
+    }
+
+    async fn seek(&mut self, committed: &BTreeMap<String, i64>) -> Result<(), SourceError> {
+        let mut handle = self.stream_handle().await?;
+        let state = handle
+            .info()
+            .await
+            .map_err(|e| self.transient("reading the stream's state", e))?
+            .state
+            .clone();
+        let committed = committed.get("").map(|v| *v as u64);
+        let deliver = match committed {
+            Some(v) => {
+                if self.fail_on_data_loss && state.messages > 0 && v + 1 < state.first_sequence {
+                    return Err(SourceError::definite(format!(
+                        "{}: messages {}..{} were removed by the stream's limits before they were read (the table holds up to {v})\n  hint: set `fail_on_data_loss: false` on ingest entry `{}` to go on from message {}",
+                        self.what(),
+                        v + 1,
+                        state.first_sequence - 1,
+                        self.entry.name,
+                        state.first_sequence
+                    )));
+                }
+                self.last = v;
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: v + 1,
+                }
+            }
+            None => {
+                self.last = 0;
+                match self.start {
+                    Start::Earliest => DeliverPolicy::All,
+                    Start::Latest => DeliverPolicy::New,
+                    Start::Sequence(n) => DeliverPolicy::ByStartSequence {
+                        start_sequence: n.max(1),
+                    },
+                }
+            }
+        };
+        // The table is where the position lives: a consumer left by an earlier run may
+        // hold messages it delivered but never saw acknowledged, which it would redeliver
+        // only after their ack wait, out of order. Start it afresh from the table.
+        let _ = handle.delete_consumer(&self.consumer_name).await;
+        let config = pull::Config {
+            durable_name: Some(self.consumer_name.clone()),
+            description: Some(format!(
+                "confluo ingest entry `{}`: acknowledged after each Delta commit",
+                self.entry.name
+            )),
+            deliver_policy: deliver,
+            ack_policy: AckPolicy::All,
+            ack_wait: Duration::from_secs(600),
+            max_deliver: -1,
+            max_ack_pending: -1,
+            filter_subjects: self.subjects.clone(),
+            ..Default::default()
+        };
+        let consumer = handle
+            .create_consumer(config)
+            .await
+            .map_err(|e| match e.kind() {
+                jetstream::stream::ConsumerErrorKind::JetStream(j) => {
+                    SourceError::definite(format!(
+                        "{}: the server refused consumer `{}`: {j}",
+                        self.what(),
+                        self.consumer_name
+                    ))
+                }
+                _ => self.transient("creating the consumer", e),
+            })?;
+        self.consumer = Some(consumer);
+        self.to_ack = None;
+        Ok(())
+    }
+
+    async fn next_batch(
+        &mut self,
+        limits: &ReadLimits,
+    ) -> Result<Option<SourceBatch>, SourceError> {
+        let consumer = self
+            .consumer
+            .as_ref()
+            .ok_or_else(|| self.transient("reading", "no consumer"))?;
+        let mut messages = consumer
+            .batch()
+            .max_messages(limits.max_messages)
+            .max_bytes(limits.max_bytes)
+            .expires(limits.wait.max(Duration::from_millis(100)))
+            .messages()
+            .await
+            .map_err(|e| self.transient("requesting messages", e))?;
+        let mut got: Vec<(u64, i64, jetstream::Message)> = Vec::new();
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| self.transient("receiving messages", e))?;
+            let info = m
+                .info()
+                .map_err(|e| self.transient("reading a message's metadata", e))?;
+            let (seq, published) = (info.stream_sequence, info.published.timestamp_micros());
+            if seq <= self.last {
+                continue;
+            }
+            self.last = seq;
+            got.push((seq, published, m));
+        }
+        let Some(last) = got.last() else {
+            return Ok(None);
+        };
+        let offset = Offset::JetStream {
+            stream: self.stream.clone(),
+            sequence: last.0,
+        };
+        let newest = got.iter().map(|g| g.1).max();
+        let rows = self.rows(&got)?;
+        let bytes = got.iter().map(|g| g.2.message.payload.len() as u64).sum();
+        let n = got.len() as u64;
+        let rescued = rows.1;
+        self.to_ack = got.pop().map(|g| g.2);
+        Ok(Some(SourceBatch {
+            tables: vec![TableRows {
+                table: self.entry.table.clone(),
+                rows: rows.0,
+                apply: if self.entry.key.is_empty() {
+                    Apply::Append
+                } else {
+                    Apply::Upsert {
+                        keys: self.entry.key.clone(),
+                    }
+                },
+            }],
+            offset: Some(offset),
+            messages: n,
+            bytes,
+            newest_micros: newest,
+            rescued,
+        }))
+    }
+
+    async fn ack(&mut self) -> Result<(), SourceError> {
+        if let Some(m) = self.to_ack.take() {
+            // A courtesy (the table holds the position): a lost ack costs a redelivery the
+            // next run skips, so it is not worth failing for.
+            if let Err(e) = m.ack().await {
+                tracing::debug!("{}: acknowledging: {e}", self.what());
+            }
+        }
+        Ok(())
+    }
+
+    fn set_table_schema(&mut self, _table: &str, schema: &Schema) {
+        self.decoder.set_table_schema(schema, ENVELOPE);
+    }
+}
+
+impl JetStreamSource {
+    /// The batch's rows: the envelope, then the payload's columns.
+    fn rows(
+        &self,
+        got: &[(u64, i64, jetstream::Message)],
+    ) -> Result<(RecordBatch, u64), SourceError> {
+        let mut subject = StringBuilder::new();
+        let mut sequence = Int64Builder::with_capacity(got.len());
+        let mut published =
+            TimestampMicrosecondBuilder::with_capacity(got.len()).with_timezone("UTC");
+        let mut headers = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        for (seq, at, m) in got {
+            subject.append_value(m.message.subject.as_str());
+            sequence.append_value(*seq as i64);
+            published.append_value(*at);
+            match &m.message.headers {
+                Some(h) if !h.is_empty() => {
+                    for (k, vs) in h.iter() {
+                        headers.keys().append_value(AsRef::<str>::as_ref(k));
+                        let joined: Vec<&str> = vs.iter().map(|v| v.as_str()).collect();
+                        headers.values().append_value(joined.join(","));
+                    }
+                    headers
+                        .append(true)
+                        .map_err(|e| SourceError::definite(e.to_string()))?;
+                }
+                _ => headers
+                    .append(false)
+                    .map_err(|e| SourceError::definite(e.to_string()))?,
+            }
+        }
+        let payloads: Vec<&[u8]> = got.iter().map(|g| g.2.message.payload.as_ref()).collect();
+        let locate = |i: usize, m: &mut serde_json::Map<String, Value>| {
+            m.insert("_stream".into(), Value::String(self.stream.clone()));
+            m.insert("_sequence".into(), Value::from(got[i].0));
+        };
+        let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
+            SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
+        })?;
+        let headers = headers.finish();
+        let mut fields = vec![
+            Field::new("_subject", arrow::datatypes::DataType::Utf8, false),
+            Field::new("_sequence", arrow::datatypes::DataType::Int64, false),
+            Field::new(
+                "_published",
+                arrow::datatypes::DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                ),
+                false,
+            ),
+            Field::new("_headers", headers.data_type().clone(), true),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(subject.finish()),
+            Arc::new(sequence.finish()),
+            Arc::new(published.finish()),
+            Arc::new(headers),
+        ];
+        for (f, c) in decoded.columns {
+            fields.push(f);
+            columns.push(c);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| SourceError::definite(format!("{}: {e}", self.what())))?;
+        Ok((batch, decoded.rescued as u64))
+    }
+}

@@ -1,0 +1,135 @@
+//! The connector registry: the one place a connection's `type:` is looked at. Each system
+//! is one line; everything else works with the parsed [`Connection`].
+
+use std::collections::BTreeMap;
+
+use confluo_core::project::ConnectionConfig;
+use confluo_core::source::{ChangeSource, SourceError};
+use confluo_core::suggest;
+use serde_yaml_ng::Value;
+
+use crate::mysql::{MysqlConfig, MysqlError};
+use crate::nats::NatsConnector;
+use crate::postgres::{PostgresConfig, PostgresError};
+
+/// The source of a stream ingest entry and the table it feeds.
+pub struct StreamSource {
+    /// The target table's name in the entry's schema.
+    pub table: String,
+    /// The source.
+    pub source: Box<dyn ChangeSource>,
+}
+
+/// A connection of `confluo.yaml`, parsed and validated by its connector.
+#[derive(Debug, Clone)]
+pub enum Connection {
+    /// `type: postgres` / `postgresql`.
+    Postgres(PostgresConfig),
+    /// `type: mysql` / `mariadb`.
+    Mysql(MysqlConfig),
+    /// `type: nats` (JetStream).
+    Nats(NatsConnector),
+}
+
+/// Why a connection cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// A PostgreSQL setting is wrong.
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    /// A MySQL setting is wrong.
+    #[error(transparent)]
+    Mysql(#[from] MysqlError),
+    /// A stream connector's setting is wrong.
+    #[error(transparent)]
+    Stream(#[from] SourceError),
+    /// No connector has this `type:`.
+    #[error("connection `{name}`: unknown type `{kind}`{hint}")]
+    UnknownType {
+        /// The connection.
+        name: String,
+        /// The type as written.
+        kind: String,
+        /// A suggestion, or the list of types.
+        hint: String,
+    },
+}
+
+type Parse = fn(&str, &ConnectionConfig) -> Result<Connection, ConnectionError>;
+
+/// Every system: the `type:` names it answers to, and how its connection is parsed.
+const SYSTEMS: &[(&[&str], Parse)] = &[
+    (&["postgres", "postgresql"], |n, c| {
+        Ok(Connection::Postgres(PostgresConfig::from_connection(n, c)?))
+    }),
+    (&["mysql", "mariadb"], |n, c| {
+        Ok(Connection::Mysql(MysqlConfig::from_connection(n, c)?))
+    }),
+    (&["nats"], |n, c| {
+        Ok(Connection::Nats(NatsConnector::from_connection(n, c)?))
+    }),
+];
+
+/// Parses connection `name` with the connector its `type:` names.
+pub fn connection(name: &str, conn: &ConnectionConfig) -> Result<Connection, ConnectionError> {
+    let kind = conn.kind.to_ascii_lowercase();
+    for (names, parse) in SYSTEMS {
+        if names.contains(&kind.as_str()) {
+            return parse(name, conn);
+        }
+    }
+    let all: Vec<&str> = SYSTEMS
+        .iter()
+        .flat_map(|(n, _)| n.iter().copied())
+        .collect();
+    let near = suggest::nearest(&kind, all.iter().copied());
+    Err(ConnectionError::UnknownType {
+        name: name.to_string(),
+        kind: conn.kind.clone(),
+        hint: if near.is_empty() {
+            format!("\n  hint: types are {}", all.join(", "))
+        } else {
+            suggest::hint(&near)
+        },
+    })
+}
+
+impl Connection {
+    /// The type as users write it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Connection::Postgres(_) => "postgres",
+            Connection::Mysql(_) => "mysql",
+            Connection::Nats(_) => "nats",
+        }
+    }
+
+    /// Whether it is an event stream (entries name streams, not tables).
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Connection::Nats(_))
+    }
+
+    /// The source a stream ingest entry reads, with its target table's name; `None` for
+    /// database connections (their entries copy and capture tables).
+    pub fn stream_source(
+        &self,
+        entry: &str,
+        options: &BTreeMap<String, Value>,
+    ) -> Option<Result<StreamSource, SourceError>> {
+        match self {
+            Connection::Nats(n) => Some(n.source(entry, options).map(|s| StreamSource {
+                table: s.entry().table.clone(),
+                source: Box::new(s),
+            })),
+            Connection::Postgres(_) | Connection::Mysql(_) => None,
+        }
+    }
+
+    /// `confluo connections test` for a stream connection.
+    pub async fn test_stream(&self) -> Option<Result<serde_json::Value, SourceError>> {
+        match self {
+            Connection::Nats(n) => Some(n.test().await),
+            Connection::Postgres(_) | Connection::Mysql(_) => None,
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod changes_feed;
 pub mod mysql_cdc;
 pub mod mysql_feed;
 pub mod postgres_cdc;
+pub mod runner;
 pub mod state;
 pub mod verify;
 
@@ -36,6 +37,9 @@ pub enum ManagedError {
         /// What happened.
         message: String,
     },
+    /// A source failed (definite or transient: the runner retries only transient ones).
+    #[error(transparent)]
+    Source(#[from] confluo_core::source::SourceError),
     /// A change could not be turned into rows of its table.
     #[error("{table}: {message}")]
     Convert {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes the machine's PostgreSQL and MariaDB ready for Confluo's tests, idempotently:
 # both running, PostgreSQL with wal_level=logical (logical replication), MariaDB with the
-# binary log in ROW format with full row images (binlog CDC). Safe to run again and again.
+# binary log in ROW format with full row images (binlog CDC), NATS with JetStream. Safe to
+# run again and again.
 set -euo pipefail
 
 log() { printf '[setup-services] %s\n' "$*"; }
@@ -77,5 +78,21 @@ CNF
   log "MariaDB ready (log_bin=$(maria -e 'SELECT @@log_bin'), format=$(maria -e 'SELECT @@binlog_format'))"
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+setup_nats() {
+  local bin; bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+  [ -x "$bin" ] || { log "nats-server is not installed"; return 1; }
+  if ! port_open 4222; then
+    mkdir -p /var/lib/nats-server
+    start-stop-daemon --start --oknodo --background --exec "$bin" -- \
+      -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
+    for _ in $(seq 1 30); do port_open 4222 && break; sleep 1; done
+  fi
+  port_open 4222 || { log "NATS did not start"; return 1; }
+  log "NATS ready (127.0.0.1:4222, JetStream)"
+}
+
 setup_postgres
 setup_mariadb
+setup_nats

@@ -11,6 +11,7 @@ pub mod shell;
 pub mod snapshot_writer;
 pub mod sync;
 pub mod sync_cdc;
+pub mod sync_stream;
 pub mod verify;
 
 use std::path::PathBuf;

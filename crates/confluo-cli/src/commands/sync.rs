@@ -10,7 +10,8 @@ use clap::Args;
 use confluo_connectors::postgres::{
     SnapshotInfo, SnapshotRequest, TableId, resolve_tables, snapshot,
 };
-use confluo_core::project::{IngestConfig, IngestMode};
+use confluo_connectors::registry::Connection;
+use confluo_core::project::{INGEST_KEYS, IngestConfig, IngestMode};
 use confluo_core::{Project, suggest};
 use confluo_lakehouse::Lakehouse;
 use confluo_lakehouse::lakehouse::current_user;
@@ -18,7 +19,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
-use super::connections::postgres_config;
+use super::connections::{connection, postgres_config};
 use super::snapshot_writer::{Landing, print_tables, write_snapshot};
 use super::{CmdResult, Context};
 use crate::progress::count;
@@ -39,6 +40,9 @@ pub struct SyncArgs {
     /// caught up.
     #[arg(long)]
     continuous: bool,
+    /// Print where each entry stands in its source (from the metastore) instead of syncing.
+    #[arg(long, conflicts_with = "continuous")]
+    status: bool,
     /// With `--continuous`: how long to wait between polls when there is nothing new.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     interval: Duration,
@@ -65,6 +69,9 @@ pub struct SyncReport {
 /// Runs `confluo sync`.
 pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
+    if args.status {
+        return status(&lh, args.entry.as_deref(), args.json).await;
+    }
     let entries = &project.config.ingest;
     let selected: Vec<(&String, &IngestConfig)> = match &args.entry {
         Some(name) => match entries.get_key_value(name) {
@@ -93,16 +100,41 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
     let mut reports = Vec::new();
     let mut cdc_reports = Vec::new();
     for (name, entry) in selected {
-        let mysql = super::mysql::mysql_config(&project, &entry.connection)?;
+        let conn = connection(&project, &entry.connection)?;
+        let opts = super::sync_cdc::CdcRunOptions {
+            continuous: args.continuous,
+            interval: args.interval,
+            json: args.json,
+            quiet: ctx.quiet,
+        };
+        if conn.is_stream() {
+            let report = super::sync_stream::run_entry(&lh, name, entry, &conn, &opts).await?;
+            if args.json {
+                cdc_reports.push(json!({"entry": name, "mode": "stream", "report": report}));
+            } else {
+                super::sync_stream::print_report(name, &report);
+            }
+            continue;
+        }
+        if let Some(key) = entry.options.keys().next() {
+            let near = suggest::nearest(key, INGEST_KEYS.iter().copied());
+            return Err(anyhow::anyhow!(
+                "ingest entry `{name}`: unknown key `{key}`{}",
+                if near.is_empty() {
+                    format!("\n  hint: valid keys are {}", INGEST_KEYS.join(", "))
+                } else {
+                    suggest::hint(&near)
+                }
+            )
+            .into());
+        }
+        let mysql = match conn {
+            Connection::Mysql(cfg) => Some(cfg),
+            _ => None,
+        };
         if entry.mode == IngestMode::Cdc {
             let (catalog, schema) = target_schema(&lh, name, &entry.schema)?;
             ensure_schema(&lh, &catalog, &schema).await?;
-            let opts = super::sync_cdc::CdcRunOptions {
-                continuous: args.continuous,
-                interval: args.interval,
-                json: args.json,
-                quiet: ctx.quiet,
-            };
             let report = match mysql {
                 Some(cfg) => {
                     let cdc =
@@ -151,6 +183,35 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> CmdResult {
             json!(all)
         };
         println!("{v}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `confluo sync --status`: each entry's typed source position, as the metastore records
+/// it after every committed and acknowledged batch.
+async fn status(lh: &Lakehouse, entry: Option<&str>, json: bool) -> CmdResult {
+    let offsets: Vec<_> = lh
+        .metastore()
+        .source_offsets()
+        .await?
+        .into_iter()
+        .filter(|o| entry.is_none_or(|e| e == o.entry))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string(&offsets)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if offsets.is_empty() {
+        println!("No entry has recorded a source position yet.");
+    }
+    for o in offsets {
+        let at = serde_json::from_value::<confluo_core::source::Offset>(o.offset.clone())
+            .map(|t| t.describe())
+            .unwrap_or_else(|_| o.offset.to_string());
+        let when = chrono::DateTime::from_timestamp_millis(o.updated_ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default();
+        println!("{}: {} at {at} (recorded {when})", o.entry, o.table);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ mod mysql;
 mod mysql_cdc;
 mod mysql_types_cdc;
 mod mysql_verify;
+mod nats;
 mod pg;
 mod pipeline;
 mod postgres;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the machine's PostgreSQL and MariaDB ready for Confluo's tests, idempotently:
 # both running, PostgreSQL with wal_level=logical (logical replication), MariaDB with the
-# binary log in ROW format with full row images (binlog CDC), NATS with JetStream. Safe to
+# binary log in ROW format with full row images (binlog CDC), NATS with JetStream, Mosquitto. Safe to
 # run again and again.
 set -euo pipefail
 
@@ -93,6 +93,16 @@ setup_nats() {
   log "NATS ready (127.0.0.1:4222, JetStream)"
 }
 
+setup_mosquitto() {
+  if ! port_open 1883; then
+    mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
+    for _ in $(seq 1 30); do port_open 1883 && break; sleep 1; done
+  fi
+  port_open 1883 || { log "Mosquitto did not start"; return 1; }
+  log "Mosquitto ready (127.0.0.1:1883)"
+}
+
 setup_postgres
 setup_mariadb
 setup_nats
+setup_mosquitto

@@ -8,6 +8,7 @@ use confluo_core::source::{ChangeSource, SourceError};
 use confluo_core::suggest;
 use serde_yaml_ng::Value;
 
+use crate::mqtt::MqttConnector;
 use crate::mysql::{MysqlConfig, MysqlError};
 use crate::nats::NatsConnector;
 use crate::postgres::{PostgresConfig, PostgresError};
@@ -29,6 +30,8 @@ pub enum Connection {
     Mysql(MysqlConfig),
     /// `type: nats` (JetStream).
     Nats(NatsConnector),
+    /// `type: mqtt`.
+    Mqtt(MqttConnector),
 }
 
 /// Why a connection cannot be used.
@@ -68,6 +71,9 @@ const SYSTEMS: &[(&[&str], Parse)] = &[
     (&["nats"], |n, c| {
         Ok(Connection::Nats(NatsConnector::from_connection(n, c)?))
     }),
+    (&["mqtt"], |n, c| {
+        Ok(Connection::Mqtt(MqttConnector::from_connection(n, c)?))
+    }),
 ];
 
 /// Parses connection `name` with the connector its `type:` names.
@@ -101,12 +107,13 @@ impl Connection {
             Connection::Postgres(_) => "postgres",
             Connection::Mysql(_) => "mysql",
             Connection::Nats(_) => "nats",
+            Connection::Mqtt(_) => "mqtt",
         }
     }
 
     /// Whether it is an event stream (entries name streams, not tables).
     pub fn is_stream(&self) -> bool {
-        matches!(self, Connection::Nats(_))
+        matches!(self, Connection::Nats(_) | Connection::Mqtt(_))
     }
 
     /// The source a stream ingest entry reads, with its target table's name; `None` for
@@ -121,6 +128,10 @@ impl Connection {
                 table: s.entry().table.clone(),
                 source: Box::new(s),
             })),
+            Connection::Mqtt(m) => Some(m.source(entry, options).map(|s| StreamSource {
+                table: s.entry().table.clone(),
+                source: Box::new(s),
+            })),
             Connection::Postgres(_) | Connection::Mysql(_) => None,
         }
     }
@@ -129,6 +140,7 @@ impl Connection {
     pub async fn test_stream(&self) -> Option<Result<serde_json::Value, SourceError>> {
         match self {
             Connection::Nats(n) => Some(n.test().await),
+            Connection::Mqtt(m) => Some(m.test().await),
             Connection::Postgres(_) | Connection::Mysql(_) => None,
         }
     }

@@ -41,7 +41,7 @@ pub async fn run_entry(
         .collect();
     if let Some(k) = set.first() {
         return Err(anyhow::anyhow!(
-            "ingest entry `{name}`: `{k}` is for database connections; connection `{}` is a {} stream\n  hint: a stream entry names what it reads with its connector's keys (`stream:` for nats)",
+            "ingest entry `{name}`: `{k}` is for database connections; connection `{}` is a {} stream\n  hint: a stream entry names what it reads with its connector's keys (`stream:` for nats, `topics:` for mqtt)",
             entry.connection,
             conn.kind()
         )

@@ -7,6 +7,7 @@ mod errors;
 mod ingest;
 mod interop;
 mod kill;
+mod mqtt;
 mod mysql;
 mod mysql_cdc;
 mod mysql_types_cdc;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes the machine's PostgreSQL and MariaDB ready for Confluo's tests, idempotently:
 # both running, PostgreSQL with wal_level=logical (logical replication), MariaDB with the
-# binary log in ROW format with full row images (binlog CDC), NATS with JetStream, Mosquitto. Safe to
+# binary log in ROW format with full row images (binlog CDC), NATS with JetStream, Mosquitto,
+# RabbitMQ with the stream plugin. Safe to
 # run again and again.
 set -euo pipefail
 
@@ -102,7 +103,23 @@ setup_mosquitto() {
   log "Mosquitto ready (127.0.0.1:1883)"
 }
 
+setup_rabbitmq() {
+  if ! port_open 5672; then
+    rabbitmq-server -detached || true
+    for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
+  fi
+  port_open 5672 || { log "RabbitMQ did not start"; return 1; }
+  # Streams (exactly-once offsets) need the stream plugin, on port 5552.
+  if ! port_open 5552; then
+    rabbitmq-plugins enable rabbitmq_stream >/dev/null
+    for _ in $(seq 1 60); do port_open 5552 && break; sleep 1; done
+  fi
+  port_open 5552 || { log "RabbitMQ's stream plugin did not start"; return 1; }
+  log "RabbitMQ ready (127.0.0.1:5672, streams on 5552)"
+}
+
 setup_postgres
 setup_mariadb
 setup_nats
 setup_mosquitto
+setup_rabbitmq

@@ -9,6 +9,7 @@ pub mod mqtt;
 pub mod mysql;
 pub mod nats;
 pub mod postgres;
+pub mod rabbitmq;
 pub mod registry;
 pub mod snapshot;
 pub mod streams;

@@ -12,6 +12,7 @@ use crate::mqtt::MqttConnector;
 use crate::mysql::{MysqlConfig, MysqlError};
 use crate::nats::NatsConnector;
 use crate::postgres::{PostgresConfig, PostgresError};
+use crate::rabbitmq::RabbitConnector;
 
 /// The source of a stream ingest entry and the table it feeds.
 pub struct StreamSource {
@@ -32,6 +33,8 @@ pub enum Connection {
     Nats(NatsConnector),
     /// `type: mqtt`.
     Mqtt(MqttConnector),
+    /// `type: rabbitmq` (queues and streams).
+    Rabbitmq(RabbitConnector),
 }
 
 /// Why a connection cannot be used.
@@ -74,6 +77,11 @@ const SYSTEMS: &[(&[&str], Parse)] = &[
     (&["mqtt"], |n, c| {
         Ok(Connection::Mqtt(MqttConnector::from_connection(n, c)?))
     }),
+    (&["rabbitmq", "amqp"], |n, c| {
+        Ok(Connection::Rabbitmq(RabbitConnector::from_connection(
+            n, c,
+        )?))
+    }),
 ];
 
 /// Parses connection `name` with the connector its `type:` names.
@@ -108,12 +116,13 @@ impl Connection {
             Connection::Mysql(_) => "mysql",
             Connection::Nats(_) => "nats",
             Connection::Mqtt(_) => "mqtt",
+            Connection::Rabbitmq(_) => "rabbitmq",
         }
     }
 
     /// Whether it is an event stream (entries name streams, not tables).
     pub fn is_stream(&self) -> bool {
-        matches!(self, Connection::Nats(_) | Connection::Mqtt(_))
+        !matches!(self, Connection::Postgres(_) | Connection::Mysql(_))
     }
 
     /// The source a stream ingest entry reads, with its target table's name; `None` for
@@ -132,6 +141,12 @@ impl Connection {
                 table: s.entry().table.clone(),
                 source: Box::new(s),
             })),
+            Connection::Rabbitmq(r) => {
+                Some(r.source(entry, options).map(|(e, source)| StreamSource {
+                    table: e.table,
+                    source,
+                }))
+            }
             Connection::Postgres(_) | Connection::Mysql(_) => None,
         }
     }
@@ -141,6 +156,7 @@ impl Connection {
         match self {
             Connection::Nats(n) => Some(n.test().await),
             Connection::Mqtt(m) => Some(m.test().await),
+            Connection::Rabbitmq(r) => Some(r.test().await),
             Connection::Postgres(_) | Connection::Mysql(_) => None,
         }
     }

@@ -18,6 +18,7 @@ mod pipeline;
 mod postgres;
 mod postgres_cdc;
 mod postgres_types_cdc;
+mod rabbitmq;
 mod rescue;
 mod slt;
 mod sql;

@@ -1,0 +1,174 @@
+//! The connection (`host`, ports, credentials, `vhost`) and an entry's keys.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use confluo_core::project::ConnectionConfig;
+use confluo_core::source::{ChangeSource, SourceError};
+use serde_yaml_ng::Value;
+
+use super::queue::QueueSource;
+use super::stream::{RabbitStreamSource, Start};
+use crate::connection_options::{ConnectionOptions, OptionError, parse_seconds};
+use crate::streams::{StreamEntry, entry_options};
+
+const KNOWN_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "stream_port",
+    "user",
+    "password",
+    "vhost",
+    "connect_timeout",
+];
+const ENTRY_KEYS: &[&str] = &["queue", "stream", "prefetch", "start", "consumer"];
+
+/// A `type: rabbitmq` connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RabbitConnector {
+    /// The connection's name in `confluo.yaml`.
+    pub name: String,
+    /// Broker host.
+    pub host: String,
+    /// AMQP port (5672).
+    pub port: u16,
+    /// Stream protocol port (5552).
+    pub stream_port: u16,
+    /// User.
+    pub user: String,
+    /// Password.
+    pub password: String,
+    /// Virtual host.
+    pub vhost: String,
+    /// How long to wait for the broker.
+    pub connect_timeout: Duration,
+}
+
+impl RabbitConnector {
+    /// Parses connection `name`; unknown keys and bad values are errors naming them.
+    pub fn from_connection(name: &str, conn: &ConnectionConfig) -> Result<Self, SourceError> {
+        let owner = format!("connection `{name}`");
+        let bad = |e: OptionError| SourceError::definite(e.describe(&owner));
+        let opts = ConnectionOptions::new(name, conn, KNOWN_KEYS).map_err(bad)?;
+        let port = |key: &str, default: u16| -> Result<u16, SourceError> {
+            match opts.number(key).map_err(bad)? {
+                Some(p) => u16::try_from(p).map_err(|_| {
+                    SourceError::definite(format!("{owner}: `{key}` {p} is not a port"))
+                }),
+                None => Ok(default),
+            }
+        };
+        let connect_timeout = match opts.get("connect_timeout").map_err(bad)? {
+            Some(t) => parse_seconds(&t).ok_or_else(|| {
+                SourceError::definite(format!(
+                    "{owner}: `connect_timeout` `{t}` is not a duration (10s, 500ms)"
+                ))
+            })?,
+            None => Duration::from_secs(10),
+        };
+        Ok(RabbitConnector {
+            name: name.to_string(),
+            host: opts
+                .get("host")
+                .map_err(bad)?
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port: port("port", 5672)?,
+            stream_port: port("stream_port", 5552)?,
+            user: opts
+                .get("user")
+                .map_err(bad)?
+                .unwrap_or_else(|| "guest".into()),
+            password: opts
+                .get("password")
+                .map_err(bad)?
+                .unwrap_or_else(|| "guest".into()),
+            vhost: opts
+                .get("vhost")
+                .map_err(bad)?
+                .unwrap_or_else(|| "/".into()),
+            connect_timeout,
+        })
+    }
+
+    /// The AMQP URI (password included: never printed).
+    pub(super) fn amqp_uri(&self) -> String {
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        format!(
+            "amqp://{}:{}@{}:{}/{}",
+            enc(&self.user),
+            enc(&self.password),
+            self.host,
+            self.port,
+            enc(&self.vhost)
+        )
+    }
+
+    /// The source an ingest entry reads: `queue:` (at least once, upserted by `key`, default
+    /// `[_message_id]`; `prefetch` messages in flight, default 10,000) or `stream:` (exactly
+    /// once; `start`: first, last, next or an offset, when the table holds nothing yet;
+    /// `consumer`: the name its offset is stored under on the server).
+    pub fn source(
+        &self,
+        entry: &str,
+        options: &BTreeMap<String, Value>,
+    ) -> Result<(StreamEntry, Box<dyn ChangeSource>), SourceError> {
+        let (mut shared, opts) = entry_options(entry, options, ENTRY_KEYS)?;
+        let owner = format!("ingest entry `{entry}`");
+        let bad = |e: OptionError| SourceError::definite(e.describe(&owner));
+        let consumer = opts
+            .get("consumer")
+            .map_err(bad)?
+            .unwrap_or_else(|| format!("confluo-{entry}"));
+        match (
+            opts.get("queue").map_err(bad)?,
+            opts.get("stream").map_err(bad)?,
+        ) {
+            (Some(queue), None) => {
+                if shared.key.is_empty() {
+                    shared.key = vec!["_message_id".into()];
+                }
+                let prefetch = opts.number("prefetch").map_err(bad)?.unwrap_or(10_000);
+                let prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
+                let source =
+                    QueueSource::new(self.clone(), shared.clone(), queue, prefetch, consumer);
+                Ok((shared, Box::new(source)))
+            }
+            (None, Some(stream)) => {
+                let start = match opts.get("start").map_err(bad)?.as_deref() {
+                    None | Some("first") | Some("earliest") => Start::First,
+                    Some("last") => Start::Last,
+                    Some("next") | Some("latest") => Start::Next,
+                    Some(n) => Start::Offset(n.parse().map_err(|_| {
+                        SourceError::definite(format!(
+                            "{owner}: `start` `{n}` is not first, last, next or an offset"
+                        ))
+                    })?),
+                };
+                let source =
+                    RabbitStreamSource::new(self.clone(), shared.clone(), stream, start, consumer);
+                Ok((shared, Box::new(source)))
+            }
+            (Some(_), Some(_)) => Err(SourceError::definite(format!(
+                "{owner}: set `queue` or `stream`, not both"
+            ))),
+            (None, None) => Err(SourceError::definite(format!(
+                "{owner}: name what to read: `queue: <name>` (AMQP, at least once) or `stream: <name>` (RabbitMQ stream, exactly once)"
+            ))),
+        }
+    }
+
+    /// What `confluo connections test` prints: whether AMQP and the stream protocol answer.
+    pub async fn test(&self) -> Result<serde_json::Value, SourceError> {
+        let conn = super::queue::connect(self).await?;
+        let _ = conn.close(200, "bye".into()).await;
+        let streams = super::stream::environment(self).await.is_ok();
+        Ok(serde_json::json!({
+            "connection": self.name,
+            "type": "rabbitmq",
+            "broker": format!("{}:{}", self.host, self.port),
+            "streams": streams,
+        }))
+    }
+}

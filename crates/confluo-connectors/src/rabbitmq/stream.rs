@@ -1,0 +1,277 @@
+//! A RabbitMQ stream over the stream protocol, exactly once by offset.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
+use confluo_core::source::{
+    Apply, ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
+};
+use futures::StreamExt;
+use rabbitmq_stream_client::error::ConsumerCreateError;
+use rabbitmq_stream_client::types::OffsetSpecification;
+use rabbitmq_stream_client::{Consumer, Environment};
+use serde_json::Value;
+
+use super::config::RabbitConnector;
+use crate::streams::StreamEntry;
+use crate::streams::payload::PayloadDecoder;
+
+/// The envelope columns every row carries, before the payload's.
+pub const ENVELOPE: &[&str] = &["_stream", "_offset"];
+
+/// Where to start when the table holds nothing yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The stream's first message.
+    First,
+    /// The last chunk.
+    Last,
+    /// Only messages published from now on.
+    Next,
+    /// This offset.
+    Offset(u64),
+}
+
+/// Opens the stream protocol's environment: a refused login is definite, an unreachable
+/// broker (or a broker without the stream plugin) transient.
+pub(super) async fn environment(c: &RabbitConnector) -> Result<Environment, SourceError> {
+    let what = format!("connection `{}` ({}:{})", c.name, c.host, c.stream_port);
+    let build = Environment::builder()
+        .host(&c.host)
+        .port(c.stream_port)
+        .username(&c.user)
+        .password(&c.password)
+        .virtual_host(&c.vhost)
+        .build();
+    match tokio::time::timeout(c.connect_timeout, build).await {
+        Err(_) => Err(SourceError::transient(format!(
+            "{what}: no answer within {:?}\n  hint: is the stream plugin on (`rabbitmq-plugins enable rabbitmq_stream`)?",
+            c.connect_timeout
+        ))),
+        Ok(Ok(env)) => Ok(env),
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if text.contains("Authentication") || text.contains("SaslAuthenticationFailure") {
+                Err(SourceError::definite(format!(
+                    "{what}: the broker refused the login: {text}\n  hint: check `user`, `password` and `vhost` of the connection"
+                )))
+            } else {
+                Err(SourceError::transient(format!(
+                    "{what}: {text}\n  hint: is the broker running, with the stream plugin on (`rabbitmq-plugins enable rabbitmq_stream`)?"
+                )))
+            }
+        }
+    }
+}
+
+/// A stream read for one ingest entry.
+pub struct RabbitStreamSource {
+    conn: RabbitConnector,
+    entry: StreamEntry,
+    stream: String,
+    start: Start,
+    name: String,
+    decoder: PayloadDecoder,
+    env: Option<Environment>,
+    consumer: Option<Consumer>,
+    /// The offset of the last message handed out (or committed, after a seek).
+    last: Option<u64>,
+    /// Nothing was delivered since the subscription: the broker may take a moment to start,
+    /// so "nothing new" is not believed before [`FIRST_DELIVERY`].
+    fresh: bool,
+}
+
+/// How long a new subscription may take to deliver its first message.
+const FIRST_DELIVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl RabbitStreamSource {
+    pub(super) fn new(
+        conn: RabbitConnector,
+        entry: StreamEntry,
+        stream: String,
+        start: Start,
+        name: String,
+    ) -> Self {
+        let decoder = PayloadDecoder::new(entry.format);
+        RabbitStreamSource {
+            conn,
+            entry,
+            stream,
+            start,
+            name,
+            decoder,
+            env: None,
+            consumer: None,
+            last: None,
+            fresh: true,
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("connection `{}`, stream `{}`", self.conn.name, self.stream)
+    }
+
+    fn rows(&self, got: &[(u64, Vec<u8>)]) -> Result<(RecordBatch, u64), SourceError> {
+        let mut stream = StringBuilder::new();
+        let mut offset = Int64Builder::with_capacity(got.len());
+        for (o, _) in got {
+            stream.append_value(&self.stream);
+            offset.append_value(*o as i64);
+        }
+        let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
+        let locate = |i: usize, m: &mut serde_json::Map<String, Value>| {
+            m.insert("_stream".into(), Value::String(self.stream.clone()));
+            m.insert("_offset".into(), Value::from(got[i].0));
+        };
+        let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
+            SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
+        })?;
+        let mut fields = vec![
+            Field::new("_stream", DataType::Utf8, false),
+            Field::new("_offset", DataType::Int64, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(stream.finish()), Arc::new(offset.finish())];
+        for (f, c) in decoded.columns {
+            fields.push(f);
+            columns.push(c);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| SourceError::definite(format!("{}: {e}", self.what())))?;
+        Ok((batch, decoded.rescued as u64))
+    }
+}
+
+#[async_trait::async_trait]
+impl ChangeSource for RabbitStreamSource {
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::ExactlyOnce
+    }
+
+    fn offset_keys(&self) -> Vec<String> {
+        vec![String::new()]
+    }
+
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        if let Some(c) = self.consumer.take() {
+            let _ = c.handle().close().await;
+        }
+        self.env = Some(environment(&self.conn).await?);
+        Ok(())
+    }
+
+    async fn seek(&mut self, committed: &BTreeMap<String, i64>) -> Result<(), SourceError> {
+        let env = self
+            .env
+            .as_ref()
+            .ok_or_else(|| SourceError::transient(format!("{}: not connected", self.what())))?;
+        self.last = committed.get("").map(|v| *v as u64);
+        let spec = match (self.last, self.start) {
+            (Some(v), _) => OffsetSpecification::Offset(v + 1),
+            (None, Start::First) => OffsetSpecification::First,
+            (None, Start::Last) => OffsetSpecification::Last,
+            (None, Start::Next) => OffsetSpecification::Next,
+            (None, Start::Offset(n)) => OffsetSpecification::Offset(n),
+        };
+        let consumer = env
+            .consumer()
+            .name(&self.name)
+            .offset(spec)
+            .build(&self.stream)
+            .await
+            .map_err(|e| match e {
+                ConsumerCreateError::StreamDoesNotExist { .. } => SourceError::definite(format!(
+                    "{}: no such stream on {}:{}\n  hint: declare it (x-queue-type: stream), or fix `stream:` of ingest entry `{}`",
+                    self.what(),
+                    self.conn.host,
+                    self.conn.stream_port,
+                    self.entry.name
+                )),
+                other => SourceError::transient(format!("{}: subscribing: {other}", self.what())),
+            })?;
+        self.consumer = Some(consumer);
+        self.fresh = true;
+        Ok(())
+    }
+
+    async fn next_batch(
+        &mut self,
+        limits: &ReadLimits,
+    ) -> Result<Option<SourceBatch>, SourceError> {
+        let what = self.what();
+        let consumer = self
+            .consumer
+            .as_mut()
+            .ok_or_else(|| SourceError::transient(format!("{what}: not connected")))?;
+        let lost = |e: String| SourceError::transient(format!("{what}: {e}"));
+        let mut got: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut wait = if self.fresh {
+            limits.wait.max(FIRST_DELIVERY)
+        } else {
+            limits.wait
+        };
+        let mut until: Option<Instant> = None;
+        while got.len() < limits.max_messages && bytes < limits.max_bytes {
+            if let Some(u) = until {
+                wait = u.saturating_duration_since(Instant::now());
+            }
+            let d = match tokio::time::timeout(wait, consumer.next()).await {
+                Err(_) => break,
+                Ok(None) => return Err(lost("the broker closed the subscription".into())),
+                Ok(Some(d)) => d.map_err(|e| lost(e.to_string()))?,
+            };
+            // A subscription starts at a chunk boundary: skip what the table holds.
+            if self.last.is_some_and(|l| d.offset() <= l) {
+                continue;
+            }
+            self.fresh = false;
+            let data = d.message().data().unwrap_or_default().to_vec();
+            bytes += data.len();
+            self.last = Some(d.offset());
+            got.push((d.offset(), data));
+            until.get_or_insert_with(|| Instant::now() + limits.linger);
+        }
+        let Some(last) = got.last().map(|g| g.0) else {
+            return Ok(None);
+        };
+        let (rows, rescued) = self.rows(&got)?;
+        Ok(Some(SourceBatch {
+            tables: vec![TableRows {
+                table: self.entry.table.clone(),
+                rows,
+                apply: if self.entry.key.is_empty() {
+                    Apply::Append
+                } else {
+                    Apply::Upsert {
+                        keys: self.entry.key.clone(),
+                    }
+                },
+            }],
+            offset: Some(Offset::RabbitStream {
+                stream: self.stream.clone(),
+                offset: last,
+            }),
+            messages: got.len() as u64,
+            bytes: bytes as u64,
+            newest_micros: None,
+            rescued,
+        }))
+    }
+
+    async fn ack(&mut self) -> Result<(), SourceError> {
+        // A courtesy (the table holds the position): tools that read stored offsets see it.
+        if let (Some(c), Some(last)) = (&self.consumer, self.last)
+            && let Err(e) = c.store_offset(last).await
+        {
+            tracing::debug!("{}: storing the offset: {e}", self.what());
+        }
+        Ok(())
+    }
+
+    fn set_table_schema(&mut self, _table: &str, schema: &Schema) {
+        self.decoder.set_table_schema(schema, ENVELOPE);
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -16,8 +16,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::config::MqttConnector;
-use crate::streams::StreamEntry;
 use crate::streams::payload::PayloadDecoder;
+use crate::streams::{StreamEntry, assemble, gather};
 
 /// The envelope columns every row carries (then the topic levels, then the payload's).
 pub const ENVELOPE: &[&str] = &["_topic", "_received"];
@@ -150,30 +150,24 @@ impl MqttSource {
         let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
-        let mut fields = vec![
-            Field::new("_topic", DataType::Utf8, false),
-            Field::new(
-                "_received",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
+        let mut envelope: Vec<(Field, ArrayRef)> = vec![
+            (
+                Field::new("_topic", DataType::Utf8, false),
+                Arc::new(topic.finish()),
+            ),
+            (
+                Field::new(
+                    "_received",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+                Arc::new(received.finish()),
             ),
         ];
-        let mut columns: Vec<ArrayRef> =
-            vec![Arc::new(topic.finish()), Arc::new(received.finish())];
         for (name, mut b) in self.levels.iter().zip(levels) {
-            fields.push(Field::new(name, DataType::Utf8, true));
-            columns.push(Arc::new(b.finish()));
+            envelope.push((Field::new(name, DataType::Utf8, true), Arc::new(b.finish())));
         }
-        for (f, c) in decoded.columns {
-            if self.levels.contains(f.name()) {
-                continue;
-            }
-            fields.push(f);
-            columns.push(c);
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| SourceError::definite(format!("{}: {e}", self.what())))?;
-        Ok((batch, decoded.rescued as u64))
+        assemble(envelope, decoded, &self.what())
     }
 }
 
@@ -250,33 +244,21 @@ impl ChangeSource for MqttSource {
             .rx
             .as_mut()
             .ok_or_else(|| SourceError::transient(format!("{what}: not connected")))?;
-        let mut got: Vec<(Publish, i64)> = Vec::new();
-        let mut bytes = 0usize;
-        let first = match tokio::time::timeout(limits.wait, rx.recv()).await {
-            Err(_) => return Ok(None),
-            Ok(None) => {
-                return Err(SourceError::transient(format!(
-                    "{what}: the connection closed"
-                )));
-            }
-            Ok(Some(m)) => m,
-        };
-        let lost = |e: String| SourceError::transient(format!("{what}: {e}"));
-        let m = first.map_err(lost)?;
-        bytes += m.0.payload.len();
-        got.push(m);
-        let until = Instant::now() + limits.linger;
-        while got.len() < limits.max_messages && bytes < limits.max_bytes {
-            let left = until.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left.max(Duration::from_millis(1)), rx.recv()).await {
-                Ok(Some(Ok(m))) => {
-                    bytes += m.0.payload.len();
-                    got.push(m);
-                }
-                Ok(Some(Err(e))) => return Err(lost(e)),
-                Ok(None) | Err(_) => break,
-            }
+        let mut messages = futures::stream::poll_fn(|cx| rx.poll_recv(cx));
+        let got = gather(
+            &mut messages,
+            limits,
+            limits.wait,
+            |m: &(Publish, i64)| m.0.payload.len(),
+            |_| true,
+            "the connection closed",
+        )
+        .await
+        .map_err(|e| SourceError::transient(format!("{what}: {e}")))?;
+        if got.is_empty() {
+            return Ok(None);
         }
+        let bytes: usize = got.iter().map(|m| m.0.payload.len()).sum();
         let (rows, rescued) = self.rows(&got)?;
         let newest = got.iter().map(|g| g.1).max();
         let n = got.len() as u64;

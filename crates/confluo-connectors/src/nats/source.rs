@@ -8,7 +8,7 @@ use arrow::array::{
     Array, ArrayRef, Int64Builder, MapBuilder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, Context, stream};
 use confluo_core::source::{
@@ -18,8 +18,8 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::config::NatsConnector;
-use crate::streams::StreamEntry;
 use crate::streams::payload::PayloadDecoder;
+use crate::streams::{StreamEntry, assemble};
 
 /// The envelope columns every row carries, before the payload's.
 pub const ENVELOPE: &[&str] = &["_subject", "_sequence", "_published", "_headers"];
@@ -326,31 +326,28 @@ impl JetStreamSource {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
         let headers = headers.finish();
-        let mut fields = vec![
-            Field::new("_subject", arrow::datatypes::DataType::Utf8, false),
-            Field::new("_sequence", arrow::datatypes::DataType::Int64, false),
-            Field::new(
-                "_published",
-                arrow::datatypes::DataType::Timestamp(
-                    arrow::datatypes::TimeUnit::Microsecond,
-                    Some("UTC".into()),
-                ),
-                false,
+        let envelope: Vec<(Field, ArrayRef)> = vec![
+            (
+                Field::new("_subject", DataType::Utf8, false),
+                Arc::new(subject.finish()),
             ),
-            Field::new("_headers", headers.data_type().clone(), true),
+            (
+                Field::new("_sequence", DataType::Int64, false),
+                Arc::new(sequence.finish()),
+            ),
+            (
+                Field::new(
+                    "_published",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+                Arc::new(published.finish()),
+            ),
+            (
+                Field::new("_headers", headers.data_type().clone(), true),
+                Arc::new(headers),
+            ),
         ];
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(subject.finish()),
-            Arc::new(sequence.finish()),
-            Arc::new(published.finish()),
-            Arc::new(headers),
-        ];
-        for (f, c) in decoded.columns {
-            fields.push(f);
-            columns.push(c);
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| SourceError::definite(format!("{}: {e}", self.what())))?;
-        Ok((batch, decoded.rescued as u64))
+        assemble(envelope, decoded, &self.what())
     }
 }

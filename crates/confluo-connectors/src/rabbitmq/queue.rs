@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
@@ -11,7 +10,6 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use confluo_core::source::{
     Apply, ChangeSource, Guarantee, ReadLimits, SourceBatch, SourceError, TableRows,
 };
-use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -19,8 +17,8 @@ use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use serde_json::Value;
 
 use super::config::RabbitConnector;
-use crate::streams::StreamEntry;
 use crate::streams::payload::PayloadDecoder;
+use crate::streams::{StreamEntry, assemble, gather};
 
 /// The envelope columns every row carries, before the payload's.
 pub const ENVELOPE: &[&str] = &[
@@ -136,33 +134,34 @@ impl QueueSource {
         let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
-        let mut fields = vec![
-            Field::new("_queue", DataType::Utf8, false),
-            Field::new("_exchange", DataType::Utf8, false),
-            Field::new("_routing_key", DataType::Utf8, false),
-            Field::new("_message_id", DataType::Utf8, false),
-            Field::new(
-                "_timestamp",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                true,
+        let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let envelope: Vec<(Field, ArrayRef)> = vec![
+            (
+                Field::new("_queue", DataType::Utf8, false),
+                Arc::new(queue.finish()),
             ),
-            Field::new("_redelivered", DataType::Boolean, false),
+            (
+                Field::new("_exchange", DataType::Utf8, false),
+                Arc::new(exchange.finish()),
+            ),
+            (
+                Field::new("_routing_key", DataType::Utf8, false),
+                Arc::new(routing.finish()),
+            ),
+            (
+                Field::new("_message_id", DataType::Utf8, false),
+                Arc::new(id.finish()),
+            ),
+            (
+                Field::new("_timestamp", ts_type, true),
+                Arc::new(ts.finish()),
+            ),
+            (
+                Field::new("_redelivered", DataType::Boolean, false),
+                Arc::new(redelivered.finish()),
+            ),
         ];
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(queue.finish()),
-            Arc::new(exchange.finish()),
-            Arc::new(routing.finish()),
-            Arc::new(id.finish()),
-            Arc::new(ts.finish()),
-            Arc::new(redelivered.finish()),
-        ];
-        for (f, c) in decoded.columns {
-            fields.push(f);
-            columns.push(c);
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| SourceError::definite(format!("{}: {e}", self.what())))?;
-        Ok((batch, decoded.rescued as u64))
+        assemble(envelope, decoded, &self.what())
     }
 }
 
@@ -264,30 +263,20 @@ impl ChangeSource for QueueSource {
             .consumer
             .as_mut()
             .ok_or_else(|| SourceError::transient(format!("{what}: not connected")))?;
-        let lost = |e: String| SourceError::transient(format!("{what}: {e}"));
-        let mut got: Vec<Delivery> = Vec::new();
-        let mut bytes = 0usize;
-        match tokio::time::timeout(limits.wait, consumer.next()).await {
-            Err(_) => return Ok(None),
-            Ok(None) => return Err(lost("the broker cancelled the consumer".into())),
-            Ok(Some(d)) => {
-                let d = d.map_err(|e| lost(e.to_string()))?;
-                bytes += d.data.len();
-                got.push(d);
-            }
+        let got = gather(
+            consumer,
+            limits,
+            limits.wait,
+            |d: &Delivery| d.data.len(),
+            |_| true,
+            "the broker cancelled the consumer",
+        )
+        .await
+        .map_err(|e| SourceError::transient(format!("{what}: {e}")))?;
+        if got.is_empty() {
+            return Ok(None);
         }
-        let until = Instant::now() + limits.linger;
-        while got.len() < limits.max_messages && bytes < limits.max_bytes {
-            let left = until.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, consumer.next()).await {
-                Ok(Some(Ok(d))) => {
-                    bytes += d.data.len();
-                    got.push(d);
-                }
-                Ok(Some(Err(e))) => return Err(lost(e.to_string())),
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let bytes: usize = got.iter().map(|d| d.data.len()).sum();
         let (rows, rescued) = self.rows(&got)?;
         let newest = got
             .iter()

@@ -2,22 +2,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use confluo_core::source::{
     Apply, ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
 };
-use futures::StreamExt;
 use rabbitmq_stream_client::error::ConsumerCreateError;
-use rabbitmq_stream_client::types::OffsetSpecification;
+use rabbitmq_stream_client::types::{Delivery, OffsetSpecification};
 use rabbitmq_stream_client::{Consumer, Environment};
 use serde_json::Value;
 
 use super::config::RabbitConnector;
-use crate::streams::StreamEntry;
 use crate::streams::payload::PayloadDecoder;
+use crate::streams::{StreamEntry, assemble, gather};
 
 /// The envelope columns every row carries, before the payload's.
 pub const ENVELOPE: &[&str] = &["_stream", "_offset"];
@@ -129,18 +127,17 @@ impl RabbitStreamSource {
         let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
-        let mut fields = vec![
-            Field::new("_stream", DataType::Utf8, false),
-            Field::new("_offset", DataType::Int64, false),
+        let envelope: Vec<(Field, ArrayRef)> = vec![
+            (
+                Field::new("_stream", DataType::Utf8, false),
+                Arc::new(stream.finish()),
+            ),
+            (
+                Field::new("_offset", DataType::Int64, false),
+                Arc::new(offset.finish()),
+            ),
         ];
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(stream.finish()), Arc::new(offset.finish())];
-        for (f, c) in decoded.columns {
-            fields.push(f);
-            columns.push(c);
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| SourceError::definite(format!("{}: {e}", self.what())))?;
-        Ok((batch, decoded.rescued as u64))
+        assemble(envelope, decoded, &self.what())
     }
 }
 
@@ -205,34 +202,31 @@ impl ChangeSource for RabbitStreamSource {
             .consumer
             .as_mut()
             .ok_or_else(|| SourceError::transient(format!("{what}: not connected")))?;
-        let lost = |e: String| SourceError::transient(format!("{what}: {e}"));
-        let mut got: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut bytes = 0usize;
-        let mut wait = if self.fresh {
+        let wait = if self.fresh {
             limits.wait.max(FIRST_DELIVERY)
         } else {
             limits.wait
         };
-        let mut until: Option<Instant> = None;
-        while got.len() < limits.max_messages && bytes < limits.max_bytes {
-            if let Some(u) = until {
-                wait = u.saturating_duration_since(Instant::now());
-            }
-            let d = match tokio::time::timeout(wait, consumer.next()).await {
-                Err(_) => break,
-                Ok(None) => return Err(lost("the broker closed the subscription".into())),
-                Ok(Some(d)) => d.map_err(|e| lost(e.to_string()))?,
-            };
-            // A subscription starts at a chunk boundary: skip what the table holds.
-            if self.last.is_some_and(|l| d.offset() <= l) {
-                continue;
-            }
+        // A subscription starts at a chunk boundary: skip what the table holds.
+        let committed = self.last;
+        let deliveries = gather(
+            consumer,
+            limits,
+            wait,
+            |d: &Delivery| d.message().data().map_or(0, <[u8]>::len),
+            |d| committed.is_none_or(|l| d.offset() > l),
+            "the broker closed the subscription",
+        )
+        .await
+        .map_err(|e| SourceError::transient(format!("{what}: {e}")))?;
+        let got: Vec<(u64, Vec<u8>)> = deliveries
+            .iter()
+            .map(|d| (d.offset(), d.message().data().unwrap_or_default().to_vec()))
+            .collect();
+        let bytes: usize = got.iter().map(|g| g.1.len()).sum();
+        if let Some(g) = got.last() {
             self.fresh = false;
-            let data = d.message().data().unwrap_or_default().to_vec();
-            bytes += data.len();
-            self.last = Some(d.offset());
-            got.push((d.offset(), data));
-            until.get_or_insert_with(|| Instant::now() + limits.linger);
+            self.last = Some(g.0);
         }
         let Some(last) = got.last().map(|g| g.0) else {
             return Ok(None);

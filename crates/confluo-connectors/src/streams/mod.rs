@@ -5,12 +5,17 @@
 pub mod payload;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use confluo_core::source::SourceError;
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema};
+use confluo_core::source::{ReadLimits, SourceError};
+use futures::{Stream, StreamExt};
 use serde_yaml_ng::Value;
 
 use crate::connection_options::ConnectionOptions;
-use payload::PayloadFormat;
+use payload::{Decoded, PayloadFormat};
 
 /// Keys every stream entry may have besides its connector's own.
 pub const ENTRY_KEYS: &[&str] = &["table", "format", "key"];
@@ -61,4 +66,72 @@ pub fn entry_options<'a>(
         },
         opts,
     ))
+}
+
+/// Reads one batch from a stream of messages: waits up to `wait` for the first one (none:
+/// an empty batch, "nothing new"), then keeps filling for `limits.linger` or until the
+/// batch holds `limits.max_messages` messages or `limits.max_bytes` bytes (`size` of each).
+/// Messages `keep` refuses (already committed) are skipped. The stream ending is an error
+/// (`closed` says how), as is an error it yields: both transient, for the runner to
+/// reconnect.
+pub async fn gather<S, T, E>(
+    messages: &mut S,
+    limits: &ReadLimits,
+    wait: Duration,
+    size: impl Fn(&T) -> usize,
+    mut keep: impl FnMut(&T) -> bool,
+    closed: &str,
+) -> Result<Vec<T>, String>
+where
+    S: Stream<Item = Result<T, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut got = Vec::new();
+    let mut bytes = 0usize;
+    let mut until: Option<Instant> = None;
+    while got.len() < limits.max_messages && bytes < limits.max_bytes {
+        let left = match until {
+            Some(u) => u.saturating_duration_since(Instant::now()),
+            None => wait,
+        };
+        match tokio::time::timeout(left, messages.next()).await {
+            Err(_) => break,
+            Ok(None) => return Err(closed.to_string()),
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Ok(m))) => {
+                if !keep(&m) {
+                    continue;
+                }
+                bytes += size(&m);
+                got.push(m);
+                until.get_or_insert_with(|| Instant::now() + limits.linger);
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// A batch's rows: the source's envelope columns, then the payload's (a payload column
+/// named like an envelope column is left out: the envelope is what the source vouches for).
+pub fn assemble(
+    envelope: Vec<(Field, ArrayRef)>,
+    payload: Decoded,
+    what: &str,
+) -> Result<(RecordBatch, u64), SourceError> {
+    let mut fields = Vec::with_capacity(envelope.len() + payload.columns.len());
+    let mut columns = Vec::with_capacity(fields.capacity());
+    for (f, c) in envelope {
+        fields.push(f);
+        columns.push(c);
+    }
+    for (f, c) in payload.columns {
+        if fields.iter().any(|e: &Field| e.name() == f.name()) {
+            continue;
+        }
+        fields.push(f);
+        columns.push(c);
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| SourceError::definite(format!("{what}: {e}")))?;
+    Ok((batch, payload.rescued as u64))
 }

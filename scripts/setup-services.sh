@@ -2,8 +2,9 @@
 # Makes the machine's PostgreSQL and MariaDB ready for Confluo's tests, idempotently:
 # both running, PostgreSQL with wal_level=logical (logical replication), MariaDB with the
 # binary log in ROW format with full row images (binlog CDC), NATS with JetStream, Mosquitto,
-# RabbitMQ with the stream plugin. Safe to
-# run again and again.
+# RabbitMQ with the stream plugin, and a Kafka-protocol broker (tansu, built once into a
+# cache outside the clone, with SQLite storage) on 127.0.0.1:9092. Safe to run again and
+# again.
 set -euo pipefail
 
 log() { printf '[setup-services] %s\n' "$*"; }
@@ -118,8 +119,43 @@ setup_rabbitmq() {
   log "RabbitMQ ready (127.0.0.1:5672, streams on 5552)"
 }
 
+# tansu: a Kafka-protocol broker in Rust (no JVM, no Docker). Built once (~13 min cold) into
+# $CONFLUO_TOOLS (default ~/.cache/confluo-tools); tests start their own brokers from it on
+# free ports, and one runs on 9092 for the README's examples.
+TANSU_VERSION=0.6.0
+tools_dir() { echo "${CONFLUO_TOOLS:-$HOME/.cache/confluo-tools}"; }
+
+install_tansu() {
+  local root; root=$(tools_dir)
+  if [ -x "$root/bin/tansu" ] && [ "$(cat "$root/tansu.version" 2>/dev/null)" = "$TANSU_VERSION" ]; then
+    return 0
+  fi
+  log "building tansu $TANSU_VERSION into $root (once; about 13 minutes on 2 cores)"
+  mkdir -p "$root"
+  CARGO_TARGET_DIR="$root/build" cargo install tansu --version "$TANSU_VERSION" --locked \
+    --features libsql --root "$root" >"$root/install.log" 2>&1 \
+    || { tail -n 30 "$root/install.log"; log "tansu did not build"; return 1; }
+  rm -rf "$root/build"
+  echo "$TANSU_VERSION" > "$root/tansu.version"
+}
+
+setup_kafka() {
+  install_tansu
+  if ! port_open 9092; then
+    local data=/var/lib/confluo-tansu
+    mkdir -p "$data"
+    start-stop-daemon --start --oknodo --background --chdir "$data" --exec "$(tools_dir)/bin/tansu" -- \
+      broker --storage-engine sqlite://tansu.db \
+      --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 || true
+    for _ in $(seq 1 30); do port_open 9092 && break; sleep 1; done
+  fi
+  port_open 9092 || { log "tansu did not start"; return 1; }
+  log "Kafka (tansu) ready (127.0.0.1:9092)"
+}
+
 setup_postgres
 setup_mariadb
 setup_nats
 setup_mosquitto
 setup_rabbitmq
+setup_kafka

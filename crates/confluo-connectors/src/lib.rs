@@ -5,6 +5,7 @@ pub mod arrow_types;
 pub mod changes;
 pub mod connection_options;
 pub mod files;
+pub mod kafka;
 pub mod mqtt;
 pub mod mysql;
 pub mod nats;

@@ -8,6 +8,7 @@ use confluo_core::source::{ChangeSource, SourceError};
 use confluo_core::suggest;
 use serde_yaml_ng::Value;
 
+use crate::kafka::KafkaConnector;
 use crate::mqtt::MqttConnector;
 use crate::mysql::{MysqlConfig, MysqlError};
 use crate::nats::NatsConnector;
@@ -29,6 +30,8 @@ pub enum Connection {
     Postgres(PostgresConfig),
     /// `type: mysql` / `mariadb`.
     Mysql(MysqlConfig),
+    /// `type: kafka`.
+    Kafka(KafkaConnector),
     /// `type: nats` (JetStream).
     Nats(NatsConnector),
     /// `type: mqtt`.
@@ -70,6 +73,9 @@ const SYSTEMS: &[(&[&str], Parse)] = &[
     }),
     (&["mysql", "mariadb"], |n, c| {
         Ok(Connection::Mysql(MysqlConfig::from_connection(n, c)?))
+    }),
+    (&["kafka"], |n, c| {
+        Ok(Connection::Kafka(KafkaConnector::from_connection(n, c)?))
     }),
     (&["nats"], |n, c| {
         Ok(Connection::Nats(NatsConnector::from_connection(n, c)?))
@@ -114,6 +120,7 @@ impl Connection {
         match self {
             Connection::Postgres(_) => "postgres",
             Connection::Mysql(_) => "mysql",
+            Connection::Kafka(_) => "kafka",
             Connection::Nats(_) => "nats",
             Connection::Mqtt(_) => "mqtt",
             Connection::Rabbitmq(_) => "rabbitmq",
@@ -133,6 +140,10 @@ impl Connection {
         options: &BTreeMap<String, Value>,
     ) -> Option<Result<StreamSource, SourceError>> {
         match self {
+            Connection::Kafka(k) => Some(k.source(entry, options).map(|s| StreamSource {
+                table: s.entry().table.clone(),
+                source: Box::new(s),
+            })),
             Connection::Nats(n) => Some(n.source(entry, options).map(|s| StreamSource {
                 table: s.entry().table.clone(),
                 source: Box::new(s),
@@ -154,6 +165,7 @@ impl Connection {
     /// `confluo connections test` for a stream connection.
     pub async fn test_stream(&self) -> Option<Result<serde_json::Value, SourceError>> {
         match self {
+            Connection::Kafka(k) => Some(k.test().await),
             Connection::Nats(n) => Some(n.test().await),
             Connection::Mqtt(m) => Some(m.test().await),
             Connection::Rabbitmq(r) => Some(r.test().await),

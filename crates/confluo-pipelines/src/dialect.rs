@@ -173,6 +173,16 @@ pub enum Reference {
         /// Where it is written.
         pos: Location,
     },
+    /// `read_kafka(bootstrapServers => ..., subscribe => ...)`: Kafka topics, as
+    /// Databricks' table function reads them.
+    Kafka {
+        /// The options as written.
+        options: Vec<(String, String)>,
+        /// Read through `STREAM` (a topic can only be read that way).
+        stream: bool,
+        /// Where it is written.
+        pos: Location,
+    },
     /// `read_changes('connection', 'schema.table')`: a database table's change feed.
     Changes {
         /// The connection in `confluo.yaml`.
@@ -192,6 +202,7 @@ impl Reference {
         match self {
             Reference::Table { stream, .. }
             | Reference::Files { stream, .. }
+            | Reference::Kafka { stream, .. }
             | Reference::Changes { stream, .. } => *stream,
         }
     }
@@ -201,6 +212,7 @@ impl Reference {
         match self {
             Reference::Table { pos, .. }
             | Reference::Files { pos, .. }
+            | Reference::Kafka { pos, .. }
             | Reference::Changes { pos, .. } => *pos,
         }
     }
@@ -819,7 +831,7 @@ fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, Tabl
             Some((n, a)) => (true, n, a),
             None => {
                 return Err(format!(
-                    "STREAM(...) takes a table name or read_files(...), not {a:?}"
+                    "STREAM(...) takes a table name, read_files(...), read_kafka(...) or read_changes(...), not {a:?}"
                 ));
             }
         },
@@ -838,6 +850,22 @@ fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, Tabl
     if matches!(name.0.last(), Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("read_changes"))
     {
         return changes_reference(&args, stream, pos).map(|r| Some((r, plain)));
+    }
+    if matches!(name.0.last(), Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("read_kafka"))
+    {
+        let options = args
+            .iter()
+            .flat_map(|a| a.args.iter())
+            .map(|a| confluo_sql::rewrite::named_option("read_kafka", a))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        return Ok(Some((
+            Reference::Kafka {
+                options,
+                stream,
+                pos,
+            },
+            plain,
+        )));
     }
     match confluo_sql::rewrite::request_of(&plain)? {
         Some(Request::ReadFiles { path, options, .. }) => Ok(Some((
@@ -990,7 +1018,7 @@ impl VisitorMut for Rewrite<'_> {
                 Some(ObjectNamePart::Identifier(i)) => Some(i.clone()),
                 _ => None,
             },
-            Reference::Files { .. } | Reference::Changes { .. } => None,
+            Reference::Files { .. } | Reference::Kafka { .. } | Reference::Changes { .. } => None,
         };
         let TableFactor::Table { alias, .. } = &plain else {
             return ControlFlow::Continue(());

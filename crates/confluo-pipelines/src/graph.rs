@@ -30,6 +30,11 @@ pub enum Input {
         /// Reader options.
         options: Vec<(String, String)>,
     },
+    /// Kafka topics through `read_kafka`.
+    Kafka {
+        /// The options as written.
+        options: Vec<(String, String)>,
+    },
     /// A database table's change feed through `read_changes`.
     Changes {
         /// The connection.
@@ -585,6 +590,14 @@ fn expand(
             },
             stream: *stream,
         }),
+        Reference::Kafka {
+            options, stream, ..
+        } => out.push(FlowInput {
+            input: Input::Kafka {
+                options: options.clone(),
+            },
+            stream: *stream,
+        }),
         Reference::Changes {
             connection,
             table,
@@ -870,8 +883,20 @@ pub fn describe_input(i: &Input) -> String {
         Input::Dataset(k) => k.clone(),
         Input::Table(t) => t.to_string(),
         Input::Files { path, .. } => format!("read_files('{path}')"),
+        Input::Kafka { options } => format!("read_kafka({})", kafka_topics(options)),
         Input::Changes { connection, table } => format!("read_changes('{connection}', '{table}')"),
     }
+}
+
+/// What a `read_kafka` reads, for names: its `subscribe` or `subscribePattern`.
+pub fn kafka_topics(options: &[(String, String)]) -> String {
+    options
+        .iter()
+        .find(|(k, _)| {
+            k.eq_ignore_ascii_case("subscribe") || k.eq_ignore_ascii_case("subscribePattern")
+        })
+        .map(|(k, v)| format!("{k} => '{v}'"))
+        .unwrap_or_default()
 }
 
 /// The absolute path for a `read_files` path written relative to the project.

@@ -1059,6 +1059,12 @@ impl<'a> Runner<'a> {
                         let p = provider(scan, None, path).map_err(PipelineError::from)?;
                         Replacement::Table(self.session.register_scratch(p)?)
                     }
+                    Reference::Kafka { options, .. } => {
+                        self.kafka_source(
+                            options, stream, validate, &here, state, planned, any_stream,
+                        )
+                        .await?
+                    }
                     Reference::Changes {
                         connection, table, ..
                     } => {
@@ -1293,6 +1299,84 @@ impl<'a> Runner<'a> {
         Ok(Replacement::Table(
             self.session.register_scratch(read.provider)?,
         ))
+    }
+
+    /// `STREAM read_kafka(...)`: `read_kafka`'s columns when validating, else every record
+    /// produced since the flow's offsets (per `topic/partition`, kept with the flow's
+    /// commits) up to the end of each partition as this update starts.
+    #[allow(clippy::too_many_arguments)]
+    async fn kafka_source(
+        &self,
+        options: &[(String, String)],
+        stream: bool,
+        validate: bool,
+        here: &Pos,
+        state: &FlowState,
+        planned: &mut Planned,
+        any_stream: &mut bool,
+    ) -> Result<Replacement> {
+        use confluo_connectors::kafka::{KafkaSource, read_kafka};
+        use confluo_core::source::{ChangeSource, Offset, ReadLimits};
+        let label = format!("read_kafka({})", crate::graph::kafka_topics(options));
+        let fail = |m: String| PipelineError::at(here.clone(), m);
+        if !stream {
+            return Err(fail(format!(
+                "{label}: a topic is read as a stream: write STREAM read_kafka(...)"
+            )));
+        }
+        *any_stream = true;
+        let mut source = read_kafka(options).map_err(|e| fail(e.message))?;
+        if validate {
+            let empty: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(
+                Arc::new(KafkaSource::spark_schema()),
+                vec![vec![]],
+            )?);
+            return Ok(Replacement::Table(self.session.register_scratch(empty)?));
+        }
+        let err = |e: confluo_core::source::SourceError| fail(e.message);
+        source.connect().await.map_err(err)?;
+        // Flow offsets are keyed `kafka:<topic>/<partition>`.
+        let committed: BTreeMap<String, i64> = source
+            .offset_keys()
+            .into_iter()
+            .filter_map(|k| state.offsets.get(&format!("kafka:{k}")).map(|v| (k, *v)))
+            .collect();
+        source.seek(&committed).await.map_err(err)?;
+        let ends = source.ends().await.map_err(err)?;
+        let limits = ReadLimits {
+            wait: std::time::Duration::from_secs(2),
+            ..ReadLimits::default()
+        };
+        let mut batches = Vec::new();
+        let mut offset = None;
+        let mut records = 0u64;
+        // Until every partition reaches its end as of now; a wait with nothing new ends
+        // it too (transaction markers take offsets no record has).
+        while !source.reached(&ends) {
+            let Some(b) = source.next_batch(&limits).await.map_err(err)? else {
+                break;
+            };
+            records += b.messages;
+            offset = b.offset;
+            batches.extend(b.tables.into_iter().map(|t| t.rows));
+        }
+        if let Some(Offset::Kafka { partitions }) = offset {
+            planned.nothing_new = planned.nothing_new && records == 0;
+            planned.offsets.extend(
+                partitions
+                    .into_iter()
+                    .map(|(k, v)| (format!("kafka:{k}"), v)),
+            );
+        }
+        planned.source_lag.push(json!({
+            "source": label,
+            "records": records,
+        }));
+        let provider: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(
+            Arc::new(KafkaSource::spark_schema()),
+            vec![batches],
+        )?);
+        Ok(Replacement::Table(self.session.register_scratch(provider)?))
     }
 
     /// Data files added to `table` since version `from` (all of them when `from` < 0).

@@ -121,6 +121,36 @@ fn location_of(name: &ObjectName) -> Option<Location> {
     }
 }
 
+/// A table function's `name => value` argument as text (a literal value); any other
+/// argument is an error naming the function.
+pub fn named_option(func: &str, arg: &FunctionArg) -> Result<(String, String), String> {
+    match arg {
+        FunctionArg::Named {
+            name,
+            arg: FunctionArgExpr::Expr(e),
+            ..
+        } => {
+            let v = literal_text(e).ok_or_else(|| {
+                format!("{func}: option `{}` must be a literal, not {e}", name.value)
+            })?;
+            Ok((name.value.clone(), v))
+        }
+        FunctionArg::ExprNamed {
+            name,
+            arg: FunctionArgExpr::Expr(e),
+            ..
+        } => {
+            let k = literal_text(name).ok_or_else(|| format!("{func}: bad option name {name}"))?;
+            let v = literal_text(e)
+                .ok_or_else(|| format!("{func}: option `{k}` must be a literal, not {e}"))?;
+            Ok((k, v))
+        }
+        other => Err(format!(
+            "{func}: options are written `name => value`, not {other}"
+        )),
+    }
+}
+
 /// The reference a table factor makes that needs resolving, if any.
 pub fn request_of(tf: &TableFactor) -> Result<Option<Request>, String> {
     let TableFactor::Table {
@@ -161,29 +191,7 @@ pub fn request_of(tf: &TableFactor) -> Result<Option<Request>, String> {
                         }
                     }
                 }
-                FunctionArg::Named {
-                    name,
-                    arg: FunctionArgExpr::Expr(e),
-                    ..
-                } => {
-                    let v = literal_text(e).ok_or_else(|| {
-                        format!("{func}: option `{}` must be a literal, not {e}", name.value)
-                    })?;
-                    options.push((name.value.clone(), v));
-                }
-                FunctionArg::ExprNamed {
-                    name,
-                    arg: FunctionArgExpr::Expr(e),
-                    ..
-                } => {
-                    let k = literal_text(name)
-                        .ok_or_else(|| format!("{func}: bad option name {name}"))?;
-                    let v = literal_text(e).ok_or_else(|| {
-                        format!("{func}: option `{k}` must be a literal, not {e}")
-                    })?;
-                    options.push((k, v));
-                }
-                other => return Err(format!("{func}: unsupported argument {other}")),
+                other => options.push(named_option(func, other)?),
             }
         }
         let path =

@@ -6,6 +6,7 @@ mod customer360;
 mod errors;
 mod ingest;
 mod interop;
+mod kafka;
 mod kill;
 mod mqtt;
 mod mysql;

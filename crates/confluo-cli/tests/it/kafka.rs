@@ -1,0 +1,429 @@
+//! Kafka into the lakehouse through `confluo sync`, against a real Kafka-protocol broker
+//! (tansu, built by `scripts/setup-services.sh`): records of every partition land exactly
+//! once with their envelope, malformed ones rescued with topic/partition/offset; SIGKILL of
+//! a continuous sync at random moments and a broker restart lose and duplicate nothing;
+//! SIGTERM stops cleanly; starting offsets, patterns and limits do what Spark's options do;
+//! and the errors a user can cause say what to fix. Each test starts a broker of its own on
+//! a free port, with its storage in a temporary folder.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
+
+use crate::common::TestProject;
+
+fn tansu() -> PathBuf {
+    if let Some(p) = std::env::var_os("CONFLUO_TANSU") {
+        return p.into();
+    }
+    let root = std::env::var_os("CONFLUO_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/confluo-tools")
+        });
+    let bin = root.join("bin/tansu");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/setup-services.sh (it builds the tansu Kafka broker)",
+        bin.display()
+    );
+    bin
+}
+
+/// A broker of the test's own: tansu on a free port, SQLite storage in a temporary folder
+/// (kept across a restart).
+struct Broker {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Broker {
+    fn start() -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut b = Broker {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        };
+        b.up();
+        b
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn up(&mut self) {
+        let url = format!("tcp://{}", self.addr());
+        let child = Command::new(tansu())
+            .current_dir(self.dir.path())
+            .args(["broker", "--storage-engine"])
+            // tansu opens a SQLite path relative to its working folder.
+            .arg("sqlite://tansu.db")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    async fn client(&self) -> Client {
+        ClientBuilder::new(vec![self.addr()])
+            .build()
+            .await
+            .expect("connect to the broker")
+    }
+
+    fn create_topic(&self, name: &str, partitions: i32) {
+        self.rt.block_on(async {
+            let c = self.client().await;
+            c.controller_client()
+                .unwrap()
+                .create_topic(name, partitions, 1, 5_000)
+                .await
+                .expect("create topic");
+        });
+    }
+
+    /// Produces `values` to `topic`/`partition` (with a key and a header each) and waits
+    /// for the broker's acknowledgement.
+    fn produce(&self, topic: &str, partition: i32, values: &[Vec<u8>]) {
+        self.rt.block_on(async {
+            let c = self.client().await;
+            let pc = c
+                .partition_client(topic, partition, UnknownTopicHandling::Retry)
+                .await
+                .expect("partition client");
+            for chunk in values.chunks(500) {
+                let records = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Record {
+                        key: Some(format!("k{i}").into_bytes()),
+                        value: Some(v.clone()),
+                        headers: BTreeMap::from([("source".to_string(), b"test".to_vec())]),
+                        timestamp: chrono::Utc::now(),
+                    })
+                    .collect();
+                pc.produce(records, Compression::NoCompression)
+                    .await
+                    .expect("produce");
+            }
+        });
+    }
+
+    fn project(&self, topic: &str, entry_extra: &str) -> TestProject {
+        TestProject::with_config(&format!(
+            "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{}\"}}\ningest:\n  ev:\n    connection: bus\n    topics: {topic}\n    schema: bronze\n    table: events\n{entry_extra}",
+            self.addr()
+        ))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn order(id: u64) -> Vec<u8> {
+    format!(
+        "{{\"id\": {id}, \"amount\": {}.5, \"note\": \"n{id}\"}}",
+        id % 100
+    )
+    .into_bytes()
+}
+
+#[test]
+fn kafka_records_land_exactly_once_with_their_envelope() {
+    let b = Broker::start();
+    b.create_topic("orders", 3);
+    for p in 0..3 {
+        let ids: Vec<Vec<u8>> = (1..=1000).map(|i| order(p * 1000 + i)).collect();
+        b.produce("orders", p as i32, &ids);
+    }
+    b.produce("orders", 1, &[b"{not json".to_vec()]);
+    let p = b.project("orders", "");
+    let out = p.ok(&["sync", "ev"]);
+    assert!(out.contains("3,001 messages"), "{out}");
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.events"), "3001");
+    assert_eq!(
+        p.scalar("SELECT count(DISTINCT _partition || '/' || _offset) FROM bronze.events"),
+        "3001"
+    );
+    assert_eq!(
+        p.rows(
+            "SELECT id, amount, note, _topic, _partition, CAST(_key AS STRING), CAST(_headers['source'] AS STRING) FROM bronze.events WHERE id = 1007"
+        ),
+        [["1007", "7.5", "n1007", "orders", "1", "k6", "test"]]
+    );
+    let rescued =
+        p.scalar("SELECT _rescued_data FROM bronze.events WHERE _rescued_data IS NOT NULL");
+    let bad: serde_json::Value = serde_json::from_str(&rescued).unwrap();
+    assert_eq!(bad["_raw"], "{not json");
+    assert_eq!(bad["_topic"], "orders");
+    assert_eq!(bad["_partition"], 1);
+    assert_eq!(bad["_offset"], 1000);
+
+    // Nothing new: nothing written; new records on one partition: exactly those.
+    let history = || p.ok(&["query", "DESCRIBE HISTORY bronze.events", "--format", "csv"]);
+    let versions = history().lines().count();
+    p.ok(&["sync", "ev"]);
+    assert_eq!(history().lines().count(), versions);
+    b.produce("orders", 2, &(5001..=5500).map(order).collect::<Vec<_>>());
+    p.ok(&["sync", "ev"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.events"), "3501");
+    assert_eq!(
+        p.scalar("SELECT count(DISTINCT id) FROM bronze.events"),
+        "3500"
+    );
+    // The metastore knows where each partition stands.
+    let status = p.ok(&["sync", "--status", "--json"]);
+    assert!(status.contains("\"source\":\"kafka\""), "{status}");
+    assert!(status.contains("\"orders/2\":1499"), "{status}");
+}
+
+#[test]
+fn kafka_starting_offsets_patterns_and_limits_work_as_in_spark() {
+    let b = Broker::start();
+    b.create_topic("clicks_a", 2);
+    b.create_topic("clicks_b", 1);
+    b.create_topic("other", 1);
+    for (t, part) in [
+        ("clicks_a", 0),
+        ("clicks_a", 1),
+        ("clicks_b", 0),
+        ("other", 0),
+    ] {
+        b.produce(t, part, &(1..=100).map(order).collect::<Vec<_>>());
+    }
+    // A pattern over whole topic names, starting at given offsets, 70 records per batch.
+    let p = TestProject::with_config(&format!(
+        "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{}\"}}\ningest:\n  ev:\n    connection: bus\n    pattern: \"clicks_.*\"\n    schema: bronze\n    table: events\n    starting_offsets: '{{\"clicks_a\": {{\"0\": 90, \"1\": -1}}}}'\n    max_offsets_per_trigger: 70\n",
+        b.addr()
+    ));
+    p.ok(&["sync", "ev"]);
+    // clicks_a/0 from 90 (10), clicks_a/1 from the end (0), clicks_b/0 not named: earliest.
+    assert_eq!(
+        p.rows(
+            "SELECT _topic, _partition, count(*) FROM bronze.events GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+        [["clicks_a", "0", "10"], ["clicks_b", "0", "100"]]
+    );
+    // 110 records at most 70 a batch: two commits (a header line, then one per version).
+    let history = p.ok(&["query", "DESCRIBE HISTORY bronze.events", "--format", "csv"]);
+    assert!(history.lines().count() >= 3, "{history}");
+    // Upserted by the record key: a compacted topic's latest value per key (the test's
+    // records are keyed k0, k1, ... within each produce call).
+    let p = b.project("other", "    key: [_key]\n    format: text\n");
+    p.ok(&["sync", "ev"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.events"), "100");
+    assert_eq!(
+        p.scalar("SELECT value FROM bronze.events WHERE CAST(_key AS STRING) = 'k2'"),
+        String::from_utf8(order(3)).unwrap()
+    );
+}
+
+#[test]
+fn kafka_errors_say_what_to_fix() {
+    let b = Broker::start();
+    b.create_topic("orders", 1);
+    let p = TestProject::with_config(&format!(
+        "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{a}\"}}\n  down: {{type: kafka, bootstrap_servers: \"127.0.0.1:1\", connect_timeout: 1s}}\n  nobrokers: {{type: kafka}}\n  badproto: {{type: kafka, bootstrap_servers: \"{a}\", security_protocol: tls}}\ningest:\n  notopic:\n    connection: bus\n    topics: ordres\n    schema: bronze\n  badkey:\n    connection: bus\n    topics: orders\n    schema: bronze\n    startingOffsets: earliest\n  badstart:\n    connection: bus\n    topics: orders\n    schema: bronze\n    starting_offsets: soonest\n  badpattern:\n    connection: bus\n    pattern: \"(\"\n    schema: bronze\n  both:\n    connection: bus\n    topics: orders\n    pattern: o.*\n    schema: bronze\n  unreachable:\n    connection: down\n    topics: x\n    schema: bronze\n",
+        a = b.addr()
+    ));
+    let e = p.fail(&["sync", "notopic"]);
+    assert!(
+        e.contains("no topic `ordres`") && e.contains("did you mean `orders`"),
+        "{e}"
+    );
+    let e = p.fail(&["sync", "badkey"]);
+    assert!(
+        e.contains("unknown key `startingOffsets`") && e.contains("starting_offsets"),
+        "{e}"
+    );
+    let e = p.fail(&["sync", "badstart"]);
+    assert!(
+        e.contains("`soonest` is not earliest, latest or JSON"),
+        "{e}"
+    );
+    let e = p.fail(&["sync", "badpattern"]);
+    assert!(e.contains("`pattern` is not a regular expression"), "{e}");
+    let e = p.fail(&["sync", "both"]);
+    assert!(e.contains("set `topics` or `pattern`, not both"), "{e}");
+    let started = Instant::now();
+    let e = p.fail(&["sync", "unreachable"]);
+    assert!(e.contains("127.0.0.1:1"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = p.fail(&["connections", "test", "nobrokers"]);
+    assert!(e.contains("`bootstrap_servers` is required"), "{e}");
+    let e = p.fail(&["connections", "test", "badproto"]);
+    assert!(e.contains("`security_protocol` `tls`"), "{e}");
+    let out = p.ok(&["connections", "test", "bus"]);
+    assert!(out.contains("orders"), "{out}");
+}
+
+fn spawn_sync(p: &TestProject) -> Child {
+    p.command(&["sync", "ev", "--continuous", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn confluo")
+}
+
+#[test]
+fn kafka_sigkill_and_a_broker_restart_lose_and_duplicate_nothing() {
+    let mut b = Broker::start();
+    b.create_topic("orders", 4);
+    let p = b.project("orders", "");
+    let total = 20_000u64;
+    let mut kills = 0;
+    let mut next = 1u64;
+    let mut sync = spawn_sync(&p);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut restarted = false;
+    while next <= total {
+        let n = (500 + rand(1000)).min(total - next + 1);
+        let batch: Vec<Vec<u8>> = (next..next + n).map(order).collect();
+        b.produce("orders", rand(4) as i32, &batch);
+        next += n;
+        std::thread::sleep(Duration::from_millis(rand(300)));
+        if !restarted && next > total / 2 {
+            // The broker goes away and comes back; the sync rides it out.
+            b.down();
+            std::thread::sleep(Duration::from_millis(500));
+            b.up();
+            restarted = true;
+        } else if rand(3) == 0 {
+            unsafe { libc::kill(sync.id() as i32, libc::SIGKILL) };
+            let _ = sync.wait();
+            kills += 1;
+            sync = spawn_sync(&p);
+        }
+    }
+    assert!(kills >= 3, "only {kills} kills");
+    std::thread::sleep(Duration::from_secs(2));
+    unsafe { libc::kill(sync.id() as i32, libc::SIGTERM) };
+    let status = sync.wait().unwrap();
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+    p.ok(&["sync", "ev"]);
+    assert_eq!(
+        p.scalar("SELECT count(*) FROM bronze.events"),
+        total.to_string()
+    );
+    assert_eq!(
+        p.scalar("SELECT count(DISTINCT id) FROM bronze.events"),
+        total.to_string()
+    );
+    assert_eq!(
+        p.scalar("SELECT min(id) || '..' || max(id) FROM bronze.events"),
+        format!("1..{total}")
+    );
+}
+
+/// Databricks' `STREAM read_kafka(...)` in a pipeline: its columns, each update reads what
+/// was produced since the last one (offsets kept with the flow's commits), an expectation
+/// and a downstream view over it, and option errors at their place.
+#[test]
+fn read_kafka_feeds_a_pipeline_as_in_databricks() {
+    let b = Broker::start();
+    b.create_topic("orders", 2);
+    b.produce("orders", 0, &(1..=300).map(order).collect::<Vec<_>>());
+    b.produce("orders", 1, &(301..=500).map(order).collect::<Vec<_>>());
+    b.produce("orders", 1, &[b"{broken".to_vec()]);
+    let p = TestProject::with_config(
+        "pipelines:\n  ingest:\n    libraries: [\"pipelines/*.sql\"]\n    schema: bronze\n",
+    );
+    p.write(
+        "pipelines/kafka.sql",
+        format!(
+            "CREATE OR REFRESH STREAMING TABLE raw (
+  CONSTRAINT json_object EXPECT (v LIKE '{{%')
+) AS SELECT CAST(key AS STRING) AS k, CAST(value AS STRING) AS v, topic, partition, offset,
+  timestamp, headers
+FROM STREAM read_kafka(bootstrapServers => '{}', subscribe => 'orders',
+  startingOffsets => 'earliest');
+
+CREATE OR REFRESH MATERIALIZED VIEW per_partition AS
+SELECT partition, count(*) AS n FROM raw GROUP BY partition;
+",
+            b.addr()
+        ),
+    );
+    p.ok(&["validate"]);
+    p.ok(&["run"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.raw"), "501");
+    assert_eq!(
+        p.rows("SELECT partition, n FROM bronze.per_partition ORDER BY partition"),
+        [["0", "300"], ["1", "201"]]
+    );
+    assert_eq!(
+        p.scalar("SELECT count(DISTINCT partition || '/' || offset) FROM bronze.raw"),
+        "501"
+    );
+    assert_eq!(
+        p.scalar("SELECT k || ' ' || headers[1]['key'] FROM bronze.raw WHERE partition = 0 AND offset = 5"),
+        "k5 source"
+    );
+    // Nothing new: nothing read twice; new records: exactly those.
+    p.ok(&["run"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.raw"), "501");
+    b.produce("orders", 0, &(501..=600).map(order).collect::<Vec<_>>());
+    p.ok(&["run"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.raw"), "601");
+    assert_eq!(
+        p.scalar("SELECT count(*) FROM bronze.raw WHERE v LIKE '%\"id\": 550,%'"),
+        "1"
+    );
+    // Options as the user wrote them, at their place.
+    p.write(
+        "pipelines/kafka.sql",
+        "CREATE OR REFRESH STREAMING TABLE raw AS SELECT * FROM STREAM read_kafka(bootstrapServers => '127.0.0.1:9', subscribe => 'orders', startingOffset => 'earliest');",
+    );
+    let e = p.fail(&["run"]);
+    assert!(
+        e.contains("unknown option `startingOffset`") && e.contains("startingOffsets"),
+        "{e}"
+    );
+    assert!(e.contains("kafka.sql:1"), "{e}");
+    p.write(
+        "pipelines/kafka.sql",
+        "CREATE MATERIALIZED VIEW raw AS SELECT * FROM read_kafka(bootstrapServers => '127.0.0.1:9', subscribe => 'orders');",
+    );
+    let e = p.fail(&["validate"]);
+    assert!(e.contains("write STREAM read_kafka"), "{e}");
+}

@@ -130,6 +130,30 @@ impl<'a> ConnectionOptions<'a> {
             .transpose()
     }
 
+    /// A duration (`10`, `10s`, `1.5s`, `500ms`); `default` when absent.
+    pub fn duration(&self, key: &str, default: Duration) -> Result<Duration, OptionError> {
+        match self.get(key)? {
+            None => Ok(default),
+            Some(t) => parse_seconds(&t).ok_or_else(|| OptionError::Invalid {
+                key: key.to_string(),
+                message: format!("`{t}` is not a duration (10s, 500ms)"),
+            }),
+        }
+    }
+
+    /// `true` or `false`; `default` when absent.
+    pub fn flag(&self, key: &str, default: bool) -> Result<bool, OptionError> {
+        match self.get(key)?.as_deref() {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(v) => Err(OptionError::Invalid {
+                key: key.to_string(),
+                message: format!("`{v}` is not true or false"),
+            }),
+        }
+    }
+
     /// A value that must be there and not empty.
     pub fn require(&self, key: &str) -> Result<String, OptionError> {
         self.get(key)?

@@ -13,7 +13,7 @@ use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use serde_yaml_ng::Value;
 
 use super::source::KafkaSource;
-use crate::connection_options::{ConnectionOptions, OptionError, parse_seconds};
+use crate::connection_options::{ConnectionOptions, OptionError};
 use crate::streams::entry_options;
 
 const KNOWN_KEYS: &[&str] = &[
@@ -160,14 +160,9 @@ impl KafkaConnector {
                 "{owner}: `user`/`sasl_mechanism` need `security_protocol: sasl_plaintext` or `sasl_ssl` (now {protocol})"
             )));
         }
-        let connect_timeout = match opts.get("connect_timeout").map_err(bad)? {
-            Some(t) => parse_seconds(&t).ok_or_else(|| {
-                SourceError::definite(format!(
-                    "{owner}: `connect_timeout` `{t}` is not a duration (10s, 500ms)"
-                ))
-            })?,
-            None => Duration::from_secs(10),
-        };
+        let connect_timeout = opts
+            .duration("connect_timeout", Duration::from_secs(10))
+            .map_err(bad)?;
         Ok(KafkaConnector {
             name: name.to_string(),
             bootstrap,
@@ -316,15 +311,7 @@ impl KafkaConnector {
                 .map_err(|m| SourceError::definite(format!("{owner}: `starting_offsets` {m}")))?,
             (None, None) => Starting::Earliest,
         };
-        let fail_on_data_loss = match opts.get("fail_on_data_loss").map_err(bad)?.as_deref() {
-            None | Some("true") => true,
-            Some("false") => false,
-            Some(v) => {
-                return Err(SourceError::definite(format!(
-                    "{owner}: `fail_on_data_loss` `{v}` is not true or false"
-                )));
-            }
-        };
+        let fail_on_data_loss = opts.flag("fail_on_data_loss", true).map_err(bad)?;
         let max_per_batch = opts
             .number("max_offsets_per_trigger")
             .map_err(bad)?

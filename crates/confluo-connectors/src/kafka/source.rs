@@ -11,7 +11,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use confluo_core::source::{
-    Apply, ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
+    ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
 };
 use confluo_core::suggest;
 use rskafka::client::Client;
@@ -746,13 +746,7 @@ impl ChangeSource for KafkaSource {
             tables: vec![TableRows {
                 table: self.entry.table.clone(),
                 rows,
-                apply: if self.entry.key.is_empty() {
-                    Apply::Append
-                } else {
-                    Apply::Upsert {
-                        keys: self.entry.key.clone(),
-                    }
-                },
+                apply: self.entry.apply(),
             }],
             offset: Some(Offset::Kafka {
                 partitions: self.last.clone(),

@@ -8,7 +8,7 @@ use confluo_core::source::SourceError;
 use serde_yaml_ng::Value;
 
 use super::source::MqttSource;
-use crate::connection_options::{ConnectionOptions, OptionError, parse_seconds};
+use crate::connection_options::{ConnectionOptions, OptionError};
 use crate::streams::entry_options;
 
 const KNOWN_KEYS: &[&str] = &[
@@ -44,15 +44,9 @@ impl MqttConnector {
         let owner = format!("connection `{name}`");
         let bad = |e: OptionError| SourceError::definite(e.describe(&owner));
         let opts = ConnectionOptions::new(name, conn, KNOWN_KEYS).map_err(bad)?;
-        let duration = |key: &str, default: u64| -> Result<Duration, SourceError> {
-            match opts.get(key).map_err(bad)? {
-                Some(t) => parse_seconds(&t).ok_or_else(|| {
-                    SourceError::definite(format!(
-                        "{owner}: `{key}` `{t}` is not a duration (10s, 500ms)"
-                    ))
-                }),
-                None => Ok(Duration::from_secs(default)),
-            }
+        let duration = |key: &str, default: u64| {
+            opts.duration(key, Duration::from_secs(default))
+                .map_err(bad)
         };
         let port = match opts.number("port").map_err(bad)? {
             Some(p) => u16::try_from(p)

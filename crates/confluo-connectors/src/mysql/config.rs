@@ -1,7 +1,7 @@
 //! `type: mysql` connections (MySQL and MariaDB): the settings in `confluo.yaml`, and the
 //! only place connections to the server are made.
 
-use crate::connection_options::{ConnectionOptions, OptionError, parse_seconds};
+use crate::connection_options::{ConnectionOptions, OptionError};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -157,15 +157,9 @@ impl MysqlConfig {
                 }
             },
         };
-        let connect_timeout = match get("connect_timeout")? {
-            None => Duration::from_secs(10),
-            Some(t) => parse_seconds(&t).ok_or_else(|| {
-                err(
-                    "connect_timeout",
-                    format!("`{t}` is not a duration; write seconds, e.g. 10 or 10s"),
-                )
-            })?,
-        };
+        let connect_timeout = opts
+            .duration("connect_timeout", Duration::from_secs(10))
+            .map_err(option)?;
         let unsupported_types = match get("unsupported_types")?.as_deref() {
             None | Some("error") => UnsupportedTypes::Error,
             Some("text") => UnsupportedTypes::Text,

@@ -8,7 +8,7 @@ use confluo_core::source::SourceError;
 use serde_yaml_ng::Value;
 
 use super::source::{JetStreamSource, Start};
-use crate::connection_options::{ConnectionOptions, OptionError, parse_seconds};
+use crate::connection_options::{ConnectionOptions, OptionError};
 use crate::streams::entry_options;
 
 const KNOWN_KEYS: &[&str] = &["url", "user", "password", "token", "connect_timeout"];
@@ -53,14 +53,9 @@ impl NatsConnector {
             }
             (None, None) => None,
         };
-        let connect_timeout = match opts.get("connect_timeout").map_err(bad)? {
-            Some(t) => parse_seconds(&t).ok_or_else(|| {
-                SourceError::definite(format!(
-                    "{owner}: `connect_timeout` `{t}` is not a duration (10s, 500ms)"
-                ))
-            })?,
-            None => Duration::from_secs(10),
-        };
+        let connect_timeout = opts
+            .duration("connect_timeout", Duration::from_secs(10))
+            .map_err(bad)?;
         Ok(NatsConnector {
             name: name.to_string(),
             url: opts
@@ -124,15 +119,7 @@ impl NatsConnector {
                 ))
             })?),
         };
-        let fail_on_data_loss = match opts.get("fail_on_data_loss").map_err(bad)?.as_deref() {
-            None | Some("true") => true,
-            Some("false") => false,
-            Some(v) => {
-                return Err(SourceError::definite(format!(
-                    "{owner}: `fail_on_data_loss` `{v}` is not true or false"
-                )));
-            }
-        };
+        let fail_on_data_loss = opts.flag("fail_on_data_loss", true).map_err(bad)?;
         let consumer = opts.get("consumer").map_err(bad)?.unwrap_or_else(|| {
             let clean: String = entry
                 .chars()

@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, Context, stream};
 use confluo_core::source::{
-    Apply, ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
+    ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -254,13 +254,7 @@ impl ChangeSource for JetStreamSource {
             tables: vec![TableRows {
                 table: self.entry.table.clone(),
                 rows: rows.0,
-                apply: if self.entry.key.is_empty() {
-                    Apply::Append
-                } else {
-                    Apply::Upsert {
-                        keys: self.entry.key.clone(),
-                    }
-                },
+                apply: self.entry.apply(),
             }],
             offset: Some(offset),
             messages: n,

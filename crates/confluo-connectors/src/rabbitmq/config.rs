@@ -9,7 +9,7 @@ use serde_yaml_ng::Value;
 
 use super::queue::QueueSource;
 use super::stream::{RabbitStreamSource, Start};
-use crate::connection_options::{ConnectionOptions, OptionError, parse_seconds};
+use crate::connection_options::{ConnectionOptions, OptionError};
 use crate::streams::{StreamEntry, entry_options};
 
 const KNOWN_KEYS: &[&str] = &[
@@ -58,14 +58,9 @@ impl RabbitConnector {
                 None => Ok(default),
             }
         };
-        let connect_timeout = match opts.get("connect_timeout").map_err(bad)? {
-            Some(t) => parse_seconds(&t).ok_or_else(|| {
-                SourceError::definite(format!(
-                    "{owner}: `connect_timeout` `{t}` is not a duration (10s, 500ms)"
-                ))
-            })?,
-            None => Duration::from_secs(10),
-        };
+        let connect_timeout = opts
+            .duration("connect_timeout", Duration::from_secs(10))
+            .map_err(bad)?;
         Ok(RabbitConnector {
             name: name.to_string(),
             host: opts

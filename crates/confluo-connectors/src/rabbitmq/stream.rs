@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use confluo_core::source::{
-    Apply, ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
+    ChangeSource, Guarantee, Offset, ReadLimits, SourceBatch, SourceError, TableRows,
 };
 use rabbitmq_stream_client::error::ConsumerCreateError;
 use rabbitmq_stream_client::types::{Delivery, OffsetSpecification};
@@ -236,13 +236,7 @@ impl ChangeSource for RabbitStreamSource {
             tables: vec![TableRows {
                 table: self.entry.table.clone(),
                 rows,
-                apply: if self.entry.key.is_empty() {
-                    Apply::Append
-                } else {
-                    Apply::Upsert {
-                        keys: self.entry.key.clone(),
-                    }
-                },
+                apply: self.entry.apply(),
             }],
             offset: Some(Offset::RabbitStream {
                 stream: self.stream.clone(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema};
-use confluo_core::source::{ReadLimits, SourceError};
+use confluo_core::source::{Apply, ReadLimits, SourceError};
 use futures::{Stream, StreamExt};
 use serde_yaml_ng::Value;
 
@@ -32,6 +32,19 @@ pub struct StreamEntry {
     /// Key columns rows are upserted by (at-least-once sources: a redelivered message
     /// replaces its copy); empty for appends.
     pub key: Vec<String>,
+}
+
+impl StreamEntry {
+    /// How the entry's rows land: upserted by `key` when it has one, else appended.
+    pub fn apply(&self) -> Apply {
+        if self.key.is_empty() {
+            Apply::Append
+        } else {
+            Apply::Upsert {
+                keys: self.key.clone(),
+            }
+        }
+    }
 }
 
 /// Reads an entry's keys: the shared ones and `own` (the connector's), refusing any other.

@@ -1342,7 +1342,6 @@ impl<'a> Runner<'a> {
             .filter_map(|k| state.offsets.get(&format!("kafka:{k}")).map(|v| (k, *v)))
             .collect();
         source.seek(&committed).await.map_err(err)?;
-        let ends = source.ends().await.map_err(err)?;
         let limits = ReadLimits {
             wait: std::time::Duration::from_secs(2),
             ..ReadLimits::default()
@@ -1350,9 +1349,9 @@ impl<'a> Runner<'a> {
         let mut batches = Vec::new();
         let mut offset = None;
         let mut records = 0u64;
-        // Until every partition reaches its end as of now; a wait with nothing new ends
-        // it too (transaction markers take offsets no record has).
-        while !source.reached(&ends) {
+        // Until every partition reaches its end as of the seek; a wait with nothing new
+        // ends it too (transaction markers take offsets no record has).
+        while !source.caught_up() {
             let Some(b) = source.next_batch(&limits).await.map_err(err)? else {
                 break;
             };

@@ -184,3 +184,19 @@ pub fn orders_csv(start: u64, rows: u64) -> String {
     }
     s
 }
+
+/// A TCP port on 127.0.0.1 nothing listens on now, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`; `what` names it if it
+/// does not within `within`.
+pub fn wait_for_port(port: u16, within: std::time::Duration, what: &str) {
+    let deadline = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

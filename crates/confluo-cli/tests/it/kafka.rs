@@ -46,10 +46,7 @@ struct Broker {
 
 impl Broker {
     fn start() -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = crate::common::free_port();
         let mut b = Broker {
             port,
             dir: tempfile::tempdir().unwrap(),
@@ -77,11 +74,7 @@ impl Broker {
             .spawn()
             .expect("start tansu");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::common::wait_for_port(self.port, Duration::from_secs(20), "tansu");
     }
 
     fn down(&mut self) {

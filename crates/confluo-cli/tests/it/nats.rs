@@ -212,10 +212,7 @@ struct OwnServer {
 
 impl OwnServer {
     fn start() -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = crate::common::free_port();
         let mut s = OwnServer {
             port,
             dir: tempfile::tempdir().unwrap(),
@@ -260,11 +257,7 @@ impl OwnServer {
             })
             .expect("start nats-server");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::common::wait_for_port(self.port, Duration::from_secs(10), "nats-server");
     }
 
     fn down(&mut self) {

@@ -124,10 +124,8 @@ impl KafkaSource {
         }
     }
 
-    /// Per partition key, the offset the next record produced will get: reading until
-    /// [`Self::reached`] them reads everything produced before this call (Spark's
-    /// "available now").
-    pub async fn ends(&self) -> Result<BTreeMap<String, i64>, SourceError> {
+    /// Per partition key, the offset the next record produced will get.
+    async fn ends(&self) -> Result<BTreeMap<String, i64>, SourceError> {
         let mut out = BTreeMap::new();
         for p in &self.parts {
             let end = p.client.get_offset(OffsetAt::Latest).await.map_err(|e| {
@@ -138,9 +136,10 @@ impl KafkaSource {
         Ok(out)
     }
 
-    /// Whether every record before `ends` has been handed out.
-    pub fn reached(&self, ends: &BTreeMap<String, i64>) -> bool {
-        ends_reached(&self.next, ends)
+    /// Whether every record produced before the last [`ChangeSource::seek`] has been
+    /// handed out: reading until then is Spark's "available now".
+    pub fn caught_up(&self) -> bool {
+        ends_reached(&self.next, &self.ends_at_seek)
     }
 
     /// Rows in the columns of Databricks' `read_kafka`: `key`, `value` (binary), `topic`,
@@ -348,34 +347,6 @@ impl KafkaSource {
                 }
             }
         }
-    }
-
-    /// Checks that records from `from` on still exist; returns where reading starts.
-    async fn check_loss(&self, i: usize, from: i64) -> Result<i64, SourceError> {
-        let p = &self.parts[i];
-        let earliest =
-            p.client.get_offset(OffsetAt::Earliest).await.map_err(|e| {
-                classify(&self.what(), &format!("reading offsets of {}", p.key()), &e)
-            })?;
-        if from >= earliest {
-            return Ok(from);
-        }
-        if self.fail_on_data_loss {
-            return Err(data_loss(
-                &self.what(),
-                &self.entry.name,
-                &p.key(),
-                from,
-                earliest,
-            ));
-        }
-        tracing::warn!(
-            "{}: {}: offsets {from}..{} were deleted before they were read; going on from {earliest}",
-            self.what(),
-            p.key(),
-            earliest - 1
-        );
-        Ok(earliest)
     }
 
     /// Starts partition `i`'s fetch task at `from`.
@@ -636,9 +607,11 @@ impl ChangeSource for KafkaSource {
         for i in 0..self.parts.len() {
             let key = self.parts[i].key();
             let from = match committed.get(&key) {
+                // Records deleted since are found by the fetch task (OffsetOutOfRange),
+                // the one place data loss is judged.
                 Some(v) => {
                     self.last.insert(key, *v);
-                    self.check_loss(i, v + 1).await?
+                    v + 1
                 }
                 None => self.start_of(i, false).await?,
             };

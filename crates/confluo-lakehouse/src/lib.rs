@@ -7,6 +7,7 @@ pub mod error;
 pub mod ingest;
 pub mod lakehouse;
 pub mod metastore;
+pub mod optimize;
 pub mod storage;
 pub mod write;
 

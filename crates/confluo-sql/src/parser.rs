@@ -1,5 +1,6 @@
 //! Confluo's SQL dialect: what DataFusion runs as is, plus the lakehouse statements
-//! (catalogs, `DESCRIBE HISTORY`, `VACUUM`, `TBLPROPERTIES`, ...) in Databricks' spelling.
+//! (catalogs, `DESCRIBE HISTORY`, `VACUUM`, `OPTIMIZE`, `TBLPROPERTIES`, ...) in Databricks'
+//! spelling.
 //!
 //! Statements are read with sqlparser's Databricks dialect; the ones DataFusion does not
 //! know are recognised by their leading words and parsed here with the same tokenizer, so
@@ -112,6 +113,15 @@ pub enum ConfluoStatement {
         retain_hours: Option<f64>,
         /// Only list what would be deleted.
         dry_run: bool,
+    },
+    /// `OPTIMIZE t [WHERE partition predicate] [ZORDER BY (col, ...)]`
+    Optimize {
+        /// The table.
+        table: ObjectName,
+        /// Which partitions.
+        predicate: Option<Box<Expr>>,
+        /// Columns to Z-order the rewritten files by.
+        zorder: Vec<Ident>,
     },
     /// `USE [CATALOG|SCHEMA] name`
     Use {
@@ -371,6 +381,28 @@ fn parse_one(p: &mut Parser) -> Result<ConfluoStatement, ParserError> {
                 table,
                 retain_hours,
                 dry_run,
+            })
+        }
+        ("OPTIMIZE", _) => {
+            p.next_token();
+            let table = p.parse_object_name(false)?;
+            let predicate = if eat(p, &["WHERE"]) {
+                Some(Box::new(p.parse_expr()?))
+            } else {
+                None
+            };
+            let mut zorder = Vec::new();
+            if eat(p, &["ZORDER", "BY"]) {
+                let parens = p.consume_token(&Token::LParen);
+                zorder = p.parse_comma_separated(|p| p.parse_identifier())?;
+                if parens {
+                    p.expect_token(&Token::RParen)?;
+                }
+            }
+            Ok(ConfluoStatement::Optimize {
+                table,
+                predicate,
+                zorder,
             })
         }
         ("USE", _) => {
@@ -849,5 +881,21 @@ mod tests {
         assert_eq!((l.line, l.column), (2, 1), "{e}");
         let v = parse_sql("SELECT 1;  SELECT 2 ;").unwrap();
         assert_eq!(v[1].text, "SELECT 2");
+    }
+
+    #[test]
+    fn optimize_takes_partitions_and_zorder_columns() {
+        assert!(matches!(
+            one("OPTIMIZE sales.events WHERE day = '2026-01-01' ZORDER BY (customer, ts)"),
+            ConfluoStatement::Optimize { predicate: Some(_), ref zorder, .. } if zorder.len() == 2
+        ));
+        assert!(matches!(
+            one("optimize t zorder by a"),
+            ConfluoStatement::Optimize { predicate: None, ref zorder, .. } if zorder.len() == 1
+        ));
+        assert!(matches!(
+            one("OPTIMIZE t"),
+            ConfluoStatement::Optimize { predicate: None, ref zorder, .. } if zorder.is_empty()
+        ));
     }
 }

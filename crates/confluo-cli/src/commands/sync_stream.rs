@@ -103,6 +103,24 @@ pub async fn run_entry(
             RunEvent::Idle => {
                 line.set_message(format!("{name}: caught up, {} messages", count(total)))
             }
+            RunEvent::Compacted(r) => {
+                let msg = format!(
+                    "{name}: compacted {} small files into {}",
+                    r.files_removed, r.files_added
+                );
+                if hidden {
+                    tracing::info!("{msg}");
+                } else {
+                    line.println(format!("  {msg}"));
+                }
+            }
+            RunEvent::Warning { message } => {
+                if hidden {
+                    eprintln!("warning: {message}");
+                } else {
+                    line.println(format!("  warning: {message}"));
+                }
+            }
             RunEvent::Retrying {
                 error,
                 retry_in_seconds,

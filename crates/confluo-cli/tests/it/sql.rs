@@ -266,3 +266,70 @@ fn metastore_in_postgresql() {
         .unwrap();
     });
 }
+
+/// `num_files` of `DESCRIBE DETAIL`.
+fn num_files(p: &TestProject, table: &str) -> u64 {
+    let detail = p.rows(&format!("DESCRIBE DETAIL {table}"));
+    detail[0][8].parse().unwrap()
+}
+
+#[test]
+fn optimize_compacts_small_files_and_zorders_without_changing_data() {
+    let p = TestProject::new();
+    p.ok(&[
+        "query",
+        "CREATE SCHEMA s; CREATE TABLE s.t (id BIGINT, day STRING, v DOUBLE) PARTITIONED BY (day); CREATE TABLE s.flat (id BIGINT, k STRING, v DOUBLE)",
+    ]);
+    // One INSERT, one file per partition it touches.
+    for i in 0..12 {
+        p.ok(&[
+            "query",
+            &format!(
+                "INSERT INTO s.t VALUES ({a}, 'd1', {a}.5), ({b}, 'd2', 1.0); INSERT INTO s.flat VALUES ({a}, 'k{m}', 2.0)",
+                a = i * 2,
+                b = i * 2 + 1,
+                m = i % 5
+            ),
+        ]);
+    }
+    let before = p.rows("SELECT count(*), sum(id), sum(v) FROM s.t");
+    assert_eq!(num_files(&p, "s.t"), 24);
+    // Only partition d1: its 12 files become one, d2's stay.
+    let out = p.rows("OPTIMIZE s.t WHERE day = 'd1'");
+    assert_eq!((&out[0][1][..], &out[0][2][..]), ("1", "12"), "{out:?}");
+    assert_eq!(num_files(&p, "s.t"), 13);
+    let out = p.rows("OPTIMIZE s.t");
+    assert_eq!((&out[0][1][..], &out[0][2][..]), ("1", "12"), "{out:?}");
+    assert_eq!(num_files(&p, "s.t"), 2);
+    assert_eq!(p.rows("SELECT count(*), sum(id), sum(v) FROM s.t"), before);
+    // Nothing left to do: no commit.
+    let out = p.rows("OPTIMIZE s.t");
+    assert_eq!((&out[0][2][..], &out[0][8][..]), ("0", ""), "{out:?}");
+    // Z-order over a column of an unpartitioned table.
+    let out = p.rows("OPTIMIZE s.flat ZORDER BY (k, id)");
+    assert_eq!(&out[0][2], "12", "{out:?}");
+    assert_eq!(num_files(&p, "s.flat"), 1);
+    assert_eq!(p.scalar("SELECT count(*) FROM s.flat"), "12");
+    let history = p.ok(&["query", "DESCRIBE HISTORY s.flat", "--format", "csv"]);
+    assert!(history.contains("OPTIMIZE"), "{history}");
+    // Another Delta implementation reads the compacted tables.
+    let detail = p.rows("DESCRIBE DETAIL s.t");
+    let out = crate::common::run_python(&format!(
+        "import deltalake\nt = deltalake.DeltaTable('{}')\nprint(t.to_pyarrow_table().num_rows, len(t.file_uris()))",
+        detail[0][4]
+    ));
+    assert_eq!(out.trim(), "24 2");
+    // What a user can get wrong.
+    let e = p.fail(&["query", "OPTIMIZE s.t WHERE id = 3"]);
+    assert!(e.contains("may only name partition columns (day)"), "{e}");
+    let e = p.fail(&["query", "OPTIMIZE s.flat WHERE k = 'k1'"]);
+    assert!(e.contains("not partitioned"), "{e}");
+    let e = p.fail(&["query", "OPTIMIZE s.flat ZORDER BY (kk)"]);
+    assert!(e.contains("no column `kk`") && e.contains("`k`"), "{e}");
+    let e = p.fail(&["query", "OPTIMIZE s.t ZORDER BY (day)"]);
+    assert!(e.contains("is a partition column"), "{e}");
+    let e = p.fail(&["query", "OPTIMIZE s.t WHERE day LIKE 'd%'"]);
+    assert!(e.contains("is not a comparison"), "{e}");
+    let e = p.fail(&["query", "OPTIMIZE s.nope"]);
+    assert!(e.contains("s.nope"), "{e}");
+}

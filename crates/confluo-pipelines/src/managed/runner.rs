@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use confluo_core::TableName;
 use confluo_core::source::{Apply, ChangeSource, Offset, ReadLimits, SourceBatch};
 use confluo_lakehouse::changes::{self, NetChanges, OP_COLUMN};
-use confluo_lakehouse::delta;
+use confluo_lakehouse::delta::{self, CommitRequest};
+use confluo_lakehouse::optimize::{self, OptimizeReport};
 use confluo_lakehouse::{Lakehouse, NewTable, TableVersion};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -88,6 +89,13 @@ pub enum RunEvent {
     Batch(BatchStats),
     /// Nothing new arrived.
     Idle,
+    /// The table's small files were compacted (auto-compaction of a streaming target).
+    Compacted(OptimizeReport),
+    /// Something went wrong that costs no data and needs no retry now.
+    Warning {
+        /// What.
+        message: String,
+    },
     /// A transient error; the runner reconnects after `retry_in_seconds`.
     Retrying {
         /// What failed.
@@ -164,6 +172,16 @@ pub async fn run(
                 continue 'connect;
             }
         }
+        // Where a starting option placed the source is kept before anything is read.
+        let start = match source.starting_batch() {
+            Ok(Some(b)) => land(lh, target, source, b, Instant::now()).await.map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = start {
+            retry(e, opts, &mut failures, &mut backoff, on_event).await?;
+            continue 'connect;
+        }
         loop {
             if opts.stop.load(Ordering::Relaxed) {
                 return Ok(report);
@@ -199,6 +217,19 @@ pub async fn run(
             report.rescued += stats.rescued;
             report.offset = stats.offset.clone();
             on_event(RunEvent::Batch(stats));
+            if report.batches.is_multiple_of(COMPACT_CHECK_EVERY) {
+                match compact_if_due(lh, &target.table).await {
+                    Ok(Some(r)) => on_event(RunEvent::Compacted(r)),
+                    Ok(None) => {}
+                    // The data is committed either way; compaction is tried again later.
+                    Err(e) => on_event(RunEvent::Warning {
+                        message: format!(
+                            "auto-compaction of {} failed (tried again later): {e}",
+                            target.table
+                        ),
+                    }),
+                }
+            }
         }
     }
 }
@@ -270,6 +301,30 @@ async fn position(
     }))
 }
 
+/// Batches between two looks at whether the target needs compacting.
+const COMPACT_CHECK_EVERY: u64 = 10;
+
+/// Compacts the target's small files when enough have gathered (see
+/// [`optimize::due`]); appends are committed as they come, so a long-running stream would
+/// otherwise leave one small file per batch.
+async fn compact_if_due(lh: &Lakehouse, name: &TableName) -> Result<Option<OptimizeReport>> {
+    let Some(info) = lh.metastore().get_table(name).await? else {
+        return Ok(None);
+    };
+    let table = lh.open_delta(&info, TableVersion::Latest).await?;
+    if !optimize::due(&table, &info.properties)? {
+        return Ok(None);
+    }
+    let metadata = std::collections::BTreeMap::from([(
+        "confluo.autoCompact".to_string(),
+        json!({ "table": name.to_string() }),
+    )]);
+    let (_, report) =
+        optimize::optimize(table, &optimize::OptimizeRequest::default(), metadata).await?;
+    lh.metastore().touch_table(name).await?;
+    Ok(Some(report))
+}
+
 async fn open(lh: &Lakehouse, name: &TableName) -> Result<Option<DeltaTable>> {
     match lh.metastore().get_table(name).await? {
         Some(info) => Ok(Some(lh.open_delta(&info, TableVersion::Latest).await?)),
@@ -308,6 +363,30 @@ async fn land(
             Some(t) => t,
             None => create(lh, target, &rows.rows).await?,
         };
+        if rows.rows.num_rows() == 0 {
+            // No messages (a starting position): the offsets alone, in a commit of their
+            // own; the change path skips empty batches.
+            let version = delta::commit(
+                &table,
+                CommitRequest {
+                    txns: txns.clone(),
+                    app_metadata: HashMap::from([(
+                        "confluo.stream".to_string(),
+                        json!({
+                            "entry": target.entry,
+                            "connection": target.connection,
+                            "offset": batch.offset,
+                            "start": true,
+                        }),
+                    )]),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            stats.version = Some(version);
+            lh.metastore().touch_table(name).await?;
+            continue;
+        }
         let keys = match &rows.apply {
             Apply::Append => Vec::new(),
             Apply::Upsert { keys } => keys.clone(),

@@ -3,6 +3,7 @@
 mod ddl;
 mod describe;
 mod dml;
+mod optimize;
 
 pub use dml::{project_to_schema, write_frame};
 
@@ -55,6 +56,11 @@ pub async fn execute(session: &SqlSession, statement: ConfluoStatement) -> Resul
             retain_hours,
             dry_run,
         } => describe::vacuum(session, table, retain_hours, dry_run).await,
+        ConfluoStatement::Optimize {
+            table,
+            predicate,
+            zorder,
+        } => optimize::optimize(session, table, predicate, zorder).await,
         ConfluoStatement::Use { name, catalog } => ddl::use_(session, name, catalog).await,
     }
 }

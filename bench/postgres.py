@@ -67,10 +67,11 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import psutil
+
+from benchlib import TreeRss, mib, pct
 import psycopg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -116,36 +117,6 @@ def confluo_binary():
 # ---------------------------------------------------------------------------------------------
 # Measuring
 
-class TreeRss:
-    """Peak RSS of a process and all its descendants, sampled every 50 ms in a thread."""
-
-    def __init__(self, pid):
-        self.top = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            total = 0
-            try:
-                procs = [self.top] + self.top.children(recursive=True)
-            except psutil.Error:
-                procs = []
-            for proc in procs:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(0.05)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        return self.peak
-
 
 def measure(argv, log, stdout_to=None, env=None, cwd=None):
     """Run argv to completion; return (seconds, peak tree RSS bytes). stderr (and stdout unless
@@ -174,8 +145,6 @@ def measure(argv, log, stdout_to=None, env=None, cwd=None):
     return elapsed, max(peak, usage.ru_maxrss * 1024)
 
 
-def mib(b):
-    return round(b / 2**20)
 
 
 def machine():
@@ -495,14 +464,6 @@ def visibility(path, first_version):
     return seen, last - first_version
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def cdc_run(confluo, i):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines|postgres|mysql
+# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines|postgres|mysql|kafka
 # Creates bench/.venv with the peers from PyPI, generates the data once, builds Confluo (release).
 # pipelines: Confluo's declarative pipelines against Apache Spark Declarative Pipelines
 # (pyspark 4.3, needs Java 17 as `java`); SCALE (default 1) and RUNS (default 1) are passed on.
@@ -9,6 +9,9 @@
 # mysql: snapshot from the local MySQL/MariaDB (127.0.0.1:3306, root) against SELECT ... INTO OUTFILE
 # and `mariadb --quick` (the floors) and ConnectorX, and binlog CDC (binlog_format=ROW; pymysql drives
 # the changes); RUNS (default 3) and CONFLUO_BIN as for postgres.
+# kafka: Kafka -> Delta throughput against the rskafka raw-consume floor and a Python
+# confluent-kafka + deltalake loop, then produce-to-visible latency at 10,000 records/s, on a tansu
+# broker of its own (scripts/setup-services.sh builds tansu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-ingest}"
@@ -28,7 +31,15 @@ fi
 if [ "$which" = mysql ] && ! bench/.venv/bin/python -c "import connectorx, psutil, deltalake, pyarrow, pymysql" 2>/dev/null; then
   bench/.venv/bin/pip install -q connectorx pyarrow deltalake psutil pymysql
 fi
-if { [ "$which" != postgres ] && [ "$which" != mysql ]; } || [ -z "${CONFLUO_BIN:-}" ]; then
+if [ "$which" = kafka ] && ! bench/.venv/bin/python -c "import confluent_kafka, psutil, deltalake, pyarrow" 2>/dev/null; then
+  bench/.venv/bin/pip install -q confluent-kafka pyarrow deltalake psutil
+fi
+if [ "$which" = kafka ]; then
+  # Confluo and the rskafka helper (the floor and the producer) in one build: the same features.
+  cargo build --release -p confluo-cli -p confluo-connectors --bin confluo --example kafka_bench
+  export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
+  export KAFKA_BENCH="${CARGO_TARGET_DIR:-target}/release/examples/kafka_bench"
+elif { [ "$which" != postgres ] && [ "$which" != mysql ]; } || [ -z "${CONFLUO_BIN:-}" ]; then
   cargo build --release -p confluo-cli
   export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
 fi
@@ -46,5 +57,8 @@ case "$which" in
   mysql)
     bench/.venv/bin/python bench/mysql.py
     ;;
-  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres, mysql)" >&2; exit 2 ;;
+  kafka)
+    bench/.venv/bin/python bench/kafka.py
+    ;;
+  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres, mysql, kafka)" >&2; exit 2 ;;
 esac

@@ -173,3 +173,76 @@ impl Connection {
         }
     }
 }
+
+/// A table function of pipelines that reads an event stream: `STREAM read_kafka(...)`,
+/// `read_nats(...)`, `read_rabbitmq(...)`. Each reads exactly once: the flow's commits keep
+/// the source's offsets, and an update reads what the source held as it started.
+pub struct StreamFunction {
+    /// Its name in SQL.
+    pub name: &'static str,
+    /// The prefix of the flow's offset keys (`kafka:orders/0`).
+    pub system: &'static str,
+    /// The options that name what it reads, for labels (`subscribe => 'orders'`).
+    pub names: &'static [&'static str],
+    /// The source, from the options as written; `reader` names the flow reading it (for a
+    /// server-side consumer name).
+    pub open: OpenStream,
+}
+
+/// Opens a stream table function's source from its options and the reader's name.
+pub type OpenStream = fn(&[(String, String)], &str) -> Result<Box<dyn ChangeSource>, SourceError>;
+
+/// Every stream table function. MQTT and RabbitMQ queues are not here: they deliver at
+/// least once and want an acknowledgement after each commit (`read_mqtt` says so).
+pub const STREAM_FUNCTIONS: &[StreamFunction] = &[
+    StreamFunction {
+        name: "read_kafka",
+        system: "kafka",
+        names: &["subscribe", "subscribePattern"],
+        open: |o, _| Ok(Box::new(crate::kafka::read_kafka(o)?)),
+    },
+    StreamFunction {
+        name: "read_nats",
+        system: "nats",
+        names: &["stream", "subjects"],
+        open: |o, reader| Ok(Box::new(crate::nats::read_nats(o, reader)?)),
+    },
+    StreamFunction {
+        name: "read_rabbitmq",
+        system: "rabbitmq",
+        names: &["stream", "queue"],
+        open: crate::rabbitmq::read_rabbitmq,
+    },
+    StreamFunction {
+        name: "read_mqtt",
+        system: "mqtt",
+        names: &["topics"],
+        open: |_, _| {
+            Err(SourceError::definite(
+                "read_mqtt: MQTT delivers at least once and wants an acknowledgement after \
+                 each commit, which a pipeline flow does not give\n  hint: read the topics \
+                 with an ingest entry (`type: mqtt`, de-duplicated by `key`) and the pipeline \
+                 from its table with STREAM(...)",
+            ))
+        },
+    },
+];
+
+/// The stream table function called `name` (case-insensitive).
+pub fn stream_function(name: &str) -> Option<&'static StreamFunction> {
+    STREAM_FUNCTIONS
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(name))
+}
+
+impl StreamFunction {
+    /// How a call reads in messages and labels: `read_kafka(subscribe => 'orders')`.
+    pub fn label(&self, options: &[(String, String)]) -> String {
+        let named: Vec<String> = options
+            .iter()
+            .filter(|(k, _)| self.names.iter().any(|n| n.eq_ignore_ascii_case(k)))
+            .map(|(k, v)| format!("{k} => '{v}'"))
+            .collect();
+        format!("{}({})", self.name, named.join(", "))
+    }
+}

@@ -301,6 +301,17 @@ pub trait ChangeSource: Send {
     /// [`Offset::txns`]), so the runner can read them back. Known after [`Self::connect`].
     fn offset_keys(&self) -> Vec<String>;
 
+    /// The columns of the source's rows, known before anything is read (those of a batch
+    /// without messages), so a pipeline can be checked before data moves.
+    fn columns(&self) -> Result<arrow::datatypes::Schema, SourceError>;
+
+    /// Whether everything the source held when [`Self::seek`] positioned it has been handed
+    /// out: a one-shot read (a pipeline update) stops there. `false` when the source cannot
+    /// tell; the read then stops at a wait that brings nothing.
+    fn caught_up(&self) -> bool {
+        false
+    }
+
     /// Connects and checks that what the entry names exists.
     async fn connect(&mut self) -> Result<(), SourceError>;
 
@@ -308,6 +319,15 @@ pub trait ChangeSource: Send {
     /// to the version committed in the table (missing: nothing committed yet, start where
     /// the entry says).
     async fn seek(&mut self, committed: &BTreeMap<String, i64>) -> Result<(), SourceError>;
+
+    /// After [`Self::seek`]: a batch without messages that records where a starting option
+    /// (Kafka's `latest`, a timestamp) placed keys the table held nothing of, for the runner
+    /// to commit before any message arrives; otherwise a run that reads nothing would let
+    /// the next one start at a later "latest", skipping what was produced in between.
+    /// `None` when nothing needs keeping (the start is the source's beginning).
+    fn starting_batch(&mut self) -> Result<Option<SourceBatch>, SourceError> {
+        Ok(None)
+    }
 
     /// The next batch, or `None` when nothing arrived within `limits.wait`.
     async fn next_batch(&mut self, limits: &ReadLimits)

@@ -173,12 +173,14 @@ pub enum Reference {
         /// Where it is written.
         pos: Location,
     },
-    /// `read_kafka(bootstrapServers => ..., subscribe => ...)`: Kafka topics, as
-    /// Databricks' table function reads them.
-    Kafka {
+    /// An event stream through one of the registry's table functions: `read_kafka(...)`
+    /// (as Databricks' reads Kafka), `read_nats(...)`, `read_rabbitmq(...)`.
+    Stream {
+        /// The function's name, lower-case.
+        function: String,
         /// The options as written.
         options: Vec<(String, String)>,
-        /// Read through `STREAM` (a topic can only be read that way).
+        /// Read through `STREAM` (a stream can only be read that way).
         stream: bool,
         /// Where it is written.
         pos: Location,
@@ -202,7 +204,7 @@ impl Reference {
         match self {
             Reference::Table { stream, .. }
             | Reference::Files { stream, .. }
-            | Reference::Kafka { stream, .. }
+            | Reference::Stream { stream, .. }
             | Reference::Changes { stream, .. } => *stream,
         }
     }
@@ -212,7 +214,7 @@ impl Reference {
         match self {
             Reference::Table { pos, .. }
             | Reference::Files { pos, .. }
-            | Reference::Kafka { pos, .. }
+            | Reference::Stream { pos, .. }
             | Reference::Changes { pos, .. } => *pos,
         }
     }
@@ -831,7 +833,7 @@ fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, Tabl
             Some((n, a)) => (true, n, a),
             None => {
                 return Err(format!(
-                    "STREAM(...) takes a table name, read_files(...), read_kafka(...) or read_changes(...), not {a:?}"
+                    "STREAM(...) takes a table name, read_files(...), read_kafka(...), read_nats(...), read_rabbitmq(...) or read_changes(...), not {a:?}"
                 ));
             }
         },
@@ -851,15 +853,17 @@ fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, Tabl
     {
         return changes_reference(&args, stream, pos).map(|r| Some((r, plain)));
     }
-    if matches!(name.0.last(), Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case("read_kafka"))
+    if let Some(ObjectNamePart::Identifier(i)) = name.0.last()
+        && let Some(f) = confluo_connectors::registry::stream_function(&i.value)
     {
         let options = args
             .iter()
             .flat_map(|a| a.args.iter())
-            .map(|a| confluo_sql::rewrite::named_option("read_kafka", a))
+            .map(|a| confluo_sql::rewrite::named_option(f.name, a))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         return Ok(Some((
-            Reference::Kafka {
+            Reference::Stream {
+                function: f.name.to_string(),
                 options,
                 stream,
                 pos,
@@ -1018,7 +1022,7 @@ impl VisitorMut for Rewrite<'_> {
                 Some(ObjectNamePart::Identifier(i)) => Some(i.clone()),
                 _ => None,
             },
-            Reference::Files { .. } | Reference::Kafka { .. } | Reference::Changes { .. } => None,
+            Reference::Files { .. } | Reference::Stream { .. } | Reference::Changes { .. } => None,
         };
         let TableFactor::Table { alias, .. } = &plain else {
             return ControlFlow::Continue(());

@@ -30,8 +30,10 @@ pub enum Input {
         /// Reader options.
         options: Vec<(String, String)>,
     },
-    /// Kafka topics through `read_kafka`.
-    Kafka {
+    /// An event stream through a stream table function (`read_kafka`, `read_nats`, ...).
+    Stream {
+        /// The function, lower-case.
+        function: String,
         /// The options as written.
         options: Vec<(String, String)>,
     },
@@ -590,10 +592,14 @@ fn expand(
             },
             stream: *stream,
         }),
-        Reference::Kafka {
-            options, stream, ..
+        Reference::Stream {
+            function,
+            options,
+            stream,
+            ..
         } => out.push(FlowInput {
-            input: Input::Kafka {
+            input: Input::Stream {
+                function: function.clone(),
                 options: options.clone(),
             },
             stream: *stream,
@@ -883,20 +889,17 @@ pub fn describe_input(i: &Input) -> String {
         Input::Dataset(k) => k.clone(),
         Input::Table(t) => t.to_string(),
         Input::Files { path, .. } => format!("read_files('{path}')"),
-        Input::Kafka { options } => format!("read_kafka({})", kafka_topics(options)),
+        Input::Stream { function, options } => stream_label(function, options),
         Input::Changes { connection, table } => format!("read_changes('{connection}', '{table}')"),
     }
 }
 
-/// What a `read_kafka` reads, for names: its `subscribe` or `subscribePattern`.
-pub fn kafka_topics(options: &[(String, String)]) -> String {
-    options
-        .iter()
-        .find(|(k, _)| {
-            k.eq_ignore_ascii_case("subscribe") || k.eq_ignore_ascii_case("subscribePattern")
-        })
-        .map(|(k, v)| format!("{k} => '{v}'"))
-        .unwrap_or_default()
+/// How a stream table function call reads in labels: `read_kafka(subscribe => 'orders')`.
+pub fn stream_label(function: &str, options: &[(String, String)]) -> String {
+    match confluo_connectors::registry::stream_function(function) {
+        Some(f) => f.label(options),
+        None => format!("{function}(...)"),
+    }
 }
 
 /// The absolute path for a `read_files` path written relative to the project.

@@ -1059,9 +1059,11 @@ impl<'a> Runner<'a> {
                         let p = provider(scan, None, path).map_err(PipelineError::from)?;
                         Replacement::Table(self.session.register_scratch(p)?)
                     }
-                    Reference::Kafka { options, .. } => {
-                        self.kafka_source(
-                            options, stream, validate, &here, state, planned, any_stream,
+                    Reference::Stream {
+                        function, options, ..
+                    } => {
+                        self.stream_source(
+                            function, options, stream, validate, &here, state, planned, any_stream,
                         )
                         .await?
                     }
@@ -1301,12 +1303,15 @@ impl<'a> Runner<'a> {
         ))
     }
 
-    /// `STREAM read_kafka(...)`: `read_kafka`'s columns when validating, else every record
-    /// produced since the flow's offsets (per `topic/partition`, kept with the flow's
-    /// commits) up to the end of each partition as this update starts.
+    /// `STREAM read_kafka(...)` and the other stream table functions: their columns when
+    /// validating, else every message the source held as this update starts, after the
+    /// flow's offsets (kept with its commits under `<system>:<key>`, e.g. `kafka:orders/0`).
+    /// Envelope columns lose their leading underscore (`_sequence` is `sequence`), as in
+    /// `read_kafka`'s.
     #[allow(clippy::too_many_arguments)]
-    async fn kafka_source(
+    async fn stream_source(
         &self,
+        function: &str,
         options: &[(String, String)],
         stream: bool,
         validate: bool,
@@ -1315,31 +1320,37 @@ impl<'a> Runner<'a> {
         planned: &mut Planned,
         any_stream: &mut bool,
     ) -> Result<Replacement> {
-        use confluo_connectors::kafka::{KafkaSource, read_kafka};
-        use confluo_core::source::{ChangeSource, Offset, ReadLimits};
-        let label = format!("read_kafka({})", crate::graph::kafka_topics(options));
+        use confluo_core::source::{ReadLimits, SourceError};
         let fail = |m: String| PipelineError::at(here.clone(), m);
+        let f = confluo_connectors::registry::stream_function(function)
+            .ok_or_else(|| fail(format!("{function} is not a stream table function")))?;
+        let label = f.label(options);
         if !stream {
             return Err(fail(format!(
-                "{label}: a topic is read as a stream: write STREAM read_kafka(...)"
+                "{label}: a stream is read incrementally: write STREAM {}(...)",
+                f.name
             )));
         }
         *any_stream = true;
-        let mut source = read_kafka(options).map_err(|e| fail(e.message))?;
+        let err = |e: SourceError| fail(e.message);
+        let mut source = (f.open)(options, &planned.flow).map_err(err)?;
+        let schema = Arc::new(unprefixed(&source.columns().map_err(err)?));
         if validate {
-            let empty: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(
-                Arc::new(KafkaSource::spark_schema()),
-                vec![vec![]],
-            )?);
+            let empty: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![vec![]])?);
             return Ok(Replacement::Table(self.session.register_scratch(empty)?));
         }
-        let err = |e: confluo_core::source::SourceError| fail(e.message);
+        let flow_key = |k: &str| {
+            if k.is_empty() {
+                format!("{}:{label}", f.system)
+            } else {
+                format!("{}:{k}", f.system)
+            }
+        };
         source.connect().await.map_err(err)?;
-        // Flow offsets are keyed `kafka:<topic>/<partition>`.
         let committed: BTreeMap<String, i64> = source
             .offset_keys()
             .into_iter()
-            .filter_map(|k| state.offsets.get(&format!("kafka:{k}")).map(|v| (k, *v)))
+            .filter_map(|k| state.offsets.get(&flow_key(&k)).map(|v| (k, *v)))
             .collect();
         source.seek(&committed).await.map_err(err)?;
         let limits = ReadLimits {
@@ -1347,34 +1358,42 @@ impl<'a> Runner<'a> {
             ..ReadLimits::default()
         };
         let mut batches = Vec::new();
-        let mut offset = None;
+        // Where `startingOffsets => 'latest'` (or a timestamp) placed partitions the flow
+        // held nothing of is kept with this update even when it reads nothing.
+        let start = source.starting_batch().map_err(err)?;
+        let kept_start = start.is_some();
+        let mut offset = start.and_then(|b| b.offset);
         let mut records = 0u64;
-        // Until every partition reaches its end as of the seek; a wait with nothing new
-        // ends it too (transaction markers take offsets no record has).
+        // Until the source has handed out what it held as it was positioned; a wait with
+        // nothing new ends it too (Kafka's transaction markers take offsets no record has).
         while !source.caught_up() {
             let Some(b) = source.next_batch(&limits).await.map_err(err)? else {
                 break;
             };
+            // The flow's commit keeps the offsets; the server may forget these now.
+            source.ack().await.map_err(err)?;
             records += b.messages;
             offset = b.offset;
-            batches.extend(b.tables.into_iter().map(|t| t.rows));
+            for t in b.tables {
+                let rows = datafusion::arrow::array::RecordBatch::try_new(
+                    schema.clone(),
+                    t.rows.columns().to_vec(),
+                )
+                .map_err(|e| fail(format!("{label}: {e}")))?;
+                batches.push(rows);
+            }
         }
-        if let Some(Offset::Kafka { partitions }) = offset {
-            planned.nothing_new = planned.nothing_new && records == 0;
-            planned.offsets.extend(
-                partitions
-                    .into_iter()
-                    .map(|(k, v)| (format!("kafka:{k}"), v)),
-            );
+        if let Some(o) = offset {
+            planned.nothing_new = planned.nothing_new && records == 0 && !kept_start;
+            planned
+                .offsets
+                .extend(o.txns().into_iter().map(|(k, v)| (flow_key(&k), v)));
         }
         planned.source_lag.push(json!({
             "source": label,
             "records": records,
         }));
-        let provider: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(
-            Arc::new(KafkaSource::spark_schema()),
-            vec![batches],
-        )?);
+        let provider: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![batches])?);
         Ok(Replacement::Table(self.session.register_scratch(provider)?))
     }
 
@@ -1650,4 +1669,19 @@ fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// `schema` with the leading underscore taken off envelope column names (`_sequence` is
+/// `sequence`), for the rows of a stream table function.
+fn unprefixed(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = f.name().strip_prefix('_').unwrap_or(f.name());
+                f.as_ref().clone().with_name(name)
+            })
+            .collect::<Vec<_>>(),
+    )
 }

@@ -37,7 +37,7 @@ fn tansu() -> PathBuf {
 
 /// A broker of the test's own: tansu on a free port, SQLite storage in a temporary folder
 /// (kept across a restart).
-struct Broker {
+pub(crate) struct Broker {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -45,7 +45,7 @@ struct Broker {
 }
 
 impl Broker {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = crate::common::free_port();
         let mut b = Broker {
             port,
@@ -57,7 +57,7 @@ impl Broker {
         b
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -91,7 +91,7 @@ impl Broker {
             .expect("connect to the broker")
     }
 
-    fn create_topic(&self, name: &str, partitions: i32) {
+    pub(crate) fn create_topic(&self, name: &str, partitions: i32) {
         self.rt.block_on(async {
             let c = self.client().await;
             c.controller_client()
@@ -104,7 +104,7 @@ impl Broker {
 
     /// Produces `values` to `topic`/`partition` (with a key and a header each) and waits
     /// for the broker's acknowledgement.
-    fn produce(&self, topic: &str, partition: i32, values: &[Vec<u8>]) {
+    pub(crate) fn produce(&self, topic: &str, partition: i32, values: &[Vec<u8>]) {
         self.rt.block_on(async {
             let c = self.client().await;
             let pc = c
@@ -239,6 +239,122 @@ fn kafka_starting_offsets_patterns_and_limits_work_as_in_spark() {
         p.scalar("SELECT value FROM bronze.events WHERE CAST(_key AS STRING) = 'k2'"),
         String::from_utf8(order(3)).unwrap()
     );
+}
+
+#[test]
+fn kafka_latest_start_is_kept_by_a_run_that_reads_nothing() {
+    let b = Broker::start();
+    b.create_topic("late", 2);
+    b.produce("late", 0, &(1..=50).map(order).collect::<Vec<_>>());
+    let p = b.project("late", "    starting_offsets: latest\n");
+    // Nothing after `latest` yet: the start is committed all the same.
+    p.ok(&["sync", "ev"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.events"), "0");
+    b.produce("late", 0, &(101..=110).map(order).collect::<Vec<_>>());
+    b.produce("late", 1, &(111..=120).map(order).collect::<Vec<_>>());
+    p.ok(&["sync", "ev"]);
+    assert_eq!(
+        p.rows("SELECT count(*), min(id), max(id), count(note) FROM bronze.events"),
+        [["20", "101", "120", "20"]]
+    );
+    let history = || p.ok(&["query", "DESCRIBE HISTORY bronze.events", "--format", "csv"]);
+    let versions = history().lines().count();
+    p.ok(&["sync", "ev"]);
+    assert_eq!(history().lines().count(), versions);
+}
+
+#[test]
+fn kafka_pattern_picks_up_topics_created_while_running() {
+    let b = Broker::start();
+    b.create_topic("feed_a", 1);
+    b.produce("feed_a", 0, &(1..=10).map(order).collect::<Vec<_>>());
+    let p = TestProject::with_config(&format!(
+        "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{}\"}}\ningest:\n  ev:\n    connection: bus\n    pattern: \"feed_.*\"\n    schema: bronze\n    table: events\n",
+        b.addr()
+    ));
+    let mut sync = spawn_sync(&p);
+    std::thread::sleep(Duration::from_secs(2));
+    b.create_topic("feed_b", 2);
+    b.produce("feed_b", 1, &(11..=30).map(order).collect::<Vec<_>>());
+    // Rediscovery runs every 30 s.
+    let deadline = Instant::now() + Duration::from_secs(75);
+    loop {
+        let n = p.run(&[
+            "query",
+            "SELECT count(*) FROM bronze.events",
+            "--format",
+            "csv",
+        ]);
+        if String::from_utf8_lossy(&n.stdout).contains("30") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "feed_b was not picked up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    unsafe { libc::kill(sync.id() as i32, libc::SIGTERM) };
+    assert!(sync.wait().unwrap().success());
+    assert_eq!(
+        p.rows("SELECT _topic, count(*) FROM bronze.events GROUP BY 1 ORDER BY 1"),
+        [["feed_a", "10"], ["feed_b", "20"]]
+    );
+}
+
+fn num_files(p: &TestProject) -> u64 {
+    p.rows("DESCRIBE DETAIL bronze.events")[0][8]
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn kafka_targets_compact_themselves_and_optimize_runs_beside_appends() {
+    let b = Broker::start();
+    b.create_topic("small", 2);
+    b.produce("small", 0, &(1..=10).map(order).collect::<Vec<_>>());
+    let p = b.project("small", "    max_offsets_per_trigger: 10\n");
+    p.ok(&["sync", "ev"]);
+    p.ok(&[
+        "query",
+        "ALTER TABLE bronze.events SET TBLPROPERTIES ('confluo.autoCompact.minNumFiles' = '5')",
+    ]);
+    b.produce("small", 0, &(11..=160).map(order).collect::<Vec<_>>());
+    b.produce("small", 1, &(161..=310).map(order).collect::<Vec<_>>());
+    // 30 batches of 10 records: the runner compacts every 10 batches.
+    p.ok(&["sync", "ev"]);
+    let check = |n: &str| {
+        assert_eq!(p.scalar("SELECT count(*) FROM bronze.events"), n);
+        assert_eq!(
+            p.scalar("SELECT count(DISTINCT _partition || '/' || _offset) FROM bronze.events"),
+            n
+        );
+    };
+    check("310");
+    let history = p.ok(&["query", "DESCRIBE HISTORY bronze.events", "--format", "csv"]);
+    assert!(history.contains("OPTIMIZE"), "{history}");
+    assert!(num_files(&p) <= 2, "{} files", num_files(&p));
+
+    // OPTIMIZE from another process while a continuous sync appends (auto-compaction off, so
+    // the two compactions do not race): nothing lost, nothing twice.
+    p.ok(&[
+        "query",
+        "ALTER TABLE bronze.events SET TBLPROPERTIES ('delta.autoOptimize.autoCompact' = 'false')",
+    ]);
+    let mut sync = spawn_sync(&p);
+    for round in 0..6u64 {
+        let ids: Vec<Vec<u8>> = (1000 + round * 100..1100 + round * 100)
+            .map(order)
+            .collect();
+        b.produce("small", (round % 2) as i32, &ids);
+        std::thread::sleep(Duration::from_millis(400));
+        p.ok(&["query", "OPTIMIZE bronze.events"]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.scalar("SELECT count(*) FROM bronze.events") != "910" {
+        assert!(Instant::now() < deadline, "the sync did not catch up");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    unsafe { libc::kill(sync.id() as i32, libc::SIGTERM) };
+    assert!(sync.wait().unwrap().success());
+    check("910");
 }
 
 #[test]

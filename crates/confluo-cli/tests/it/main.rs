@@ -7,6 +7,7 @@ mod errors;
 mod ingest;
 mod interop;
 mod kafka;
+mod kafka_avro;
 mod kill;
 mod mqtt;
 mod mysql;

@@ -339,3 +339,68 @@ fn sigkill_and_a_server_restart_lose_and_duplicate_nothing() {
         format!("1..{total}")
     );
 }
+
+#[test]
+fn read_nats_feeds_a_pipeline_exactly_once() {
+    let s = TestStream::new(URL);
+    s.publish("a", &(1..=300).map(order).collect::<Vec<_>>());
+    let p = TestProject::with_config(
+        "pipelines:\n  ingest:\n    libraries: [\"pipelines/*.sql\"]\n    schema: bronze\n",
+    );
+    p.write(
+        "pipelines/nats.sql",
+        format!(
+            "CREATE OR REFRESH STREAMING TABLE raw AS
+SELECT subject, sequence, published, CAST(value AS STRING) AS v
+FROM STREAM read_nats(servers => '{URL}', stream => '{}');
+
+CREATE OR REFRESH MATERIALIZED VIEW per_subject AS
+SELECT subject, count(*) AS n FROM raw GROUP BY subject;
+",
+            s.name
+        ),
+    );
+    p.ok(&["validate"]);
+    p.ok(&["run"]);
+    assert_eq!(
+        p.rows("SELECT count(*), count(DISTINCT sequence), min(sequence), max(sequence) FROM bronze.raw"),
+        [["300", "300", "1", "300"]]
+    );
+    assert_eq!(
+        p.scalar("SELECT v FROM bronze.raw WHERE sequence = 7"),
+        String::from_utf8(order(7)).unwrap()
+    );
+    // Nothing new: nothing read twice; new messages: exactly those.
+    p.ok(&["run"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.raw"), "300");
+    s.publish("b", &(301..=450).map(order).collect::<Vec<_>>());
+    p.ok(&["run"]);
+    assert_eq!(
+        p.rows("SELECT subject, n FROM bronze.per_subject ORDER BY subject"),
+        [
+            [format!("{}.a", s.subject), "300".to_string()],
+            [format!("{}.b", s.subject), "150".to_string()]
+        ]
+    );
+    assert_eq!(
+        p.scalar("SELECT count(DISTINCT sequence) FROM bronze.raw"),
+        "450"
+    );
+    // What a user can get wrong, said at its place.
+    p.write(
+        "pipelines/nats.sql",
+        "CREATE OR REFRESH STREAMING TABLE raw AS SELECT * FROM STREAM read_nats(servers => 'nats://127.0.0.1:4222', steam => 'X');",
+    );
+    let e = p.fail(&["validate"]);
+    assert!(
+        e.contains("unknown option `steam`") && e.contains("`stream`"),
+        "{e}"
+    );
+    assert!(e.contains("nats.sql:1"), "{e}");
+    p.write(
+        "pipelines/nats.sql",
+        "CREATE OR REFRESH STREAMING TABLE raw AS SELECT * FROM STREAM read_mqtt(topics => 'a/#');",
+    );
+    let e = p.fail(&["validate"]);
+    assert!(e.contains("read_mqtt") && e.contains("ingest entry"), "{e}");
+}

@@ -267,6 +267,45 @@ fn rabbitmq_restart_and_sigkill_lose_and_duplicate_nothing() {
 }
 
 #[test]
+fn read_rabbitmq_feeds_a_pipeline_from_a_stream_exactly_once() {
+    let q = Queue::new(true);
+    q.publish(&(1..=200).map(|i| (None, order(i))).collect::<Vec<_>>());
+    let p = TestProject::with_config(
+        "pipelines:\n  ingest:\n    libraries: [\"pipelines/*.sql\"]\n    schema: bronze\n",
+    );
+    p.write(
+        "pipelines/mq.sql",
+        format!(
+            "CREATE OR REFRESH STREAMING TABLE raw AS
+SELECT stream, offset, CAST(value AS STRING) AS v
+FROM STREAM read_rabbitmq(host => '127.0.0.1', stream => '{}');
+",
+            q.name
+        ),
+    );
+    p.ok(&["run"]);
+    assert_eq!(
+        p.rows("SELECT count(*), count(DISTINCT offset), min(offset), max(offset) FROM bronze.raw"),
+        [["200", "200", "0", "199"]]
+    );
+    p.ok(&["run"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.raw"), "200");
+    q.publish(&(201..=260).map(|i| (None, order(i))).collect::<Vec<_>>());
+    p.ok(&["run"]);
+    assert_eq!(p.scalar("SELECT count(DISTINCT v) FROM bronze.raw"), "260");
+    // A queue cannot be replayed: refused with what to do instead.
+    p.write(
+        "pipelines/mq.sql",
+        "CREATE OR REFRESH STREAMING TABLE raw AS SELECT * FROM STREAM read_rabbitmq(host => '127.0.0.1', queue => 'q');",
+    );
+    let e = p.fail(&["validate"]);
+    assert!(
+        e.contains("at least once") && e.contains("ingest entry"),
+        "{e}"
+    );
+}
+
+#[test]
 fn rabbitmq_errors_say_what_to_fix() {
     let p = TestProject::with_config(
         "connections:\n  mq: {type: rabbitmq, host: 127.0.0.1}\n  wrong: {type: rabbitmq, host: 127.0.0.1, user: nobody, password: nope}\ningest:\n  noqueue:\n    connection: mq\n    queue: confluo_no_such_queue\n    schema: bronze\n  nostream:\n    connection: mq\n    stream: confluo_no_such_stream\n    schema: bronze\n  both:\n    connection: mq\n    queue: a\n    stream: b\n    schema: bronze\n  neither:\n    connection: mq\n    schema: bronze\n  login:\n    connection: wrong\n    queue: a\n    schema: bronze\n",

@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use confluo_core::project::ConnectionConfig;
 use confluo_core::source::SourceError;
-use confluo_core::suggest;
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use serde_yaml_ng::Value;
 
 use super::source::KafkaSource;
 use crate::connection_options::{ConnectionOptions, OptionError};
-use crate::streams::entry_options;
+use crate::streams::{FunctionOptions, entry_options, function_error, function_options};
 
 const KNOWN_KEYS: &[&str] = &[
     "bootstrap_servers",
@@ -348,7 +347,7 @@ impl KafkaConnector {
 
 /// The options of Databricks' `read_kafka(...)` (case-insensitive, as in Spark) and where
 /// each goes: a connection key, or an entry key.
-const READ_KAFKA: &[(&str, &str, bool)] = &[
+const READ_KAFKA: FunctionOptions = &[
     ("bootstrapServers", "bootstrap_servers", true),
     ("kafka.bootstrap.servers", "bootstrap_servers", true),
     ("kafka.security.protocol", "security_protocol", true),
@@ -370,15 +369,8 @@ const READ_KAFKA: &[(&str, &str, bool)] = &[
 /// what to write instead.
 pub fn read_kafka(options: &[(String, String)]) -> Result<KafkaSource, SourceError> {
     let owner = "read_kafka";
-    let mut conn = ConnectionConfig {
-        kind: "kafka".into(),
-        options: BTreeMap::new(),
-    };
-    let mut entry: BTreeMap<String, Value> = BTreeMap::new();
-    entry.insert("format".into(), Value::String("binary".into()));
-    for (name, value) in options {
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
+    for (name, _) in options {
+        match name.to_ascii_lowercase().as_str() {
             "assign" => {
                 return Err(SourceError::definite(format!(
                     "{owner}: `assign` is not supported yet\n  hint: name the topics with `subscribe` (a comma-separated list) and where to start with `startingOffsets`"
@@ -391,36 +383,8 @@ pub fn read_kafka(options: &[(String, String)]) -> Result<KafkaSource, SourceErr
             }
             _ => {}
         }
-        let Some((_, key, on_connection)) = READ_KAFKA
-            .iter()
-            .find(|(o, _, _)| o.eq_ignore_ascii_case(&lower))
-        else {
-            let near = suggest::nearest(name, READ_KAFKA.iter().map(|(o, _, _)| *o));
-            return Err(SourceError::definite(format!(
-                "{owner}: unknown option `{name}`{}",
-                if near.is_empty() {
-                    "\n  hint: options are bootstrapServers, subscribe, subscribePattern, startingOffsets, startingTimestamp, maxOffsetsPerTrigger, failOnDataLoss, kafka.security.protocol, kafka.sasl.mechanism, kafka.sasl.username, kafka.sasl.password, kafka.ssl.ca.location".to_string()
-                } else {
-                    suggest::hint(&near)
-                }
-            )));
-        };
-        let value = if *key == "topics" {
-            Value::Sequence(
-                value
-                    .split(',')
-                    .map(|t| Value::String(t.trim().to_string()))
-                    .collect(),
-            )
-        } else {
-            Value::String(value.clone())
-        };
-        if *on_connection {
-            conn.options.insert(key.to_string(), value);
-        } else {
-            entry.insert(key.to_string(), value);
-        }
     }
+    let (mut conn, entry) = function_options(owner, "kafka", options, READ_KAFKA, &["topics"])?;
     if !conn.options.contains_key("bootstrap_servers") {
         return Err(SourceError::definite(format!(
             "{owner}: `bootstrapServers` is required, e.g. read_kafka(bootstrapServers => '127.0.0.1:9092', subscribe => 'orders')"
@@ -433,18 +397,9 @@ pub fn read_kafka(options: &[(String, String)]) -> Result<KafkaSource, SourceErr
         );
     }
     // Errors speak of the options as the user wrote them.
-    let spark_names = |e: SourceError| {
-        let mut m = e
-            .message
-            .replace("connection `read_kafka`", owner)
-            .replace("ingest entry `read_kafka`", owner);
-        for (option, key, _) in READ_KAFKA {
-            m = m.replace(&format!("`{key}`"), &format!("`{option}`"));
-        }
-        SourceError { message: m, ..e }
-    };
-    let connector = KafkaConnector::from_connection(owner, &conn).map_err(spark_names)?;
-    let source = connector.source(owner, &entry).map_err(spark_names)?;
+    let spark_names = function_error(owner, READ_KAFKA);
+    let connector = KafkaConnector::from_connection(owner, &conn).map_err(&spark_names)?;
+    let source = connector.source(owner, &entry).map_err(&spark_names)?;
     Ok(source.with_spark_columns())
 }
 

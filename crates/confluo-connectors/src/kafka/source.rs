@@ -78,6 +78,9 @@ pub struct KafkaSource {
     last: BTreeMap<String, i64>,
     /// Per partition key, the offset of the next record to hand out.
     next: BTreeMap<String, i64>,
+    /// Per partition key, the offset before the start a starting option chose, for keys
+    /// the table held nothing of (see [`ChangeSource::starting_batch`]).
+    resolved: BTreeMap<String, i64>,
     /// Per partition key, the end of the partition when it was positioned: "nothing new"
     /// is not believed before these are reached (a fetch may take a moment to answer).
     ends_at_seek: BTreeMap<String, i64>,
@@ -101,7 +104,7 @@ impl KafkaSource {
         fail_on_data_loss: bool,
         max_per_batch: Option<usize>,
     ) -> Self {
-        let decoder = PayloadDecoder::new(entry.format);
+        let decoder = PayloadDecoder::new(entry.format.clone());
         KafkaSource {
             conn,
             entry,
@@ -114,6 +117,7 @@ impl KafkaSource {
             parts: Vec::new(),
             last: BTreeMap::new(),
             next: BTreeMap::new(),
+            resolved: BTreeMap::new(),
             ends_at_seek: BTreeMap::new(),
             tasks: Vec::new(),
             tx: None,
@@ -134,12 +138,6 @@ impl KafkaSource {
             out.insert(p.key(), end);
         }
         Ok(out)
-    }
-
-    /// Whether every record produced before the last [`ChangeSource::seek`] has been
-    /// handed out: reading until then is Spark's "available now".
-    pub fn caught_up(&self) -> bool {
-        ends_reached(&self.next, &self.ends_at_seek)
     }
 
     /// Rows in the columns of Databricks' `read_kafka`: `key`, `value` (binary), `topic`,
@@ -388,6 +386,24 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// A batch of `rows` at the offsets handed out so far (counts left for the caller).
+    fn batch_of(&self, rows: RecordBatch) -> SourceBatch {
+        SourceBatch {
+            tables: vec![TableRows {
+                table: self.entry.table.clone(),
+                rows,
+                apply: self.entry.apply(),
+            }],
+            offset: Some(Offset::Kafka {
+                partitions: self.last.clone(),
+            }),
+            messages: 0,
+            bytes: 0,
+            newest_micros: None,
+            rescued: 0,
+        }
+    }
+
     /// The batch's rows: the envelope, then the payload's columns.
     fn rows(&self, got: &[(usize, RecordAndOffset)]) -> Result<(RecordBatch, u64), SourceError> {
         let n = got.len();
@@ -587,6 +603,19 @@ impl ChangeSource for KafkaSource {
         self.parts.iter().map(Part::key).collect()
     }
 
+    fn columns(&self) -> Result<Schema, SourceError> {
+        if self.spark_columns {
+            return Ok(Self::spark_schema());
+        }
+        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+    }
+
+    /// Every record produced before the last seek has been handed out: reading until then
+    /// is Spark's "available now".
+    fn caught_up(&self) -> bool {
+        ends_reached(&self.next, &self.ends_at_seek)
+    }
+
     async fn connect(&mut self) -> Result<(), SourceError> {
         self.stop_tasks();
         self.parts.clear();
@@ -603,6 +632,7 @@ impl ChangeSource for KafkaSource {
         self.stop_tasks();
         self.last.clear();
         self.next.clear();
+        self.resolved.clear();
         let mut starts = Vec::with_capacity(self.parts.len());
         for i in 0..self.parts.len() {
             let key = self.parts[i].key();
@@ -613,7 +643,13 @@ impl ChangeSource for KafkaSource {
                     self.last.insert(key, *v);
                     v + 1
                 }
-                None => self.start_of(i, false).await?,
+                None => {
+                    let from = self.start_of(i, false).await?;
+                    if !matches!(self.starting, Starting::Earliest) {
+                        self.resolved.insert(key, from - 1);
+                    }
+                    from
+                }
             };
             self.next.insert(self.parts[i].key(), from);
             starts.push(from);
@@ -628,6 +664,20 @@ impl ChangeSource for KafkaSource {
             self.spawn(i, from);
         }
         Ok(())
+    }
+
+    fn starting_batch(&mut self) -> Result<Option<SourceBatch>, SourceError> {
+        if self.resolved.is_empty() {
+            return Ok(None);
+        }
+        // Kept from now on like any committed offset.
+        self.last.extend(std::mem::take(&mut self.resolved));
+        let rows = if self.spark_columns {
+            self.spark_rows(&[])?
+        } else {
+            self.rows(&[])?.0
+        };
+        Ok(Some(self.batch_of(rows)))
     }
 
     async fn next_batch(
@@ -709,6 +759,11 @@ impl ChangeSource for KafkaSource {
         let (rows, rescued) = if self.spark_columns {
             (self.spark_rows(&got)?, 0)
         } else {
+            let payloads: Vec<&[u8]> = got
+                .iter()
+                .map(|(_, r)| r.record.value.as_deref().unwrap_or_default())
+                .collect();
+            self.decoder.prepare(&payloads).await?;
             self.rows(&got)?
         };
         let payload_bytes: u64 = got
@@ -716,18 +771,11 @@ impl ChangeSource for KafkaSource {
             .map(|(_, r)| r.record.value.as_ref().map_or(0, Vec::len) as u64)
             .sum();
         Ok(Some(SourceBatch {
-            tables: vec![TableRows {
-                table: self.entry.table.clone(),
-                rows,
-                apply: self.entry.apply(),
-            }],
-            offset: Some(Offset::Kafka {
-                partitions: self.last.clone(),
-            }),
             messages: got.len() as u64,
             bytes: payload_bytes,
             newest_micros: newest,
             rescued,
+            ..self.batch_of(rows)
         }))
     }
 

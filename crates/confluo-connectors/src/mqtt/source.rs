@@ -96,7 +96,7 @@ impl MqttSource {
         levels: Vec<String>,
         client_id: String,
     ) -> Self {
-        let decoder = PayloadDecoder::new(entry.format);
+        let decoder = PayloadDecoder::new(entry.format.clone());
         MqttSource {
             conn,
             entry,
@@ -181,6 +181,10 @@ impl ChangeSource for MqttSource {
         Vec::new()
     }
 
+    fn columns(&self) -> Result<Schema, SourceError> {
+        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+    }
+
     async fn connect(&mut self) -> Result<(), SourceError> {
         if let Some(p) = self.poller.take() {
             p.abort();
@@ -259,6 +263,8 @@ impl ChangeSource for MqttSource {
             return Ok(None);
         }
         let bytes: usize = got.iter().map(|m| m.0.payload.len()).sum();
+        let payloads: Vec<&[u8]> = got.iter().map(|(p, _)| p.payload.as_ref()).collect();
+        self.decoder.prepare(&payloads).await?;
         let (rows, rescued) = self.rows(&got)?;
         let newest = got.iter().map(|g| g.1).max();
         let n = got.len() as u64;

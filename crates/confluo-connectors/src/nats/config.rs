@@ -9,7 +9,7 @@ use serde_yaml_ng::Value;
 
 use super::source::{JetStreamSource, Start};
 use crate::connection_options::{ConnectionOptions, OptionError};
-use crate::streams::entry_options;
+use crate::streams::{FunctionOptions, entry_options, function_error, function_options};
 
 const KNOWN_KEYS: &[&str] = &["url", "user", "password", "token", "connect_timeout"];
 const ENTRY_KEYS: &[&str] = &[
@@ -120,19 +120,10 @@ impl NatsConnector {
             })?),
         };
         let fail_on_data_loss = opts.flag("fail_on_data_loss", true).map_err(bad)?;
-        let consumer = opts.get("consumer").map_err(bad)?.unwrap_or_else(|| {
-            let clean: String = entry
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            format!("confluo_{clean}")
-        });
+        let consumer = opts
+            .get("consumer")
+            .map_err(bad)?
+            .unwrap_or_else(|| consumer_name(entry));
         Ok(JetStreamSource::new(
             self.clone(),
             shared,
@@ -172,4 +163,53 @@ impl NatsConnector {
             "error": error,
         }))
     }
+}
+
+/// The options of `read_nats(...)` and where each goes.
+const READ_NATS: FunctionOptions = &[
+    ("servers", "url", true),
+    ("user", "user", true),
+    ("password", "password", true),
+    ("token", "token", true),
+    ("connectTimeout", "connect_timeout", true),
+    ("stream", "stream", false),
+    ("subjects", "subjects", false),
+    ("startingPosition", "start", false),
+    ("failOnDataLoss", "fail_on_data_loss", false),
+];
+
+/// The source behind `STREAM read_nats(servers => ..., stream => ...)` in pipelines: a
+/// JetStream stream read by the stream sequence the flow's commits keep (exactly once),
+/// with rows `subject`, `sequence`, `published`, `headers`, `value` (the payload's bytes).
+/// `reader` names the durable consumer (one per flow, so two flows do not share one).
+pub fn read_nats(
+    options: &[(String, String)],
+    reader: &str,
+) -> Result<JetStreamSource, SourceError> {
+    let owner = "read_nats";
+    let (conn, mut entry) = function_options(owner, "nats", options, READ_NATS, &["subjects"])?;
+    if !entry.contains_key("stream") {
+        return Err(SourceError::definite(format!(
+            "{owner}: `stream` is required, e.g. read_nats(servers => 'nats://127.0.0.1:4222', stream => 'ORDERS')"
+        )));
+    }
+    entry.insert("consumer".into(), Value::String(consumer_name(reader)));
+    let names = function_error(owner, READ_NATS);
+    let connector = NatsConnector::from_connection(owner, &conn).map_err(&names)?;
+    connector.source(owner, &entry).map_err(&names)
+}
+
+/// A durable consumer name from `name`: characters NATS does not allow become `_`.
+fn consumer_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("confluo_{clean}")
 }

@@ -11,5 +11,5 @@
 mod config;
 mod source;
 
-pub use config::NatsConnector;
+pub use config::{NatsConnector, read_nats};
 pub use source::JetStreamSource;

@@ -50,6 +50,8 @@ pub struct JetStreamSource {
     /// The last stream sequence handed out (or committed, after a seek): redeliveries at or
     /// below it are dropped.
     last: u64,
+    /// The stream's last sequence when it was positioned (see `caught_up`).
+    end_at_seek: u64,
     /// The last message of the batches handed out, acknowledged (with everything before
     /// it) once they are committed.
     to_ack: Option<jetstream::Message>,
@@ -65,7 +67,7 @@ impl JetStreamSource {
         start: Start,
         fail_on_data_loss: bool,
     ) -> Self {
-        let decoder = PayloadDecoder::new(entry.format);
+        let decoder = PayloadDecoder::new(entry.format.clone());
         JetStreamSource {
             conn,
             entry,
@@ -78,6 +80,7 @@ impl JetStreamSource {
             js: None,
             consumer: None,
             last: 0,
+            end_at_seek: 0,
             to_ack: None,
         }
     }
@@ -127,6 +130,16 @@ impl ChangeSource for JetStreamSource {
         vec![String::new()]
     }
 
+    fn columns(&self) -> Result<Schema, SourceError> {
+        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+    }
+
+    /// The stream's last message as it was positioned has been handed out (with subject
+    /// filters it may be another subject's: the read then ends at a wait for nothing).
+    fn caught_up(&self) -> bool {
+        self.last >= self.end_at_seek
+    }
+
     async fn connect(&mut self) -> Result<(), SourceError> {
         let client = self.conn.connect().await?;
         self.js = Some(jetstream::new(client));
@@ -144,6 +157,7 @@ impl ChangeSource for JetStreamSource {
             .state
             .clone();
         let committed = committed.get("").map(|v| *v as u64);
+        self.end_at_seek = state.last_sequence;
         let deliver = match committed {
             Some(v) => {
                 if self.fail_on_data_loss && state.messages > 0 && v + 1 < state.first_sequence {
@@ -245,6 +259,8 @@ impl ChangeSource for JetStreamSource {
             sequence: last.0,
         };
         let newest = got.iter().map(|g| g.1).max();
+        let payloads: Vec<&[u8]> = got.iter().map(|g| g.2.message.payload.as_ref()).collect();
+        self.decoder.prepare(&payloads).await?;
         let rows = self.rows(&got)?;
         let bytes = got.iter().map(|g| g.2.message.payload.len() as u64).sum();
         let n = got.len() as u64;

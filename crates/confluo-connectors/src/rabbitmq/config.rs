@@ -10,7 +10,9 @@ use serde_yaml_ng::Value;
 use super::queue::QueueSource;
 use super::stream::{RabbitStreamSource, Start};
 use crate::connection_options::{ConnectionOptions, OptionError};
-use crate::streams::{StreamEntry, entry_options};
+use crate::streams::{
+    FunctionOptions, StreamEntry, entry_options, function_error, function_options,
+};
 
 const KNOWN_KEYS: &[&str] = &[
     "host",
@@ -166,4 +168,54 @@ impl RabbitConnector {
             "streams": streams,
         }))
     }
+}
+
+/// The options of `read_rabbitmq(...)` and where each goes.
+const READ_RABBITMQ: FunctionOptions = &[
+    ("host", "host", true),
+    ("port", "port", true),
+    ("streamPort", "stream_port", true),
+    ("user", "user", true),
+    ("password", "password", true),
+    ("vhost", "vhost", true),
+    ("connectTimeout", "connect_timeout", true),
+    ("stream", "stream", false),
+    ("queue", "queue", false),
+    ("startingPosition", "start", false),
+];
+
+/// The source behind `STREAM read_rabbitmq(host => ..., stream => ...)` in pipelines: a
+/// RabbitMQ stream read by the offset the flow's commits keep (exactly once), with rows
+/// `stream`, `offset`, `value` (the payload's bytes). Queues cannot be replayed and need an
+/// acknowledgement after the commit, which a pipeline's flows do not give: they are refused
+/// with what to do instead. `reader` names the consumer on the server.
+pub fn read_rabbitmq(
+    options: &[(String, String)],
+    reader: &str,
+) -> Result<Box<dyn ChangeSource>, SourceError> {
+    let owner = "read_rabbitmq";
+    let (conn, mut entry) = function_options(owner, "rabbitmq", options, READ_RABBITMQ, &[])?;
+    if entry.contains_key("queue") {
+        return Err(SourceError::definite(format!(
+            "{owner}: a queue is read at least once and acknowledged after each commit, which a \
+             pipeline flow does not do\n  hint: read the queue with an ingest entry \
+             (`type: rabbitmq`, `queue:`) and the pipeline from its table with STREAM(...), or \
+             read a RabbitMQ stream here (`stream =>`)"
+        )));
+    }
+    if !entry.contains_key("stream") {
+        return Err(SourceError::definite(format!(
+            "{owner}: `stream` is required, e.g. read_rabbitmq(host => '127.0.0.1', stream => 'orders')"
+        )));
+    }
+    entry.insert(
+        "consumer".into(),
+        Value::String(format!("confluo-{reader}")),
+    );
+    let names = function_error(owner, READ_RABBITMQ);
+    let connector = RabbitConnector::from_connection(owner, &conn).map_err(&names)?;
+    connector
+        .source(owner, &entry)
+        .map(|(_, source)| source)
+        .map_err(&names)
 }

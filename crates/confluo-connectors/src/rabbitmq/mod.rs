@@ -14,6 +14,6 @@ mod config;
 mod queue;
 mod stream;
 
-pub use config::RabbitConnector;
+pub use config::{RabbitConnector, read_rabbitmq};
 pub use queue::QueueSource;
 pub use stream::RabbitStreamSource;

@@ -83,7 +83,7 @@ impl QueueSource {
         prefetch: u16,
         tag: String,
     ) -> Self {
-        let decoder = PayloadDecoder::new(entry.format);
+        let decoder = PayloadDecoder::new(entry.format.clone());
         QueueSource {
             conn,
             entry,
@@ -191,6 +191,10 @@ impl ChangeSource for QueueSource {
         Vec::new()
     }
 
+    fn columns(&self) -> Result<Schema, SourceError> {
+        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+    }
+
     async fn connect(&mut self) -> Result<(), SourceError> {
         self.consumer = None;
         self.channel = None;
@@ -277,6 +281,8 @@ impl ChangeSource for QueueSource {
             return Ok(None);
         }
         let bytes: usize = got.iter().map(|d| d.data.len()).sum();
+        let payloads: Vec<&[u8]> = got.iter().map(|d| d.data.as_slice()).collect();
+        self.decoder.prepare(&payloads).await?;
         let (rows, rescued) = self.rows(&got)?;
         let newest = got
             .iter()

@@ -93,7 +93,7 @@ impl RabbitStreamSource {
         start: Start,
         name: String,
     ) -> Self {
-        let decoder = PayloadDecoder::new(entry.format);
+        let decoder = PayloadDecoder::new(entry.format.clone());
         RabbitStreamSource {
             conn,
             entry,
@@ -149,6 +149,10 @@ impl ChangeSource for RabbitStreamSource {
 
     fn offset_keys(&self) -> Vec<String> {
         vec![String::new()]
+    }
+
+    fn columns(&self) -> Result<Schema, SourceError> {
+        Ok(self.rows(&[])?.0.schema().as_ref().clone())
     }
 
     async fn connect(&mut self) -> Result<(), SourceError> {
@@ -231,6 +235,8 @@ impl ChangeSource for RabbitStreamSource {
         let Some(last) = got.last().map(|g| g.0) else {
             return Ok(None);
         };
+        let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
+        self.decoder.prepare(&payloads).await?;
         let (rows, rescued) = self.rows(&got)?;
         Ok(Some(SourceBatch {
             tables: vec![TableRows {

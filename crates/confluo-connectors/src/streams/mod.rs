@@ -2,6 +2,7 @@
 //! as Arrow ([`payload`]). The connectors themselves are folders beside this one (`nats/`,
 //! `kafka/`, `mqtt/`, `rabbitmq/`); each implements [`confluo_core::source::ChangeSource`].
 
+pub mod avro;
 pub mod payload;
 
 use std::collections::BTreeMap;
@@ -14,11 +15,15 @@ use confluo_core::source::{Apply, ReadLimits, SourceError};
 use futures::{Stream, StreamExt};
 use serde_yaml_ng::Value;
 
+use confluo_core::project::ConnectionConfig;
+use confluo_core::suggest;
+
 use crate::connection_options::ConnectionOptions;
+use avro::AvroSchemas;
 use payload::{Decoded, PayloadFormat};
 
 /// Keys every stream entry may have besides its connector's own.
-pub const ENTRY_KEYS: &[&str] = &["table", "format", "key"];
+pub const ENTRY_KEYS: &[&str] = &["table", "format", "key", "avro_schema", "schema_registry"];
 
 /// The shared settings of a stream ingest entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,11 +69,22 @@ pub fn entry_options<'a>(
         .get("table")
         .map_err(bad)?
         .unwrap_or_else(|| entry.to_string());
-    let format = match opts.get("format").map_err(bad)? {
-        Some(f) => PayloadFormat::parse(&f)
-            .map_err(|m| SourceError::definite(format!("{owner}: `format` {m}")))?,
-        None => PayloadFormat::Json,
+    let avro = match (
+        opts.get("avro_schema").map_err(bad)?,
+        opts.get("schema_registry").map_err(bad)?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(SourceError::definite(format!(
+                "{owner}: give `avro_schema` or `schema_registry`, not both"
+            )));
+        }
+        (Some(s), None) => Some(AvroSchemas::Given(s)),
+        (None, Some(r)) => Some(AvroSchemas::Registry(r)),
+        (None, None) => None,
     };
+    let format = opts.get("format").map_err(bad)?;
+    let format = PayloadFormat::parse(format.as_deref().unwrap_or("json"), avro)
+        .map_err(|m| SourceError::definite(format!("{owner}: `format`: {m}")))?;
     let key = opts.list("key").map_err(bad)?;
     Ok((
         StreamEntry {
@@ -147,4 +163,75 @@ pub fn assemble(
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| SourceError::definite(format!("{what}: {e}")))?;
     Ok((batch, payload.rescued as u64))
+}
+
+/// How a pipeline table function's named options (`read_kafka(subscribe => ...)`) map onto
+/// a connection and an ingest entry: (the option as written, the key, whether the key is
+/// the connection's). Matching is case-insensitive, as in Spark.
+pub type FunctionOptions = &'static [(&'static str, &'static str, bool)];
+
+/// Splits the options of table function `function` into a connection of type `kind` and
+/// an entry's keys (payloads kept as bytes: `format: binary`). Keys in `lists` take a
+/// comma-separated list. An unknown option is an error with a suggestion.
+pub fn function_options(
+    function: &str,
+    kind: &str,
+    options: &[(String, String)],
+    map: FunctionOptions,
+    lists: &[&str],
+) -> Result<(ConnectionConfig, BTreeMap<String, Value>), SourceError> {
+    let mut conn = ConnectionConfig {
+        kind: kind.into(),
+        options: BTreeMap::new(),
+    };
+    let mut entry: BTreeMap<String, Value> = BTreeMap::new();
+    entry.insert("format".into(), Value::String("binary".into()));
+    for (name, value) in options {
+        let Some((_, key, on_connection)) =
+            map.iter().find(|(o, _, _)| o.eq_ignore_ascii_case(name))
+        else {
+            let near = suggest::nearest(name, map.iter().map(|(o, _, _)| *o));
+            let all: Vec<&str> = map.iter().map(|(o, _, _)| *o).collect();
+            return Err(SourceError::definite(format!(
+                "{function}: unknown option `{name}`{}",
+                if near.is_empty() {
+                    format!("\n  hint: options are {}", all.join(", "))
+                } else {
+                    suggest::hint(&near)
+                }
+            )));
+        };
+        let value = if lists.contains(key) {
+            Value::Sequence(
+                value
+                    .split(',')
+                    .map(|t| Value::String(t.trim().to_string()))
+                    .collect(),
+            )
+        } else {
+            Value::String(value.clone())
+        };
+        if *on_connection {
+            conn.options.insert(key.to_string(), value);
+        } else {
+            entry.insert(key.to_string(), value);
+        }
+    }
+    Ok((conn, entry))
+}
+
+/// Rewrites an error about a table function's connection or entry to speak of its options
+/// as the user wrote them.
+pub fn function_error(function: &str, map: FunctionOptions) -> impl Fn(SourceError) -> SourceError {
+    let function = function.to_string();
+    move |e: SourceError| {
+        let mut m = e
+            .message
+            .replace(&format!("connection `{function}`"), &function)
+            .replace(&format!("ingest entry `{function}`"), &function);
+        for (option, key, _) in map {
+            m = m.replace(&format!("`{key}`"), &format!("`{option}`"));
+        }
+        SourceError { message: m, ..e }
+    }
 }

@@ -6,7 +6,8 @@
 //! not fit its column, is kept in `_rescued_data` with where the message came from (topic and
 //! offset, stream and sequence, ...): nothing is dropped, and the stream goes on. `text`
 //! keeps the payload as one string column `value` (bytes that are not UTF-8 are rescued),
-//! `binary` as one binary column `value`.
+//! `binary` as one binary column `value`. `avro` reads each payload as an Avro datum
+//! ([`super::avro`]), of a given schema or in Confluent's wire format with a registry.
 
 use std::sync::Arc;
 
@@ -14,6 +15,9 @@ use arrow::array::{ArrayRef, BinaryBuilder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde_json::{Map, Value};
 
+use confluo_core::source::SourceError;
+
+use super::avro::{AvroDecoder, AvroSchemas};
 use crate::files::json::{JsonDecoder, infer_lines};
 use crate::files::rescue::{self, RAW_KEY};
 
@@ -24,7 +28,7 @@ pub const RESCUED: &str = "_rescued_data";
 const INFER_SAMPLE: usize = 2_000;
 
 /// How payloads are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum PayloadFormat {
     /// One JSON object per message, as columns.
     #[default]
@@ -33,18 +37,37 @@ pub enum PayloadFormat {
     Text,
     /// The payload bytes, column `value`.
     Binary,
+    /// One Avro datum per message, as columns.
+    Avro(AvroSchemas),
 }
 
 impl PayloadFormat {
-    /// Parses `json`, `text` (or `string`) and `binary` (or `bytes`, `raw`).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "json" => Ok(PayloadFormat::Json),
-            "text" | "string" => Ok(PayloadFormat::Text),
-            "binary" | "bytes" | "raw" => Ok(PayloadFormat::Binary),
-            other => Err(format!(
-                "`{other}` is not a payload format; use json, text or binary"
+    /// Parses `json`, `text` (or `string`), `binary` (or `bytes`, `raw`) and `avro`;
+    /// Avro takes its schemas from `avro` (the entry's `avro_schema` or `schema_registry`).
+    pub fn parse(text: &str, avro: Option<AvroSchemas>) -> Result<Self, String> {
+        let format = match text.to_ascii_lowercase().as_str() {
+            "json" => PayloadFormat::Json,
+            "text" | "string" => PayloadFormat::Text,
+            "binary" | "bytes" | "raw" => PayloadFormat::Binary,
+            "avro" => {
+                let schemas = avro.ok_or(
+                    "`avro` needs `avro_schema` (the writer schema's JSON) or \
+                     `schema_registry` (the URL of a Confluent-compatible registry)",
+                )?;
+                schemas.check()?;
+                return Ok(PayloadFormat::Avro(schemas));
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` is not a payload format; use json, text, binary or avro"
+                ));
+            }
+        };
+        match avro {
+            Some(_) => Err(format!(
+                "`avro_schema` and `schema_registry` are for `format: avro`, not {text}"
             )),
+            None => Ok(format),
         }
     }
 }
@@ -55,6 +78,8 @@ pub struct PayloadDecoder {
     format: PayloadFormat,
     /// The target table's payload columns (without envelope columns and `_rescued_data`).
     known: Vec<Field>,
+    /// For `avro`: the writer schemas.
+    avro: Option<AvroDecoder>,
 }
 
 /// A batch's payload columns and how many messages were (partly) rescued.
@@ -68,9 +93,23 @@ pub struct Decoded {
 impl PayloadDecoder {
     /// A decoder for `format`.
     pub fn new(format: PayloadFormat) -> Self {
+        let avro = match &format {
+            PayloadFormat::Avro(schemas) => Some(AvroDecoder::new(schemas.clone())),
+            _ => None,
+        };
         PayloadDecoder {
             format,
             known: Vec::new(),
+            avro,
+        }
+    }
+
+    /// Gets what decoding `payloads` needs from elsewhere first: the Avro writer schemas
+    /// a registry holds. Call before [`PayloadDecoder::decode`].
+    pub async fn prepare(&mut self, payloads: &[&[u8]]) -> Result<(), SourceError> {
+        match &mut self.avro {
+            Some(a) => a.prepare(payloads).await,
+            None => Ok(()),
         }
     }
 
@@ -92,7 +131,11 @@ impl PayloadDecoder {
         payloads: &[&[u8]],
         locate: &dyn Fn(usize, &mut Map<String, Value>),
     ) -> Result<Decoded, String> {
-        match self.format {
+        match &self.format {
+            PayloadFormat::Avro(_) => match &self.avro {
+                Some(a) => a.decode(payloads, &self.known, locate),
+                None => Err("the Avro decoder is missing".into()),
+            },
             PayloadFormat::Json => self.json(payloads, locate),
             PayloadFormat::Text => Ok(text(payloads, locate)),
             PayloadFormat::Binary => {
@@ -259,7 +302,14 @@ mod tests {
         assert_eq!(v.value(0), "ok");
         assert!(v.is_null(1));
         assert_eq!(out.rescued, 1);
-        assert_eq!(PayloadFormat::parse("RAW"), Ok(PayloadFormat::Binary));
-        assert!(PayloadFormat::parse("xml").is_err());
+        assert_eq!(PayloadFormat::parse("RAW", None), Ok(PayloadFormat::Binary));
+        assert!(PayloadFormat::parse("xml", None).is_err());
+        assert!(PayloadFormat::parse("avro", None).is_err());
+        let registry = AvroSchemas::Registry("http://127.0.0.1:8081".into());
+        assert!(PayloadFormat::parse("json", Some(registry.clone())).is_err());
+        assert_eq!(
+            PayloadFormat::parse("avro", Some(registry.clone())),
+            Ok(PayloadFormat::Avro(registry))
+        );
     }
 }

@@ -153,6 +153,16 @@ setup_kafka() {
   log "Kafka (tansu) ready (127.0.0.1:9092)"
 }
 
+# socat (with OpenSSL) puts TLS in front of the test brokers: tansu 0.6 cannot be given
+# both --cert and --key.
+install_socat() {
+  command -v socat >/dev/null 2>&1 && return 0
+  log "installing socat"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >/dev/null; }
+}
+
+install_socat
 setup_postgres
 setup_mariadb
 setup_nats

@@ -42,6 +42,11 @@ pub(crate) struct Broker {
     dir: tempfile::TempDir,
     child: Option<Child>,
     rt: tokio::runtime::Runtime,
+    /// Arguments the broker starts with besides storage and listener (`--authentication`).
+    extra: Vec<String>,
+    /// The port clients are told to connect to, when it is not the broker's own (a TLS
+    /// proxy in front of it).
+    advertised: Option<u16>,
 }
 
 impl Broker {
@@ -52,6 +57,8 @@ impl Broker {
             dir: tempfile::tempdir().unwrap(),
             child: None,
             rt: tokio::runtime::Runtime::new().unwrap(),
+            extra: Vec::new(),
+            advertised: None,
         };
         b.up();
         b
@@ -63,12 +70,19 @@ impl Broker {
 
     fn up(&mut self) {
         let url = format!("tcp://{}", self.addr());
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let child = Command::new(tansu())
             .current_dir(self.dir.path())
             .args(["broker", "--storage-engine"])
             // tansu opens a SQLite path relative to its working folder.
             .arg("sqlite://tansu.db")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -261,6 +275,153 @@ fn kafka_latest_start_is_kept_by_a_run_that_reads_nothing() {
     let versions = history().lines().count();
     p.ok(&["sync", "ev"]);
     assert_eq!(history().lines().count(), versions);
+}
+
+#[test]
+fn kafka_sasl_scram_logs_in_and_a_refused_login_says_what_to_check() {
+    let mut b = Broker::start();
+    b.create_topic("secure", 1);
+    b.produce("secure", 0, &(1..=20).map(order).collect::<Vec<_>>());
+    // The user is made while the broker is open, then it is restarted asking for logins.
+    let out = Command::new(tansu())
+        .args(["user", "create", "--broker", &format!("tcp://{}", b.addr())])
+        .args(["alice", "s3cret", "--mechanism", "scram512"])
+        .output()
+        .expect("tansu user create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.down();
+    b.extra = vec!["--authentication".into()];
+    b.up();
+    let project = |password: &str| {
+        TestProject::with_config(&format!(
+            "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{}\", security_protocol: sasl_plaintext, sasl_mechanism: SCRAM-SHA-512, user: alice, password: {password}, connect_timeout: 5s}}\ningest:\n  ev:\n    connection: bus\n    topics: secure\n    schema: bronze\n    table: events\n",
+            b.addr()
+        ))
+    };
+    let p = project("s3cret");
+    p.ok(&["sync", "ev"]);
+    assert_eq!(
+        p.rows("SELECT count(*), sum(id) FROM bronze.events"),
+        [["20", "210"]]
+    );
+    let p = project("wrong");
+    let e = p.fail(&["sync", "ev"]);
+    assert!(e.contains("127.0.0.1") && !e.contains("wrong"), "{e}");
+    assert!(
+        e.contains("Sasl handshake failed") && e.contains("`user` and `password`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn kafka_over_tls_trusts_the_given_ca_and_refuses_an_unknown_one() {
+    let mut b = Broker::start();
+    b.create_topic("sealed", 1);
+    b.produce("sealed", 0, &(1..=15).map(order).collect::<Vec<_>>());
+    // tansu 0.6 cannot be given both --cert and --key (one exclusive argument group), so
+    // TLS is OpenSSL's, through socat in front of the broker, which advertises socat's port.
+    let certs = tempfile::tempdir().unwrap();
+    let at = |f: &str| certs.path().join(f).display().to_string();
+    let (ca, cert, key) = (at("ca.pem"), at("cert.pem"), at("key.pem"));
+    std::fs::write(
+        at("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    // A CA of the test's own, and the broker's certificate for 127.0.0.1 signed by it.
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=confluo-test-ca",
+            "-keyout",
+            &at("ca.key"),
+            "-out",
+            &ca,
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &at("cert.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &at("cert.csr"),
+            "-CA",
+            &ca,
+            "-CAkey",
+            &at("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &at("ext.cnf"),
+            "-out",
+            &cert,
+        ],
+    ] {
+        let out = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tls_port = crate::common::free_port();
+    b.down();
+    b.advertised = Some(tls_port);
+    b.up();
+    let mut proxy = Command::new("socat")
+        .arg(format!(
+            "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},verify=0"
+        ))
+        .arg(format!("TCP:127.0.0.1:{}", b.port))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (scripts/setup-services.sh installs it)");
+    crate::common::wait_for_port(tls_port, Duration::from_secs(10), "socat");
+    let project = |ca: &str| {
+        TestProject::with_config(&format!(
+            "connections:\n  bus: {{type: kafka, bootstrap_servers: \"127.0.0.1:{tls_port}\", security_protocol: ssl, {ca} connect_timeout: 5s}}\ningest:\n  ev:\n    connection: bus\n    topics: sealed\n    schema: bronze\n    table: events\n"
+        ))
+    };
+    let p = project(&format!("ca_file: \"{ca}\","));
+    let ok = p.run(&["sync", "ev"]);
+    let without_ca = project("").run(&["sync", "ev"]);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    crate::common::succeeded(&["sync", "ev"], ok);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.events"), "15");
+    // Without the CA, the Mozilla roots do not vouch for the broker: refused, and said.
+    assert!(!without_ca.status.success());
+    let e = String::from_utf8_lossy(&without_ca.stderr);
+    assert!(
+        e.contains("127.0.0.1") && e.to_ascii_lowercase().contains("certificate"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -454,6 +454,12 @@ pub(super) fn classify(what: &str, doing: &str, e: &rskafka::client::error::Erro
         ),
         _ => text.contains("SASL") || text.contains("Sasl") || text.contains("authentication"),
     };
+    // The broker's certificate is not trusted: retrying will not change that.
+    if text.contains("invalid peer certificate") || text.contains("certificate verify") {
+        return SourceError::definite(format!(
+            "{what}: {doing}: {text}\n  hint: give the CA that signed the broker's certificate as `ca_file` (the Mozilla roots are trusted otherwise), and check that the certificate names the host in `bootstrap_servers`"
+        ));
+    }
     if definite {
         SourceError::definite(format!(
             "{what}: {doing}: {text}\n  hint: check `security_protocol`, `sasl_mechanism`, `user` and `password` of the connection"

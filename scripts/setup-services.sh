@@ -96,6 +96,15 @@ setup_nats() {
 }
 
 setup_mosquitto() {
+  # A persistent session queues QoS 1 messages for a consumer that acknowledges only after
+  # each commit; Mosquitto's default limit (1000 per client) silently drops the rest.
+  local conf=/etc/mosquitto/mosquitto.conf
+  if [ -f "$conf" ] && ! grep -q '^max_queued_messages' "$conf"; then
+    log "Mosquitto: no limit on queued messages per session; restarting it"
+    printf '\n# Written by Confluo'"'"'s scripts/setup-services.sh: keep every queued QoS 1 message.\nmax_queued_messages 0\n' >> "$conf"
+    pkill -x mosquitto || true
+    for _ in $(seq 1 30); do port_open 1883 || break; sleep 1; done
+  fi
   if ! port_open 1883; then
     mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
     for _ in $(seq 1 30); do port_open 1883 && break; sleep 1; done

@@ -201,6 +201,10 @@ impl ChangeSource for MqttSource {
             .await
             .map_err(|e| SourceError::transient(format!("{}: subscribing: {e}", self.what())))?;
         let (tx, rx) = mpsc::channel(50_000);
+        // Connected means subscribed: the first read's wait starts only then, so a one-shot
+        // run does not stop before the broker has redelivered the session's messages.
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let mut ready_tx = Some(ready_tx);
         self.poller = Some(tokio::spawn(async move {
             loop {
                 match events.poll().await {
@@ -210,19 +214,28 @@ impl ChangeSource for MqttSource {
                             break;
                         }
                     }
-                    Ok(Event::Incoming(Packet::SubAck(ack)))
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
                         if ack
                             .return_codes
                             .iter()
-                            .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
-                    {
-                        let _ = tx
-                            .send(Err("the broker refused a subscription (check the topic filters and the user's access)".into()))
-                            .await;
-                        break;
+                            .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        {
+                            let refused = "the broker refused a subscription (check the topic filters and the user's access)".to_string();
+                            if let Some(r) = ready_tx.take() {
+                                let _ = r.send(Err(refused.clone()));
+                            }
+                            let _ = tx.send(Err(refused)).await;
+                            break;
+                        }
+                        if let Some(r) = ready_tx.take() {
+                            let _ = r.send(Ok(()));
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        if let Some(r) = ready_tx.take() {
+                            let _ = r.send(Err(e.to_string()));
+                        }
                         let _ = tx.send(Err(e.to_string())).await;
                         break;
                     }
@@ -231,7 +244,18 @@ impl ChangeSource for MqttSource {
         }));
         self.client = Some(client);
         self.rx = Some(rx);
-        Ok(())
+        let what = self.what();
+        match tokio::time::timeout(self.conn.connect_timeout, ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(SourceError::transient(format!("{what}: {e}"))),
+            Ok(Err(_)) => Err(SourceError::transient(format!(
+                "{what}: the connection closed while subscribing"
+            ))),
+            Err(_) => Err(SourceError::transient(format!(
+                "{what}: no answer to the subscription within {:?}\n  hint: is the broker running and reachable?",
+                self.conn.connect_timeout
+            ))),
+        }
     }
 
     async fn seek(&mut self, _committed: &BTreeMap<String, i64>) -> Result<(), SourceError> {

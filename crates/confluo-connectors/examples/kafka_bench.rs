@@ -94,7 +94,14 @@ async fn produce(client: &Client, topic: &str, count: u64, rate: u64) {
 async fn consume(client: &Client, topic: &str) {
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for p in partitions(client, topic).await {
+    let parts = partitions(client, topic).await;
+    // The fetch size Confluo uses for this many partitions (32 MiB shared, 1 to 4 MiB
+    // each); FETCH_BYTES tries another.
+    let fetch: i32 = std::env::var("FETCH_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(((32usize << 20) / parts.len().max(1)).clamp(1 << 20, 4 << 20) as i32);
+    for p in parts {
         let pc = client
             .partition_client(topic, p, UnknownTopicHandling::Error)
             .await
@@ -103,10 +110,10 @@ async fn consume(client: &Client, topic: &str) {
             let end = pc.get_offset(OffsetAt::Latest).await.expect("end");
             let mut at = pc.get_offset(OffsetAt::Earliest).await.expect("start");
             let (mut n, mut bytes) = (0u64, 0u64);
-            // The same fetch size and wait as Confluo's fetch tasks.
+            // The same wait as Confluo's fetch tasks.
             while at < end {
                 let (records, _) = pc
-                    .fetch_records(at, 1..(1 << 20), 250)
+                    .fetch_records(at, 1..fetch, 250)
                     .await
                     .expect("fetch");
                 for r in records {

@@ -112,10 +112,7 @@ async fn consume(client: &Client, topic: &str) {
             let (mut n, mut bytes) = (0u64, 0u64);
             // The same wait as Confluo's fetch tasks.
             while at < end {
-                let (records, _) = pc
-                    .fetch_records(at, 1..fetch, 250)
-                    .await
-                    .expect("fetch");
+                let (records, _) = pc.fetch_records(at, 1..fetch, 250).await.expect("fetch");
                 for r in records {
                     n += 1;
                     bytes += r.record.value.as_ref().map_or(0, Vec::len) as u64;

@@ -160,6 +160,22 @@ fn jetstream_messages_land_exactly_once_as_typed_columns() {
 }
 
 #[test]
+fn a_latest_start_is_kept_by_a_run_that_reads_nothing() {
+    let s = TestStream::new(URL);
+    s.publish("a", &(1..=40).map(order).collect::<Vec<_>>());
+    let p = s.project("    start: latest\n");
+    // Nothing after `latest` yet: the position is committed all the same.
+    p.ok(&["sync", "ev"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.events"), "0");
+    s.publish("a", &(41..=55).map(order).collect::<Vec<_>>());
+    p.ok(&["sync", "ev"]);
+    assert_eq!(
+        p.rows("SELECT count(*), min(id), max(id) FROM bronze.events"),
+        [["15", "41", "55"]]
+    );
+}
+
+#[test]
 fn at_least_once_keys_replace_redelivered_messages() {
     let s = TestStream::new(URL);
     s.publish("orders", &[order(1), order(2), order(2), order(3)]);

@@ -52,6 +52,9 @@ pub struct JetStreamSource {
     last: u64,
     /// The stream's last sequence when it was positioned (see `caught_up`).
     end_at_seek: u64,
+    /// Where `start` placed a table that held nothing yet, when it is not the beginning:
+    /// kept by [`ChangeSource::starting_batch`].
+    resolved: Option<u64>,
     /// The last message of the batches handed out, acknowledged (with everything before
     /// it) once they are committed.
     to_ack: Option<jetstream::Message>,
@@ -81,6 +84,7 @@ impl JetStreamSource {
             consumer: None,
             last: 0,
             end_at_seek: 0,
+            resolved: None,
             to_ack: None,
         }
     }
@@ -134,6 +138,27 @@ impl ChangeSource for JetStreamSource {
         Ok(self.rows(&[])?.0.schema().as_ref().clone())
     }
 
+    fn starting_batch(&mut self) -> Result<Option<SourceBatch>, SourceError> {
+        let Some(sequence) = self.resolved.take() else {
+            return Ok(None);
+        };
+        Ok(Some(SourceBatch {
+            tables: vec![TableRows {
+                table: self.entry.table.clone(),
+                rows: self.rows(&[])?.0,
+                apply: self.entry.apply(),
+            }],
+            offset: Some(Offset::JetStream {
+                stream: self.stream.clone(),
+                sequence,
+            }),
+            messages: 0,
+            bytes: 0,
+            newest_micros: None,
+            rescued: 0,
+        }))
+    }
+
     /// The stream's last message as it was positioned has been handed out (with subject
     /// filters it may be another subject's: the read then ends at a wait for nothing).
     fn caught_up(&self) -> bool {
@@ -158,6 +183,7 @@ impl ChangeSource for JetStreamSource {
             .clone();
         let committed = committed.get("").map(|v| *v as u64);
         self.end_at_seek = state.last_sequence;
+        self.resolved = None;
         let deliver = match committed {
             Some(v) => {
                 if self.fail_on_data_loss && state.messages > 0 && v + 1 < state.first_sequence {
@@ -176,10 +202,20 @@ impl ChangeSource for JetStreamSource {
                 }
             }
             None => {
-                self.last = 0;
+                // The table's position is the sequence before the first one to read: a
+                // start other than the beginning is recorded as that (deliveries at or
+                // below it are dropped), so a run that reads nothing keeps it.
+                self.last = match self.start {
+                    Start::Earliest => 0,
+                    Start::Latest => state.last_sequence,
+                    Start::Sequence(n) => n.max(1) - 1,
+                };
+                self.resolved = (!matches!(self.start, Start::Earliest)).then_some(self.last);
                 match self.start {
                     Start::Earliest => DeliverPolicy::All,
-                    Start::Latest => DeliverPolicy::New,
+                    Start::Latest => DeliverPolicy::ByStartSequence {
+                        start_sequence: state.last_sequence + 1,
+                    },
                     Start::Sequence(n) => DeliverPolicy::ByStartSequence {
                         start_sequence: n.max(1),
                     },

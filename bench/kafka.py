@@ -36,7 +36,6 @@ Results go to bench/kafka-results.json; a markdown table for BENCHMARKS.md is pr
 """
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -48,6 +47,7 @@ import time
 import psutil
 
 from benchlib import TreeRss, mib, pct
+from benchlib import machine as benchlib_machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "out", "kafka")
@@ -64,7 +64,6 @@ PARTS = os.environ.get("PARTS", "throughput,latency").split(",")
 CONFLUO = os.environ.get("CONFLUO_BIN")
 KAFKA_BENCH = os.environ.get("KAFKA_BENCH")
 TANSU = os.environ.get("CONFLUO_TANSU") or os.path.expanduser("~/.cache/confluo-tools/bin/tansu")
-
 
 
 def measure(argv, log, cwd=None):
@@ -85,10 +84,6 @@ def measure(argv, log, cwd=None):
         raise RuntimeError(f"{' '.join(argv)} failed (exit {code}), log {log}:\n{tail}")
     with open(out_path, encoding="utf-8", errors="replace") as f:
         return elapsed, max(peak, usage.ru_maxrss * 1024), f.read()
-
-
-
-
 
 
 def free_port():
@@ -290,18 +285,9 @@ def latency(broker, results):
 
 
 def machine():
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import confluent_kafka
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "os": platform.platform(), "python": platform.python_version(),
-            "librdkafka": confluent_kafka.libversion()[0],
-            "tansu": subprocess.run([TANSU, "--version"], capture_output=True, text=True).stdout.strip(),
-            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    tansu = subprocess.run([TANSU, "--version"], capture_output=True, text=True).stdout.strip()
+    return benchlib_machine(librdkafka=confluent_kafka.libversion()[0], tansu=tansu)
 
 
 def markdown(results):

@@ -75,7 +75,6 @@ a markdown table for BENCHMARKS.md is printed.
 """
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -87,6 +86,7 @@ import time
 import psutil
 
 from benchlib import TreeRss, mib, pct
+from benchlib import machine as benchlib_machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "out", "mysql")
@@ -164,8 +164,6 @@ def measure(argv, log, stdout_to=None):
     return elapsed, peak or usage.ru_maxrss * 1024
 
 
-
-
 def sql(query, db=None):
     """Runs `query` with the mariadb client; returns its rows (tab-separated, no header)."""
     argv = [CLIENT, "-h", HOST, "-P", str(PORT), "-u", USER, "--batch", "--skip-column-names", "-e", query]
@@ -178,15 +176,7 @@ def sql(query, db=None):
 
 
 def machine():
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "os": platform.platform(), "server": sql("SELECT VERSION()")[0][0],
-            "python": platform.python_version(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return benchlib_machine(server=sql("SELECT VERSION()")[0][0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,8 +508,6 @@ def visibility(path, first_version):
                 if k not in seen:
                     seen[k] = ts / 1000.0
     return seen, last - first_version
-
-
 
 
 def latencies(rows, seen):

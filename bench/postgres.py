@@ -60,7 +60,6 @@ table for BENCHMARKS.md is printed.
 """
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -72,6 +71,7 @@ import time
 import psutil
 
 from benchlib import TreeRss, mib, pct
+from benchlib import machine as benchlib_machine
 import psycopg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,20 +145,10 @@ def measure(argv, log, stdout_to=None, env=None, cwd=None):
     return elapsed, max(peak, usage.ru_maxrss * 1024)
 
 
-
-
 def machine():
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     with connect() as conn:
         pg = conn.execute("SHOW server_version").fetchone()[0]
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "os": platform.platform(), "postgres": pg, "python": platform.python_version(),
-            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return benchlib_machine(postgres=pg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,8 +452,6 @@ def visibility(path, first_version):
                 if k not in seen:
                     seen[k] = ts / 1000.0
     return seen, last - first_version
-
-
 
 
 def cdc_run(confluo, i):

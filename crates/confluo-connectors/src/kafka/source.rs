@@ -413,7 +413,11 @@ impl KafkaSource {
     }
 
     /// The batch's rows: the envelope, then the payload's columns.
-    fn rows(&self, got: &[(usize, RecordAndOffset)]) -> Result<(RecordBatch, u64), SourceError> {
+    fn rows(
+        &self,
+        got: &[(usize, RecordAndOffset)],
+        payloads: &[&[u8]],
+    ) -> Result<(RecordBatch, u64), SourceError> {
         let n = got.len();
         let mut topic = StringBuilder::with_capacity(n, n * 8);
         let mut partition = Int32Builder::with_capacity(n);
@@ -442,17 +446,13 @@ impl KafkaSource {
                     .map_err(|e| SourceError::definite(e.to_string()))?;
             }
         }
-        let payloads: Vec<&[u8]> = got
-            .iter()
-            .map(|(_, r)| r.record.value.as_deref().unwrap_or_default())
-            .collect();
         let locate = |i: usize, m: &mut serde_json::Map<String, Value>| {
             let (p, r) = &got[i];
             m.insert("_topic".into(), Value::String(self.parts[*p].topic.clone()));
             m.insert("_partition".into(), Value::from(self.parts[*p].partition));
             m.insert("_offset".into(), Value::from(r.offset));
         };
-        let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
+        let decoded = self.decoder.decode(payloads, &locate).map_err(|e| {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
         let headers = headers.finish();
@@ -617,7 +617,7 @@ impl ChangeSource for KafkaSource {
         if self.spark_columns {
             return Ok(Self::spark_schema());
         }
-        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+        Ok(self.rows(&[], &[])?.0.schema().as_ref().clone())
     }
 
     /// Every record produced before the last seek has been handed out: reading until then
@@ -685,7 +685,7 @@ impl ChangeSource for KafkaSource {
         let rows = if self.spark_columns {
             self.spark_rows(&[])?
         } else {
-            self.rows(&[])?.0
+            self.rows(&[], &[])?.0
         };
         Ok(Some(self.batch_of(rows)))
     }
@@ -774,7 +774,7 @@ impl ChangeSource for KafkaSource {
                 .map(|(_, r)| r.record.value.as_deref().unwrap_or_default())
                 .collect();
             self.decoder.prepare(&payloads).await?;
-            self.rows(&got)?
+            self.rows(&got, &payloads)?
         };
         let payload_bytes: u64 = got
             .iter()

@@ -126,7 +126,11 @@ impl MqttSource {
         e
     }
 
-    fn rows(&self, got: &[(Publish, i64)]) -> Result<(RecordBatch, u64), SourceError> {
+    fn rows(
+        &self,
+        got: &[(Publish, i64)],
+        payloads: &[&[u8]],
+    ) -> Result<(RecordBatch, u64), SourceError> {
         let mut topic = StringBuilder::new();
         let mut received =
             TimestampMicrosecondBuilder::with_capacity(got.len()).with_timezone("UTC");
@@ -143,11 +147,10 @@ impl MqttSource {
                 }
             }
         }
-        let payloads: Vec<&[u8]> = got.iter().map(|(p, _)| p.payload.as_ref()).collect();
         let locate = |i: usize, m: &mut serde_json::Map<String, Value>| {
             m.insert("_topic".into(), Value::String(got[i].0.topic.clone()));
         };
-        let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
+        let decoded = self.decoder.decode(payloads, &locate).map_err(|e| {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
         let mut envelope: Vec<(Field, ArrayRef)> = vec![
@@ -182,7 +185,7 @@ impl ChangeSource for MqttSource {
     }
 
     fn columns(&self) -> Result<Schema, SourceError> {
-        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+        Ok(self.rows(&[], &[])?.0.schema().as_ref().clone())
     }
 
     async fn connect(&mut self) -> Result<(), SourceError> {
@@ -289,7 +292,7 @@ impl ChangeSource for MqttSource {
         let bytes: usize = got.iter().map(|m| m.0.payload.len()).sum();
         let payloads: Vec<&[u8]> = got.iter().map(|(p, _)| p.payload.as_ref()).collect();
         self.decoder.prepare(&payloads).await?;
-        let (rows, rescued) = self.rows(&got)?;
+        let (rows, rescued) = self.rows(&got, &payloads)?;
         let newest = got.iter().map(|g| g.1).max();
         let n = got.len() as u64;
         self.pending.extend(got.into_iter().map(|(p, _)| p));

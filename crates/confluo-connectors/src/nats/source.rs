@@ -135,7 +135,7 @@ impl ChangeSource for JetStreamSource {
     }
 
     fn columns(&self) -> Result<Schema, SourceError> {
-        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+        Ok(self.rows(&[], &[])?.0.schema().as_ref().clone())
     }
 
     fn starting_batch(&mut self) -> Result<Option<SourceBatch>, SourceError> {
@@ -145,7 +145,7 @@ impl ChangeSource for JetStreamSource {
         Ok(Some(SourceBatch {
             tables: vec![TableRows {
                 table: self.entry.table.clone(),
-                rows: self.rows(&[])?.0,
+                rows: self.rows(&[], &[])?.0,
                 apply: self.entry.apply(),
             }],
             offset: Some(Offset::JetStream {
@@ -297,7 +297,7 @@ impl ChangeSource for JetStreamSource {
         let newest = got.iter().map(|g| g.1).max();
         let payloads: Vec<&[u8]> = got.iter().map(|g| g.2.message.payload.as_ref()).collect();
         self.decoder.prepare(&payloads).await?;
-        let rows = self.rows(&got)?;
+        let rows = self.rows(&got, &payloads)?;
         let bytes = got.iter().map(|g| g.2.message.payload.len() as u64).sum();
         let n = got.len() as u64;
         let rescued = rows.1;
@@ -337,6 +337,7 @@ impl JetStreamSource {
     fn rows(
         &self,
         got: &[(u64, i64, jetstream::Message)],
+        payloads: &[&[u8]],
     ) -> Result<(RecordBatch, u64), SourceError> {
         let mut subject = StringBuilder::new();
         let mut sequence = Int64Builder::with_capacity(got.len());
@@ -363,12 +364,11 @@ impl JetStreamSource {
                     .map_err(|e| SourceError::definite(e.to_string()))?,
             }
         }
-        let payloads: Vec<&[u8]> = got.iter().map(|g| g.2.message.payload.as_ref()).collect();
         let locate = |i: usize, m: &mut serde_json::Map<String, Value>| {
             m.insert("_stream".into(), Value::String(self.stream.clone()));
             m.insert("_sequence".into(), Value::from(got[i].0));
         };
-        let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
+        let decoded = self.decoder.decode(payloads, &locate).map_err(|e| {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
         let headers = headers.finish();

@@ -102,7 +102,11 @@ impl QueueSource {
         format!("connection `{}`, queue `{}`", self.conn.name, self.queue)
     }
 
-    fn rows(&self, got: &[Delivery]) -> Result<(RecordBatch, u64), SourceError> {
+    fn rows(
+        &self,
+        got: &[Delivery],
+        payloads: &[&[u8]],
+    ) -> Result<(RecordBatch, u64), SourceError> {
         let mut queue = StringBuilder::new();
         let mut exchange = StringBuilder::new();
         let mut routing = StringBuilder::new();
@@ -123,7 +127,6 @@ impl QueueSource {
             }
             redelivered.append_value(d.redelivered);
         }
-        let payloads: Vec<&[u8]> = got.iter().map(|d| d.data.as_slice()).collect();
         let locate = |i: usize, m: &mut serde_json::Map<String, Value>| {
             m.insert("_queue".into(), Value::String(self.queue.clone()));
             m.insert(
@@ -131,7 +134,7 @@ impl QueueSource {
                 Value::String(got[i].routing_key.to_string()),
             );
         };
-        let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
+        let decoded = self.decoder.decode(payloads, &locate).map_err(|e| {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
         let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -192,7 +195,7 @@ impl ChangeSource for QueueSource {
     }
 
     fn columns(&self) -> Result<Schema, SourceError> {
-        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+        Ok(self.rows(&[], &[])?.0.schema().as_ref().clone())
     }
 
     async fn connect(&mut self) -> Result<(), SourceError> {
@@ -283,7 +286,7 @@ impl ChangeSource for QueueSource {
         let bytes: usize = got.iter().map(|d| d.data.len()).sum();
         let payloads: Vec<&[u8]> = got.iter().map(|d| d.data.as_slice()).collect();
         self.decoder.prepare(&payloads).await?;
-        let (rows, rescued) = self.rows(&got)?;
+        let (rows, rescued) = self.rows(&got, &payloads)?;
         let newest = got
             .iter()
             .filter_map(|d| d.properties.timestamp().map(|t| t as i64 * 1_000_000))

@@ -112,19 +112,22 @@ impl RabbitStreamSource {
         format!("connection `{}`, stream `{}`", self.conn.name, self.stream)
     }
 
-    fn rows(&self, got: &[(u64, Vec<u8>)]) -> Result<(RecordBatch, u64), SourceError> {
+    fn rows(
+        &self,
+        got: &[(u64, Vec<u8>)],
+        payloads: &[&[u8]],
+    ) -> Result<(RecordBatch, u64), SourceError> {
         let mut stream = StringBuilder::new();
         let mut offset = Int64Builder::with_capacity(got.len());
         for (o, _) in got {
             stream.append_value(&self.stream);
             offset.append_value(*o as i64);
         }
-        let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
         let locate = |i: usize, m: &mut serde_json::Map<String, Value>| {
             m.insert("_stream".into(), Value::String(self.stream.clone()));
             m.insert("_offset".into(), Value::from(got[i].0));
         };
-        let decoded = self.decoder.decode(&payloads, &locate).map_err(|e| {
+        let decoded = self.decoder.decode(payloads, &locate).map_err(|e| {
             SourceError::definite(format!("{}: decoding payloads: {e}", self.what()))
         })?;
         let envelope: Vec<(Field, ArrayRef)> = vec![
@@ -152,7 +155,7 @@ impl ChangeSource for RabbitStreamSource {
     }
 
     fn columns(&self) -> Result<Schema, SourceError> {
-        Ok(self.rows(&[])?.0.schema().as_ref().clone())
+        Ok(self.rows(&[], &[])?.0.schema().as_ref().clone())
     }
 
     async fn connect(&mut self) -> Result<(), SourceError> {
@@ -237,7 +240,7 @@ impl ChangeSource for RabbitStreamSource {
         };
         let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
         self.decoder.prepare(&payloads).await?;
-        let (rows, rescued) = self.rows(&got)?;
+        let (rows, rescued) = self.rows(&got, &payloads)?;
         Ok(Some(SourceBatch {
             tables: vec![TableRows {
                 table: self.entry.table.clone(),

@@ -1,7 +1,7 @@
 //! A throwaway project and helpers to run `confluo` in it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub struct TestProject {
     pub dir: tempfile::TempDir,
@@ -33,6 +33,15 @@ impl TestProject {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, bytes).unwrap();
         p
+    }
+
+    /// `confluo sync <entry> --continuous --quiet` in the background.
+    pub fn spawn_sync(&self, entry: &str) -> Child {
+        self.command(&["sync", entry, "--continuous", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn confluo")
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -199,4 +208,68 @@ pub fn wait_for_port(port: u16, within: std::time::Duration, what: &str) {
         assert!(std::time::Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// The exactly-once check of a replayable stream: orders 1..=`total` (`order(id)`) are
+/// `publish`ed in chunks of 500–1,499 at random moments while `sync --continuous` of entry
+/// `ev` runs into `bronze.events`; the source is `bounce`d (stopped and started) once half-way,
+/// and the sync SIGKILLed at random between chunks and started again. Then SIGTERM must stop
+/// it cleanly, and after one more sync every order is in the table exactly once. `publish`
+/// gets a random number for its own use (a partition, say).
+pub fn exactly_once_through_kills<S>(
+    p: &TestProject,
+    source: &mut S,
+    total: u64,
+    order: fn(u64) -> Vec<u8>,
+    mut publish: impl FnMut(&S, &[Vec<u8>], u64),
+    mut bounce: impl FnMut(&mut S),
+) {
+    let mut kills = 0;
+    let mut next = 1u64;
+    let mut sync = p.spawn_sync("ev");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut bounced = false;
+    while next <= total {
+        let n = (500 + rand(1000)).min(total - next + 1);
+        let batch: Vec<Vec<u8>> = (next..next + n).map(order).collect();
+        publish(source, &batch, rand(1 << 16));
+        next += n;
+        std::thread::sleep(std::time::Duration::from_millis(rand(300)));
+        if !bounced && next > total / 2 {
+            // The source goes away and comes back; the sync rides it out.
+            bounce(source);
+            bounced = true;
+        } else if rand(3) == 0 {
+            // SIGKILL at a random moment, then start again.
+            unsafe { libc::kill(sync.id() as i32, libc::SIGKILL) };
+            let _ = sync.wait();
+            kills += 1;
+            sync = p.spawn_sync("ev");
+        }
+    }
+    assert!(kills >= 3, "only {kills} kills");
+    // SIGTERM stops the continuous run cleanly.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    unsafe { libc::kill(sync.id() as i32, libc::SIGTERM) };
+    let status = sync.wait().unwrap();
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+    p.ok(&["sync", "ev"]);
+    assert_eq!(
+        p.scalar("SELECT count(*) FROM bronze.events"),
+        total.to_string()
+    );
+    assert_eq!(
+        p.scalar("SELECT count(DISTINCT id) FROM bronze.events"),
+        total.to_string()
+    );
+    assert_eq!(
+        p.scalar("SELECT min(id) || '..' || max(id) FROM bronze.events"),
+        format!("1..{total}")
+    );
 }

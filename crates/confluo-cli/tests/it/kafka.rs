@@ -433,7 +433,7 @@ fn kafka_pattern_picks_up_topics_created_while_running() {
         "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{}\"}}\ningest:\n  ev:\n    connection: bus\n    pattern: \"feed_.*\"\n    schema: bronze\n    table: events\n",
         b.addr()
     ));
-    let mut sync = spawn_sync(&p);
+    let mut sync = p.spawn_sync("ev");
     std::thread::sleep(Duration::from_secs(2));
     b.create_topic("feed_b", 2);
     b.produce("feed_b", 1, &(11..=30).map(order).collect::<Vec<_>>());
@@ -499,7 +499,7 @@ fn kafka_targets_compact_themselves_and_optimize_runs_beside_appends() {
         "query",
         "ALTER TABLE bronze.events SET TBLPROPERTIES ('delta.autoOptimize.autoCompact' = 'false')",
     ]);
-    let mut sync = spawn_sync(&p);
+    let mut sync = p.spawn_sync("ev");
     for round in 0..6u64 {
         let ids: Vec<Vec<u8>> = (1000 + round * 100..1100 + round * 100)
             .map(order)
@@ -561,67 +561,22 @@ fn kafka_errors_say_what_to_fix() {
     assert!(out.contains("orders"), "{out}");
 }
 
-fn spawn_sync(p: &TestProject) -> Child {
-    p.command(&["sync", "ev", "--continuous", "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn confluo")
-}
-
 #[test]
 fn kafka_sigkill_and_a_broker_restart_lose_and_duplicate_nothing() {
     let mut b = Broker::start();
     b.create_topic("orders", 4);
     let p = b.project("orders", "");
-    let total = 20_000u64;
-    let mut kills = 0;
-    let mut next = 1u64;
-    let mut sync = spawn_sync(&p);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
-    let mut restarted = false;
-    while next <= total {
-        let n = (500 + rand(1000)).min(total - next + 1);
-        let batch: Vec<Vec<u8>> = (next..next + n).map(order).collect();
-        b.produce("orders", rand(4) as i32, &batch);
-        next += n;
-        std::thread::sleep(Duration::from_millis(rand(300)));
-        if !restarted && next > total / 2 {
-            // The broker goes away and comes back; the sync rides it out.
+    crate::common::exactly_once_through_kills(
+        &p,
+        &mut b,
+        20_000,
+        order,
+        |b, batch, r| b.produce("orders", (r % 4) as i32, batch),
+        |b| {
             b.down();
             std::thread::sleep(Duration::from_millis(500));
             b.up();
-            restarted = true;
-        } else if rand(3) == 0 {
-            unsafe { libc::kill(sync.id() as i32, libc::SIGKILL) };
-            let _ = sync.wait();
-            kills += 1;
-            sync = spawn_sync(&p);
-        }
-    }
-    assert!(kills >= 3, "only {kills} kills");
-    std::thread::sleep(Duration::from_secs(2));
-    unsafe { libc::kill(sync.id() as i32, libc::SIGTERM) };
-    let status = sync.wait().unwrap();
-    assert!(status.success(), "SIGTERM exit: {status:?}");
-    p.ok(&["sync", "ev"]);
-    assert_eq!(
-        p.scalar("SELECT count(*) FROM bronze.events"),
-        total.to_string()
-    );
-    assert_eq!(
-        p.scalar("SELECT count(DISTINCT id) FROM bronze.events"),
-        total.to_string()
-    );
-    assert_eq!(
-        p.scalar("SELECT min(id) || '..' || max(id) FROM bronze.events"),
-        format!("1..{total}")
+        },
     );
 }
 

@@ -4,7 +4,6 @@
 //! loses nothing the broker kept; the errors a user can cause say what to fix. Each test
 //! publishes under a topic prefix of its own on the machine's Mosquitto (127.0.0.1:1883).
 
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -96,20 +95,12 @@ fn readings_land_with_topic_levels_and_redeliveries_replace_their_copy() {
     assert!(bad.contains("not json") && bad.contains("lyon/d1"), "{bad}");
 }
 
-fn spawn_sync(p: &TestProject) -> Child {
-    p.command(&["sync", "sensors", "--continuous", "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn confluo")
-}
-
 #[test]
 fn sigkill_leaves_no_duplicate_and_loses_nothing() {
     let t = Topics::new();
     let p = t.project("");
     p.ok(&["sync", "sensors"]);
-    let mut sync = spawn_sync(&p);
+    let mut sync = p.spawn_sync("sensors");
     let total = 3_000u64;
     let mut kills = 0;
     for chunk in 0..30 {
@@ -123,7 +114,7 @@ fn sigkill_leaves_no_duplicate_and_loses_nothing() {
             unsafe { libc::kill(sync.id() as i32, libc::SIGKILL) };
             let _ = sync.wait();
             kills += 1;
-            sync = spawn_sync(&p);
+            sync = p.spawn_sync("sensors");
         }
     }
     std::thread::sleep(Duration::from_secs(2));

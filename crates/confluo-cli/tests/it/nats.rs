@@ -290,69 +290,22 @@ impl Drop for OwnServer {
     }
 }
 
-fn spawn_sync(p: &TestProject) -> Child {
-    p.command(&["sync", "ev", "--continuous", "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn confluo")
-}
-
 #[test]
 fn sigkill_and_a_server_restart_lose_and_duplicate_nothing() {
     let mut server = OwnServer::start();
     let s = TestStream::new(&server.url());
     let p = s.project("");
-    let total = 20_000u64;
-    let mut kills = 0;
-    let mut next = 1u64;
-    let mut sync = spawn_sync(&p);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
-    let mut restarted = false;
-    while next <= total {
-        let n = (500 + rand(1000)).min(total - next + 1);
-        let batch: Vec<Vec<u8>> = (next..next + n).map(order).collect();
-        s.publish("orders", &batch);
-        next += n;
-        std::thread::sleep(Duration::from_millis(rand(300)));
-        if !restarted && next > total / 2 {
-            // The server goes away and comes back; the sync rides it out.
+    crate::common::exactly_once_through_kills(
+        &p,
+        &mut server,
+        20_000,
+        order,
+        |_, batch, _| s.publish("orders", batch),
+        |server| {
             server.down();
             std::thread::sleep(Duration::from_millis(500));
             server.up();
-            restarted = true;
-        } else if rand(3) == 0 {
-            // SIGKILL at a random moment, then start again.
-            unsafe { libc::kill(sync.id() as i32, libc::SIGKILL) };
-            let _ = sync.wait();
-            kills += 1;
-            sync = spawn_sync(&p);
-        }
-    }
-    assert!(kills >= 3, "only {kills} kills");
-    // SIGTERM stops the continuous run cleanly.
-    std::thread::sleep(Duration::from_secs(2));
-    unsafe { libc::kill(sync.id() as i32, libc::SIGTERM) };
-    let status = sync.wait().unwrap();
-    assert!(status.success(), "SIGTERM exit: {status:?}");
-    p.ok(&["sync", "ev"]);
-    assert_eq!(
-        p.scalar("SELECT count(*) FROM bronze.events"),
-        total.to_string()
-    );
-    assert_eq!(
-        p.scalar("SELECT count(DISTINCT id) FROM bronze.events"),
-        total.to_string()
-    );
-    assert_eq!(
-        p.scalar("SELECT min(id) || '..' || max(id) FROM bronze.events"),
-        format!("1..{total}")
+        },
     );
 }
 

@@ -4,7 +4,7 @@
 //! user can cause. Each test declares a queue or stream of its own on the machine's broker
 //! (127.0.0.1:5672, streams on 5552) and deletes it.
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
@@ -141,14 +141,6 @@ fn queue_messages_land_and_redeliveries_replace_their_copy() {
     assert!(bad.contains("{broken") && bad.contains(&q.name), "{bad}");
 }
 
-fn spawn_sync(p: &TestProject) -> Child {
-    p.command(&["sync", "ev", "--continuous", "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn confluo")
-}
-
 fn restart_broker() {
     for args in [["stop_app"], ["start_app"]] {
         let ok = std::process::Command::new("rabbitmqctl")
@@ -217,7 +209,7 @@ fn rabbitmq_restart_and_sigkill_lose_and_duplicate_nothing() {
     let q = Queue::new(false);
     let ps = s.project("stream", "");
     let pq = q.project("queue", "");
-    let (mut ss, mut sq) = (spawn_sync(&ps), spawn_sync(&pq));
+    let (mut ss, mut sq) = (ps.spawn_sync("ev"), pq.spawn_sync("ev"));
     let total = 8_000u64;
     let mut kills = 0;
     let mut restarted = false;
@@ -240,8 +232,8 @@ fn rabbitmq_restart_and_sigkill_lose_and_duplicate_nothing() {
                 let _ = c.wait();
             }
             kills += 1;
-            ss = spawn_sync(&ps);
-            sq = spawn_sync(&pq);
+            ss = ps.spawn_sync("ev");
+            sq = pq.spawn_sync("ev");
         }
     }
     std::thread::sleep(Duration::from_secs(3));

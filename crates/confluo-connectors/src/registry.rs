@@ -52,6 +52,24 @@ pub enum ConnectionError {
     /// A stream connector's setting is wrong.
     #[error(transparent)]
     Stream(#[from] SourceError),
+    /// The project has no connection of this name.
+    #[error("no connection named `{name}` in confluo.yaml{hint}")]
+    Missing {
+        /// The name asked for.
+        name: String,
+        /// Near names, or where connections are declared.
+        hint: String,
+    },
+    /// The connection is of another system than the use needs.
+    #[error("connection `{name}` is of type `{kind}`; this needs a {wanted} connection")]
+    WrongType {
+        /// The connection.
+        name: String,
+        /// Its type.
+        kind: &'static str,
+        /// What was needed.
+        wanted: &'static str,
+    },
     /// No connector has this `type:`.
     #[error("connection `{name}`: unknown type `{kind}`{hint}")]
     UnknownType {
@@ -90,6 +108,30 @@ const SYSTEMS: &[(&[&str], Parse)] = &[
     }),
 ];
 
+/// The connection `name` among a project's `connections:`, parsed by its connector; a
+/// missing name suggests near ones.
+pub fn named(
+    connections: &std::collections::BTreeMap<String, ConnectionConfig>,
+    name: &str,
+) -> Result<Connection, ConnectionError> {
+    let Some(conn) = connections.get(name) else {
+        let near = suggest::nearest(name, connections.keys().map(String::as_str));
+        let hint = if !near.is_empty() {
+            suggest::hint(&near)
+        } else if connections.is_empty() {
+            "\n  hint: add it under `connections:` in confluo.yaml".to_string()
+        } else {
+            let names: Vec<&str> = connections.keys().map(String::as_str).collect();
+            format!("\n  hint: connections are {}", names.join(", "))
+        };
+        return Err(ConnectionError::Missing {
+            name: name.to_string(),
+            hint,
+        });
+    };
+    connection(name, conn)
+}
+
 /// Parses connection `name` with the connector its `type:` names.
 pub fn connection(name: &str, conn: &ConnectionConfig) -> Result<Connection, ConnectionError> {
     let kind = conn.kind.to_ascii_lowercase();
@@ -124,6 +166,18 @@ impl Connection {
             Connection::Nats(_) => "nats",
             Connection::Mqtt(_) => "mqtt",
             Connection::Rabbitmq(_) => "rabbitmq",
+        }
+    }
+
+    /// The PostgreSQL settings, or an error naming the connection's real type.
+    pub fn into_postgres(self, name: &str) -> Result<PostgresConfig, ConnectionError> {
+        match self {
+            Connection::Postgres(cfg) => Ok(cfg),
+            other => Err(ConnectionError::WrongType {
+                name: name.to_string(),
+                kind: other.kind(),
+                wanted: "PostgreSQL",
+            }),
         }
     }
 

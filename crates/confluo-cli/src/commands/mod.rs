@@ -4,14 +4,10 @@ pub mod connections;
 pub mod demo;
 pub mod ingest;
 pub mod init;
-pub mod mysql;
 pub mod pipeline;
 pub mod query;
 pub mod shell;
-pub mod snapshot_writer;
 pub mod sync;
-pub mod sync_cdc;
-pub mod sync_stream;
 pub mod verify;
 
 use std::path::PathBuf;

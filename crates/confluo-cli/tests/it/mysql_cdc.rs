@@ -515,13 +515,13 @@ fn mariadb_global_purged_binlog_resumes_by_gtid() {
     ok(&p, &["sync", "e"]);
     db.exec("UPDATE t SET v = v + 1 WHERE id <= 10");
     ok(&p, &["sync", "e"]);
-    let state = std::fs::read_to_string(p.path(".confluo/ingest/e.json")).unwrap();
-    assert!(state.contains("\"gtid\""), "{state}");
-    let saved: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let saved_file = saved["binlog"]["position"]["file"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Where the entry stands, as the metastore records it: binlog file, position and GTID.
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&p, &["sync", "--status", "--json"])).unwrap();
+    let saved = &status[0]["offset"];
+    assert_eq!(saved["source"], "mysql", "{status}");
+    assert!(saved["gtid"].is_string(), "{status}");
+    let saved_file = saved["file"].as_str().unwrap().to_string();
     // MariaDB keeps a file until its binlog checkpoint is written: rotate and purge until
     // the entry's file is really gone.
     let mut gone = false;

@@ -655,3 +655,49 @@ fn scd_type_2_entries_keep_every_version() {
         "{err}"
     );
 }
+
+/// A project from before the entry state moved into the metastore: the next sync takes its
+/// `.confluo/ingest/<entry>.json` over, copies nothing again and applies what changed
+/// meanwhile; `--status` shows the typed position; `--reset` makes the next sync start
+/// afresh with a new slot and a new copy.
+#[test]
+fn a_legacy_state_file_is_taken_over_and_reset_starts_afresh() {
+    let db = PgDb::new();
+    db.exec(
+        "CREATE TABLE events (k int PRIMARY KEY, v int);
+         INSERT INTO events SELECT g, g FROM generate_series(1, 100) g;",
+    );
+    let p = project(&db, "");
+    p.ok(&["sync", "shop"]);
+    // Back to what an older version left: the state in a file, none in the metastore.
+    let metastore = p.path(".confluo/metastore.db");
+    let state = crate::common::run_python(&format!(
+        "import sqlite3\nc = sqlite3.connect({m:?})\nprint(c.execute(\"SELECT state_json FROM ingest_state WHERE entry = 'shop'\").fetchone()[0])\nc.execute('DELETE FROM ingest_state')\nc.commit()",
+        m = metastore.display().to_string()
+    ));
+    assert!(state.contains("\"copied\":true"), "{state}");
+    p.write(".confluo/ingest/shop.json", state.trim());
+    db.exec("UPDATE events SET v = -v WHERE v <= 10; INSERT INTO events VALUES (1000, 1);");
+    let out: serde_json::Value = serde_json::from_str(&p.ok(&["sync", "shop", "--json"])).unwrap();
+    assert_eq!(out["report"]["copied"], serde_json::json!([]), "{out}");
+    assert_eq!(out["report"]["changes"], 11, "{out}");
+    verify_equal(&p, "src.public.events", "shop.events");
+    assert!(!p.path(".confluo/ingest/shop.json").exists());
+    assert!(p.path(".confluo/ingest/shop.json.migrated").exists());
+    let status = p.ok(&["sync", "--status", "--json"]);
+    assert!(
+        status.contains("\"source\":\"postgres\"") && status.contains("\"entry\":\"shop\""),
+        "{status}"
+    );
+
+    let out = p.ok(&["sync", "shop", "--reset"]);
+    assert!(out.contains("starts afresh"), "{out}");
+    assert!(!p.ok(&["sync", "--status"]).contains("shop:"));
+    db.exec("DELETE FROM events WHERE v < 0;");
+    let out: serde_json::Value = serde_json::from_str(&p.ok(&["sync", "shop", "--json"])).unwrap();
+    assert_eq!(out["report"]["copied"][0][1], 91, "{out}");
+    verify_equal(&p, "src.public.events", "shop.events");
+    // A reset of an entry that does not exist names the near one.
+    let e = p.fail(&["sync", "shopp", "--reset"]);
+    assert!(e.contains("`shop`"), "{e}");
+}

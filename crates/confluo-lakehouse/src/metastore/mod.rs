@@ -74,6 +74,13 @@ fn migrator() -> Migrator {
             SqlStr::from_static(include_str!("migrations/0003_sources.sql")),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("ingest_state"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0004_ingest_state.sql")),
+            false,
+        ),
     ])
 }
 

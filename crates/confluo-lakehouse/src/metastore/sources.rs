@@ -75,3 +75,62 @@ impl Metastore {
             .collect())
     }
 }
+
+impl Metastore {
+    /// A change-capture entry's state (JSON), if it has any.
+    pub async fn ingest_state(&self, entry: &str) -> Result<Option<serde_json::Value>> {
+        let row = sqlx::query("SELECT state_json FROM ingest_state WHERE entry = $1")
+            .bind(entry)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::err("cannot read ingest state"))?;
+        row.map(|r| {
+            let text: String = r.get(0);
+            serde_json::from_str(&text).map_err(|e| {
+                crate::error::LakehouseError::Invalid(format!(
+                    "the state of ingest entry `{entry}` is unreadable ({e}); reset it with `confluo sync {entry} --reset`"
+                ))
+            })
+        })
+        .transpose()
+    }
+
+    /// Replaces a change-capture entry's state.
+    pub async fn set_ingest_state(&self, entry: &str, state: &serde_json::Value) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
+        sqlx::query("DELETE FROM ingest_state WHERE entry = $1")
+            .bind(entry)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot update ingest state"))?;
+        sqlx::query("INSERT INTO ingest_state (entry, state_json, updated_ms) VALUES ($1, $2, $3)")
+            .bind(entry)
+            .bind(state.to_string())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot update ingest state"))?;
+        tx.commit().await.map_err(Self::err("cannot commit"))?;
+        Ok(())
+    }
+
+    /// Forgets everything an entry recorded (its state and its source positions), so its
+    /// next run starts afresh. Returns whether there was anything to forget.
+    pub async fn forget_ingest_entry(&self, entry: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
+        let a = sqlx::query("DELETE FROM ingest_state WHERE entry = $1")
+            .bind(entry)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot reset ingest state"))?
+            .rows_affected();
+        let b = sqlx::query("DELETE FROM source_offsets WHERE entry = $1")
+            .bind(entry)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot reset source offsets"))?
+            .rows_affected();
+        tx.commit().await.map_err(Self::err("cannot commit"))?;
+        Ok(a + b > 0)
+    }
+}

@@ -1,19 +1,17 @@
 //! What every change-capture entry shares, whatever the source: the options of a run, its
-//! progress events and reports, the target tables (created or reshaped), and SCD 2 history
-//! applied through the AUTO CDC engine.
+//! progress events and reports, and SCD 2 history applied through the AUTO CDC engine (the
+//! initial copy lands through [`super::copy`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use confluo_core::TableName;
 use confluo_lakehouse::changes;
-use confluo_lakehouse::delta::{self, CommitRequest, WriteMode};
-use confluo_lakehouse::{Lakehouse, NewTable, TableVersion};
+use confluo_lakehouse::{Lakehouse, TableVersion};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use deltalake::DeltaTable;
 use serde_json::json;
 
 use super::{ManagedError, Result};
@@ -45,8 +43,11 @@ impl Default for StreamOptions {
     }
 }
 
-/// What happens, for progress displays and the event log.
-#[derive(Debug, Clone)]
+/// What happens during a database entry's run, as typed events: progress displays show
+/// them, and `--json --continuous` (later the server) streams them as JSON objects tagged by
+/// `event`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Progress {
     /// The initial copy of a table started.
     CopyStarted {
@@ -77,7 +78,10 @@ pub enum Progress {
         lag_bytes: u64,
     },
     /// Something the user should know (schema changes, WAL retention, reconnects).
-    Warning(String),
+    Warning {
+        /// What.
+        message: String,
+    },
 }
 
 /// One applied batch.
@@ -122,62 +126,6 @@ pub struct CdcReport {
     pub deleted: u64,
     /// Where the slot stands at the end.
     pub confirmed_lsn: String,
-}
-
-/// The target table, created when missing; an existing one gets the source's current
-/// columns (the overwrite that follows replaces its rows).
-pub async fn ensure_target(
-    lh: &Lakehouse,
-    name: TableName,
-    schema: &SchemaRef,
-    comment: String,
-    properties: BTreeMap<String, String>,
-) -> Result<DeltaTable> {
-    if let Some(info) = lh.metastore().get_table(&name).await? {
-        let table = lh.open_delta(&info, TableVersion::Latest).await?;
-        let current = delta::table_schema(&table)?;
-        let wanted = delta::delta_compatible_schema(schema);
-        let same = current.fields().len() == wanted.fields().len()
-            && current.fields().iter().zip(wanted.fields()).all(|(c, w)| {
-                c.name() == w.name()
-                    && c.is_nullable() == w.is_nullable()
-                    && delta::same_stored_type(c.data_type(), w.data_type())
-                    && delta::same_stored_type(w.data_type(), c.data_type())
-            });
-        if !same {
-            delta::commit(
-                &table,
-                CommitRequest {
-                    mode: WriteMode::Overwrite,
-                    new_schema: Some(wanted),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            return Ok(lh.open_delta(&info, TableVersion::Latest).await?);
-        }
-        return Ok(table);
-    }
-    lh.metastore()
-        .create_schema(
-            name.catalog.as_str(),
-            name.schema.as_str(),
-            None,
-            Some(&confluo_lakehouse::lakehouse::current_user()),
-            true,
-        )
-        .await?;
-    let (_, table) = lh
-        .create_table(NewTable {
-            name,
-            schema: schema.as_ref().clone(),
-            partition_by: vec![],
-            comment: Some(comment),
-            properties,
-            location: None,
-        })
-        .await?;
-    Ok(table)
 }
 
 /// Where a batch of history comes from, for its commit metadata and messages.
@@ -287,136 +235,6 @@ pub fn history_rows(batch: &RecordBatch, from: i64) -> Result<RecordBatch> {
             message: e.to_string(),
         }
     })
-}
-
-/// How an initial copy lands its tables: each source table into its target in one overwrite
-/// commit whose application transaction version is `version` (the source position the
-/// snapshot corresponds to).
-pub struct CopyPlan<'a, Id> {
-    /// Add `__START_AT` / `__END_AT` (SCD 2 targets); copied rows start at `version`.
-    pub history: bool,
-    /// The ingest entry doing the copy.
-    pub entry: &'a str,
-    /// The source connection's name.
-    pub connection: &'a str,
-    /// How the entry keeps the targets in sync, for their comments (`change data capture`).
-    pub capture: &'a str,
-    /// The application transaction of every commit.
-    pub app_id: String,
-    /// Its version.
-    pub version: i64,
-    /// The source position of the snapshot, recorded in every table's `confluo.copy`
-    /// commit metadata beside the entry, connection, table and row counts.
-    pub position: serde_json::Map<String, serde_json::Value>,
-    /// Row estimates by table, for progress.
-    pub estimates: &'a HashMap<String, Option<u64>>,
-    /// The lakehouse table of a source table.
-    pub target: &'a (dyn Fn(&Id) -> TableName + Sync),
-}
-
-/// Lands a snapshot's tables as `plan` says, marking each as copied in the entry's state
-/// (`st`, saved to `file`) once committed. Returns each table with its rows; the caller
-/// finishes the snapshot.
-pub async fn land_copy<Id, Info, E>(
-    lh: &Lakehouse,
-    snap: &mut confluo_connectors::snapshot::Snapshot<Id, Info, E>,
-    plan: &CopyPlan<'_, Id>,
-    st: &mut super::state::EntryState,
-    file: &std::path::Path,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<Vec<(String, u64)>>
-where
-    Id: Clone + Eq + std::hash::Hash + std::fmt::Display,
-    ManagedError: From<E>,
-{
-    use confluo_connectors::snapshot::SnapshotEvent;
-    use confluo_lakehouse::write::TableWriter;
-    let mut open: HashMap<Id, (TableName, DeltaTable, TableWriter, u64)> = HashMap::new();
-    let mut done = Vec::new();
-    while let Some(event) = snap.next().await {
-        match event? {
-            SnapshotEvent::TableStarted { table, schema, .. } => {
-                progress(Progress::CopyStarted {
-                    table: table.to_string(),
-                    estimate: plan.estimates.get(&table.to_string()).copied().flatten(),
-                });
-                let schema = if plan.history {
-                    with_history_columns(&schema)
-                } else {
-                    schema
-                };
-                let comment = format!(
-                    "{table} of connection `{}`, kept in sync by ingest entry `{}` ({})",
-                    plan.connection, plan.entry, plan.capture
-                );
-                let properties = BTreeMap::from([
-                    ("confluo.ingest.entry".to_string(), plan.entry.to_string()),
-                    (
-                        "confluo.ingest.source".to_string(),
-                        format!("{}:{table}", plan.connection),
-                    ),
-                ]);
-                let name = (plan.target)(&table);
-                let target = ensure_target(lh, name.clone(), &schema, comment, properties).await?;
-                let writer = TableWriter::new(&target, delta::table_schema(&target)?)?;
-                open.insert(table, (name, target, writer, 0));
-            }
-            SnapshotEvent::Batch { table, batch } => {
-                if let Some((_, _, writer, rows)) = open.get_mut(&table) {
-                    let batch = if plan.history {
-                        history_rows(&batch, plan.version)?
-                    } else {
-                        batch
-                    };
-                    writer.write(&batch).await?;
-                    *rows += batch.num_rows() as u64;
-                    progress(Progress::CopyRows {
-                        table: table.to_string(),
-                        rows: *rows,
-                    });
-                }
-            }
-            SnapshotEvent::TableFinished(result) => {
-                let Some((name, target, writer, rows)) = open.remove(&result.table) else {
-                    continue;
-                };
-                let adds = writer.finish().await?;
-                let mut metadata = serde_json::Map::from_iter([
-                    ("entry".to_string(), json!(plan.entry)),
-                    ("connection".to_string(), json!(plan.connection)),
-                    ("table".to_string(), json!(result.table.to_string())),
-                    ("rows".to_string(), json!(rows)),
-                    ("nulled".to_string(), json!(result.nulled)),
-                ]);
-                metadata.extend(plan.position.clone());
-                delta::commit(
-                    &target,
-                    CommitRequest {
-                        adds,
-                        mode: WriteMode::Overwrite,
-                        app_metadata: HashMap::from([(
-                            "confluo.copy".to_string(),
-                            serde_json::Value::Object(metadata),
-                        )]),
-                        txns: vec![(plan.app_id.clone(), plan.version)],
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                lh.metastore().touch_table(&name).await?;
-                if let Some(s) = st.tables.get_mut(&result.table.to_string()) {
-                    s.copied = true;
-                }
-                super::state::save(file, st)?;
-                progress(Progress::CopyDone {
-                    table: result.table.to_string(),
-                    rows,
-                });
-                done.push((result.table.to_string(), rows));
-            }
-        }
-    }
-    Ok(done)
 }
 
 /// Applies one table's net changes of a batch to its target in one commit (see

@@ -5,7 +5,8 @@
 //! Exactly once, with the protocol of PostgreSQL: each batch lands in each touched table as
 //! one Delta commit carrying the application transaction `(confluo:ingest:<entry>, binlog
 //! sequence of the batch's last transaction)`; only when every table has committed is the
-//! entry's binlog position saved (the state file stands where PostgreSQL's slot does).
+//! entry's binlog position saved (its state in the metastore stands where PostgreSQL's slot
+//! does).
 //! After a crash the stream replays from the saved position and each table skips the
 //! transactions at or before the version its own log records. A table's copy records its
 //! snapshot's binlog position as that version, so the stream resumes it with no gap and no
@@ -23,15 +24,18 @@ use confluo_connectors::mysql::cdc::{
 use confluo_connectors::mysql::discover::{SourceTable, TableId, resolve_tables};
 use confluo_connectors::mysql::snapshot::{SnapshotRequest, snapshot};
 use confluo_core::TableName;
+use confluo_core::project::{IngestConfig, ScdType};
+use confluo_core::source::Offset;
 use confluo_lakehouse::changes::NetChanges;
 use confluo_lakehouse::{Lakehouse, TableVersion};
 use serde_json::json;
 use sqlx::mysql::MySqlConnection;
 
 use super::capture::{
-    BatchReport, CdcReport, CopyPlan, HistoryContext, Progress, StreamOptions, apply_history,
-    apply_net_changes, land_copy,
+    BatchReport, CdcReport, HistoryContext, Progress, StreamOptions, apply_history,
+    apply_net_changes,
 };
+use super::copy::{self, CopyPlan};
 use super::state::{self, BinlogState, EntryState, TableState};
 use super::{ManagedError, Result};
 
@@ -57,6 +61,28 @@ pub struct MysqlCdcEntry {
 }
 
 impl MysqlCdcEntry {
+    /// The entry `name` of `confluo.yaml`, landing in `catalog.schema`.
+    pub fn new(
+        name: &str,
+        entry: &IngestConfig,
+        cfg: MysqlConfig,
+        (catalog, schema): (String, String),
+        state_dir: PathBuf,
+    ) -> MysqlCdcEntry {
+        MysqlCdcEntry {
+            name: name.to_string(),
+            patterns: entry.tables.clone(),
+            catalog,
+            schema,
+            parallelism: entry
+                .parallelism
+                .unwrap_or(super::snapshot::DEFAULT_PARALLELISM),
+            state_dir,
+            history: entry.scd_type == ScdType::Type2,
+            cfg,
+        }
+    }
+
     /// The application id recorded in every commit of this entry.
     pub fn app_id(&self) -> String {
         format!("confluo:ingest:{}", self.name)
@@ -115,8 +141,8 @@ impl MysqlCdcEntry {
             t.mappings(&self.cfg).map_err(ManagedError::from)?;
             let _ = self.target(&t.id);
         }
-        let file = state::path(&self.state_dir, &self.name);
-        let mut st = state::load(&file)?.unwrap_or_default();
+        let store = state::Store::new(lh, &self.state_dir, &self.name);
+        let mut st = store.load().await?;
         if st.slot != self.marker() || st.binlog.is_none() {
             // A fresh entry, or one whose position is unknown: everything is copied anew.
             st = EntryState {
@@ -137,13 +163,13 @@ impl MysqlCdcEntry {
             }
         }
         if !need_copy.is_empty() {
-            report.copied = self.copy(lh, need_copy, &mut st, &file, progress).await?;
+            report.copied = self.copy(lh, need_copy, &mut st, &store, progress).await?;
         }
         self.stream(
             lh,
             &tables,
             &mut st,
-            &file,
+            &store,
             opts,
             conn,
             &server,
@@ -161,13 +187,10 @@ impl MysqlCdcEntry {
         lh: &Lakehouse,
         tables: Vec<SourceTable>,
         st: &mut EntryState,
-        file: &std::path::Path,
+        store: &state::Store,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Vec<(String, u64)>> {
-        let estimates: HashMap<String, Option<u64>> = tables
-            .iter()
-            .map(|t| (t.id.to_string(), t.row_estimate))
-            .collect();
+        let order: Vec<TableId> = tables.iter().map(|t| t.id.clone()).collect();
         let mut snap = snapshot(
             &self.cfg,
             SnapshotRequest {
@@ -201,9 +224,9 @@ impl MysqlCdcEntry {
                 gtid: snap.info.gtid_set.clone(),
             });
         }
-        for key in estimates.keys() {
+        for id in &order {
             st.tables.insert(
-                key.clone(),
+                id.to_string(),
                 TableState {
                     copied: false,
                     snapshot: snap.info.position(),
@@ -211,25 +234,27 @@ impl MysqlCdcEntry {
                 },
             );
         }
-        state::save(file, st)?;
+        store.save(st).await?;
         let plan = CopyPlan {
             history: self.history,
             entry: &self.name,
             connection: &self.cfg.name,
             capture: "binlog change data capture",
-            app_id: self.app_id(),
-            version: seq as i64,
+            metadata_key: "confluo.copy",
+            txn: Some((self.app_id(), seq as i64)),
             position: serde_json::Map::from_iter([
                 ("binlog".to_string(), json!(snap.info.position())),
                 ("gtid".to_string(), json!(snap.info.gtid_set)),
                 ("exact".to_string(), json!(snap.info.exact)),
             ]),
-            estimates: &estimates,
             target: &|id: &TableId| self.target(id),
         };
-        let done = land_copy(lh, &mut snap, &plan, st, file, progress).await?;
+        let done = copy::land(lh, &mut snap, &plan, &order, progress, Some((store, st))).await?;
         snap.finish().await.map_err(ManagedError::from)?;
-        Ok(done)
+        Ok(done
+            .into_iter()
+            .map(|t| (t.source.to_string(), t.rows))
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -238,7 +263,7 @@ impl MysqlCdcEntry {
         lh: &Lakehouse,
         tables: &[SourceTable],
         st: &mut EntryState,
-        file: &std::path::Path,
+        store: &state::Store,
         opts: &StreamOptions,
         mut conn: MySqlConnection,
         server: &server::ServerInfo,
@@ -282,7 +307,7 @@ impl MysqlCdcEntry {
                     &mut reader,
                     &from,
                     st,
-                    file,
+                    store,
                     mariadb,
                     &app,
                     opts,
@@ -309,10 +334,9 @@ impl MysqlCdcEntry {
                     tokio::time::sleep(opts.interval).await;
                 }
                 Err(e) if opts.continuous && is_transient(&e) => {
-                    progress(Progress::Warning(format!(
-                        "{e}; reconnecting in {:.1} s",
-                        backoff.as_secs_f64()
-                    )));
+                    progress(Progress::Warning {
+                        message: format!("{e}; reconnecting in {:.1} s", backoff.as_secs_f64()),
+                    });
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     if let Ok(c) = self.cfg.connect().await {
@@ -338,7 +362,7 @@ impl MysqlCdcEntry {
         reader: &mut ChangeReader,
         from: &BinlogPosition,
         st: &mut EntryState,
-        file: &std::path::Path,
+        store: &state::Store,
         mariadb: bool,
         app: &str,
         opts: &StreamOptions,
@@ -351,7 +375,9 @@ impl MysqlCdcEntry {
             .read(conn, from, gtid.as_deref(), opts.max_changes.max(1) as u64)
             .await?;
         for note in &batch.notes {
-            progress(Progress::Warning(note.clone()));
+            progress(Progress::Warning {
+                message: note.clone(),
+            });
         }
         let Some(end) = batch.end.clone() else {
             return Ok(None);
@@ -420,11 +446,18 @@ impl MysqlCdcEntry {
         }
         // Every touched table has committed: only now does the entry move on.
         let gtid = server::gtid_at(&self.cfg, conn, mariadb, &end).await;
+        let offset = Offset::Mysql {
+            file: end.file.clone(),
+            position: end.position,
+            gtid: gtid.clone(),
+        };
         st.binlog = Some(BinlogState {
             position: end.clone(),
             gtid,
         });
-        state::save(file, st)?;
+        store.save(st).await?;
+        let targets = format!("{}.{}", self.catalog, self.schema);
+        store.record(app, &targets, &offset).await?;
         report.confirmed_lsn = position;
         if batch.tables.is_empty() {
             return Ok(None);

@@ -26,13 +26,16 @@ use confluo_connectors::postgres::snapshot::{
 };
 use confluo_connectors::postgres::types::ColumnMapping;
 use confluo_core::TableName;
+use confluo_core::project::{IngestConfig, ScdType};
+use confluo_core::source::Offset;
 use confluo_lakehouse::changes::NetChanges;
 use confluo_lakehouse::{Lakehouse, TableVersion};
 use serde_json::json;
 use sqlx::PgConnection;
 
 pub use super::capture::{BatchReport, CdcReport, Progress, StreamOptions};
-use super::capture::{CopyPlan, HistoryContext, apply_history, apply_net_changes, land_copy};
+use super::capture::{HistoryContext, apply_history, apply_net_changes};
+use super::copy::{self, CopyPlan};
 use super::state::{self, EntryState, TableState};
 use super::{ManagedError, Result};
 
@@ -65,7 +68,57 @@ pub struct CdcEntry {
 /// Each captured table as discovered, with its column mappings.
 type Sources = HashMap<TableId, (SourceTable, Vec<(String, ColumnMapping)>)>;
 
+/// A name PostgreSQL accepts for a slot or publication: lower case letters, digits and
+/// underscores, at most 63 bytes.
+fn object_name(parts: &[&str]) -> String {
+    let mut s: String = parts
+        .join("_")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.truncate(63);
+    s
+}
+
 impl CdcEntry {
+    /// The entry `name` of `confluo.yaml`, landing in `catalog.schema`. The slot is named
+    /// after the database and the entry (slots are per server, publications per database),
+    /// unless the connection names one.
+    pub fn new(
+        name: &str,
+        entry: &IngestConfig,
+        cfg: PostgresConfig,
+        (catalog, schema): (String, String),
+        state_dir: PathBuf,
+    ) -> CdcEntry {
+        CdcEntry {
+            name: name.to_string(),
+            slot: cfg
+                .slot
+                .clone()
+                .unwrap_or_else(|| object_name(&["confluo", &cfg.database, name])),
+            publication: cfg
+                .publication
+                .clone()
+                .unwrap_or_else(|| object_name(&["confluo", name])),
+            patterns: entry.tables.clone(),
+            catalog,
+            schema,
+            parallelism: entry
+                .parallelism
+                .unwrap_or(super::snapshot::DEFAULT_PARALLELISM),
+            state_dir,
+            history: entry.scd_type == ScdType::Type2,
+            cfg,
+        }
+    }
+
     /// The application id recorded in every commit of this entry.
     pub fn app_id(&self) -> String {
         format!("confluo:ingest:{}", self.name)
@@ -114,8 +167,8 @@ impl CdcEntry {
             .collect();
         slot::ensure_publication(&self.cfg, &mut conn, &self.publication, &ids).await?;
 
-        let file = state::path(&self.state_dir, &self.name);
-        let mut st = state::load(&file)?.unwrap_or_default();
+        let store = state::Store::new(lh, &self.state_dir, &self.name);
+        let mut st = store.load().await?;
         slot::wait_until_free(&self.cfg, &mut conn, &self.slot, Duration::from_secs(10)).await?;
         let slot_now = slot::slot_state(&self.cfg, &mut conn, &self.slot).await?;
         let from = match slot_now {
@@ -131,7 +184,7 @@ impl CdcEntry {
                     ..Default::default()
                 };
                 let lsn = slot::create_slot(&self.cfg, &mut conn, &self.slot).await?;
-                state::save(&file, &st)?;
+                store.save(&st).await?;
                 lsn
             }
         };
@@ -149,10 +202,10 @@ impl CdcEntry {
         }
         if !need_copy.is_empty() {
             report.copied = self
-                .copy(lh, need_copy, from, &mut st, &file, progress)
+                .copy(lh, need_copy, from, &mut st, &store, progress)
                 .await?;
         }
-        self.stream(lh, &tables, &st, opts, conn, progress, &mut report)
+        self.stream(lh, &tables, &st, &store, opts, conn, progress, &mut report)
             .await?;
         Ok(report)
     }
@@ -165,15 +218,12 @@ impl CdcEntry {
         tables: Vec<SourceTable>,
         from: u64,
         st: &mut EntryState,
-        file: &std::path::Path,
+        store: &state::Store,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Vec<(String, u64)>> {
         let mut coordinator = self.connect().await?;
         begin_snapshot(&mut coordinator, &self.cfg, None).await?;
-        let estimates: HashMap<String, Option<u64>> = tables
-            .iter()
-            .map(|t| (t.id.to_string(), t.row_estimate))
-            .collect();
+        let order: Vec<TableId> = tables.iter().map(|t| t.id.clone()).collect();
         let mut snap = snapshot_in_transaction(
             &self.cfg,
             coordinator,
@@ -184,9 +234,9 @@ impl CdcEntry {
             },
         )
         .await?;
-        for key in estimates.keys() {
+        for id in &order {
             st.tables.insert(
-                key.clone(),
+                id.to_string(),
                 TableState {
                     copied: false,
                     snapshot: snap.info.pg_snapshot.clone(),
@@ -194,14 +244,14 @@ impl CdcEntry {
                 },
             );
         }
-        state::save(file, st)?;
+        store.save(st).await?;
         let plan = CopyPlan {
             history: self.history,
             entry: &self.name,
             connection: &self.cfg.name,
             capture: "change data capture",
-            app_id: self.app_id(),
-            version: from as i64,
+            metadata_key: "confluo.copy",
+            txn: Some((self.app_id(), from as i64)),
             position: serde_json::Map::from_iter([
                 ("snapshot".to_string(), json!(snap.info.pg_snapshot)),
                 (
@@ -211,12 +261,14 @@ impl CdcEntry {
                     )),
                 ),
             ]),
-            estimates: &estimates,
             target: &|id: &TableId| self.target(id),
         };
-        let done = land_copy(lh, &mut snap, &plan, st, file, progress).await?;
+        let done = copy::land(lh, &mut snap, &plan, &order, progress, Some((store, st))).await?;
         snap.finish().await?;
-        Ok(done)
+        Ok(done
+            .into_iter()
+            .map(|t| (t.source.to_string(), t.rows))
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -225,6 +277,7 @@ impl CdcEntry {
         lh: &Lakehouse,
         tables: &[SourceTable],
         st: &EntryState,
+        store: &state::Store,
         opts: &StreamOptions,
         mut conn: PgConnection,
         progress: &mut (dyn FnMut(Progress) + Send),
@@ -263,6 +316,8 @@ impl CdcEntry {
         }
         let mut backoff = Duration::from_millis(500);
         let mut warned_retention = false;
+        let targets = format!("{}.{}", self.catalog, self.schema);
+        let mut recorded = None;
         loop {
             if opts.stop.load(Ordering::Relaxed) {
                 break;
@@ -288,13 +343,22 @@ impl CdcEntry {
                             confluo_connectors::postgres::cdc::pgoutput::format_lsn(
                                 s.confirmed_lsn,
                             );
+                        if recorded != Some(s.confirmed_lsn) {
+                            let at = Offset::Postgres {
+                                lsn: s.confirmed_lsn,
+                            };
+                            store.record(&app, &targets, &at).await?;
+                            recorded = Some(s.confirmed_lsn);
+                        }
                         if s.retained_bytes() > opts.retained_warn_bytes && !warned_retention {
                             warned_retention = true;
-                            progress(Progress::Warning(format!(
-                                "slot `{}` makes the server keep {} MiB of WAL",
-                                self.slot,
-                                s.retained_bytes() >> 20
-                            )));
+                            progress(Progress::Warning {
+                                message: format!(
+                                    "slot `{}` makes the server keep {} MiB of WAL",
+                                    self.slot,
+                                    s.retained_bytes() >> 20
+                                ),
+                            });
                         }
                     }
                     let lag_bytes = state.as_ref().map_or(0, |s| s.lag_bytes());
@@ -310,10 +374,9 @@ impl CdcEntry {
                     progress(Progress::Batch(out));
                 }
                 Err(e) if opts.continuous && is_transient(&e) => {
-                    progress(Progress::Warning(format!(
-                        "{e}; reconnecting in {:.1} s",
-                        backoff.as_secs_f64()
-                    )));
+                    progress(Progress::Warning {
+                        message: format!("{e}; reconnecting in {:.1} s", backoff.as_secs_f64()),
+                    });
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     if let Ok(c) = self.connect().await {
@@ -382,9 +445,11 @@ impl CdcEntry {
                     *mappings = t.mappings(&self.cfg)?;
                     *source = t;
                 }
-                progress(Progress::Warning(format!(
-                    "{id}: the source's columns changed; the lakehouse table follows (new columns are added, dropped ones keep their old values and get nulls in new rows)"
-                )));
+                progress(Progress::Warning {
+                    message: format!(
+                        "{id}: the source's columns changed; the lakehouse table follows (new columns are added, dropped ones keep their old values and get nulls in new rows)"
+                    ),
+                });
             }
             generated::fill(conn, &self.cfg, source, tc).await?;
             let rows =

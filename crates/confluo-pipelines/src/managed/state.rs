@@ -1,12 +1,14 @@
-//! What an ingest entry remembers between runs, in `<state dir>/ingest/<entry>.json`: the
-//! slot it reads, and per table whether its initial copy finished and which snapshot it was
-//! (so the change stream can skip what the copy already holds). Where each table stands in
+//! What a change-capture entry remembers between runs, in the metastore: the slot it
+//! reads, and per table whether its initial copy finished and which snapshot it was (so the
+//! change stream can skip what the copy already holds). Where each table stands in
 //! the stream is not kept here: it is the application transaction version in the table's own
 //! Delta log, written atomically with the data.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use confluo_lakehouse::Lakehouse;
+use confluo_lakehouse::metastore::Metastore;
 use serde::{Deserialize, Serialize};
 
 use super::{ManagedError, Result};
@@ -45,39 +47,95 @@ pub struct EntryState {
     pub binlog: Option<BinlogState>,
 }
 
-/// Where an entry's state lives.
-pub fn path(state_dir: &Path, entry: &str) -> PathBuf {
-    state_dir.join("ingest").join(format!("{entry}.json"))
+/// Where an entry's state lives: the metastore, so every worker sharing it sees the same
+/// entry. Projects from before kept it in `<state dir>/ingest/<entry>.json`; the first load
+/// moves that file's state into the metastore (nothing is copied again) and renames the
+/// file to `<entry>.json.migrated`.
+pub struct Store {
+    metastore: Metastore,
+    entry: String,
+    legacy: PathBuf,
 }
 
-/// Reads the state; a missing file is a fresh entry.
-pub fn load(file: &Path) -> Result<Option<EntryState>> {
-    match std::fs::read(file) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ManagedError::State {
-                path: file.display().to_string(),
-                message: format!("unreadable ({e}); remove it to start this entry over"),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ManagedError::State {
-            path: file.display().to_string(),
-            message: e.to_string(),
-        }),
+impl Store {
+    /// The store of `entry` in `lh`'s metastore; `state_dir` is where an older version kept
+    /// the state file.
+    pub fn new(lh: &Lakehouse, state_dir: &Path, entry: &str) -> Store {
+        Store {
+            metastore: lh.metastore().clone(),
+            entry: entry.to_string(),
+            legacy: state_dir.join("ingest").join(format!("{entry}.json")),
+        }
     }
-}
 
-/// Writes the state atomically (a crash leaves the old or the new file, never half of one).
-pub fn save(file: &Path, state: &EntryState) -> Result<()> {
-    let err = |e: std::io::Error| ManagedError::State {
-        path: file.display().to_string(),
-        message: e.to_string(),
-    };
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+    /// The entry's state (default when it has none yet), migrating a legacy file first.
+    pub async fn load(&self) -> Result<EntryState> {
+        if let Some(v) = self.metastore.ingest_state(&self.entry).await? {
+            return serde_json::from_value(v).map_err(|e| self.unreadable(e));
+        }
+        let bytes = match std::fs::read(&self.legacy) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(EntryState::default());
+            }
+            Err(e) => {
+                return Err(ManagedError::State {
+                    path: self.legacy.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let state: EntryState =
+            serde_json::from_slice(&bytes).map_err(|e| ManagedError::State {
+                path: self.legacy.display().to_string(),
+                message: format!(
+                    "unreadable ({e}); remove it, or run `confluo sync {} --reset`, to start this entry over",
+                    self.entry
+                ),
+            })?;
+        self.save(&state).await?;
+        // The metastore holds it now; the file stays beside, renamed, for the record.
+        let _ = std::fs::rename(&self.legacy, self.legacy.with_extension("json.migrated"));
+        Ok(state)
     }
-    let tmp = file.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, file).map_err(err)
+
+    /// Replaces the entry's state.
+    pub async fn save(&self, state: &EntryState) -> Result<()> {
+        let v = serde_json::to_value(state).expect("state serialises");
+        Ok(self.metastore.set_ingest_state(&self.entry, &v).await?)
+    }
+
+    /// Records where the entry stands in its source (the typed offset everything up to
+    /// which is committed to every target) for `confluo sync --status` and other workers.
+    /// `targets` names what the entry writes (`catalog.schema`).
+    pub async fn record(
+        &self,
+        app_id: &str,
+        targets: &str,
+        offset: &confluo_core::source::Offset,
+    ) -> Result<()> {
+        let v = serde_json::to_value(offset).expect("offsets serialise");
+        Ok(self
+            .metastore
+            .set_source_offset(app_id, &self.entry, targets, &v)
+            .await?)
+    }
+
+    /// Marks `table` as copied and saves.
+    pub async fn mark_copied(&self, state: &mut EntryState, table: &str) -> Result<()> {
+        if let Some(s) = state.tables.get_mut(table) {
+            s.copied = true;
+        }
+        self.save(state).await
+    }
+
+    fn unreadable(&self, e: serde_json::Error) -> ManagedError {
+        ManagedError::State {
+            path: format!("the metastore's state of ingest entry `{}`", self.entry),
+            message: format!(
+                "unreadable ({e}); run `confluo sync {} --reset` to start this entry over",
+                self.entry
+            ),
+        }
+    }
 }

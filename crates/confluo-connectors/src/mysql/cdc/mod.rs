@@ -342,7 +342,7 @@ impl ChangeReader {
                     // ER_MASTER_FATAL_ERROR_READING_BINLOG: purged or unknown file.
                     1236 => (
                         format!("the server cannot send its binary log from the saved position: {}", s.message),
-                        "the binlog files this entry still needed were purged (expire_logs_days / binlog_expire_logs_seconds) or the server was replaced: remove the entry's state file (.confluo/ingest/<entry>.json) to copy the tables afresh, and keep binlogs longer than the longest pause between syncs".to_string(),
+                        "the binlog files this entry still needed were purged (expire_logs_days / binlog_expire_logs_seconds) or the server was replaced: run `confluo sync <entry> --reset` and sync again to copy the tables afresh, and keep binlogs longer than the longest pause between syncs".to_string(),
                     ),
                     1045 | 1227 | 1044 => (
                         s.message.clone(),
@@ -724,7 +724,7 @@ impl ChangeReader {
                             },
                             abbreviate(sql)
                         ),
-                        hint: "change the entry's `tables:` to what should be captured now, then remove the entry's state file (.confluo/ingest/<entry>.json) to copy afresh".into(),
+                        hint: "change the entry's `tables:` to what should be captured now, then run `confluo sync <entry> --reset` and sync again to copy afresh".into(),
                     });
                 }
             }
@@ -778,7 +778,7 @@ impl ChangeReader {
                         row.len(),
                         self.tables[key].table.columns.len()
                     ),
-                    hint: "the table changed shape more than once since this position; set `binlog_row_metadata = FULL` on the server so rows carry their column names, or remove the entry's state file to copy afresh".into(),
+                    hint: "the table changed shape more than once since this position; set `binlog_row_metadata = FULL` on the server so rows carry their column names, or run `confluo sync <entry> --reset` and sync again to copy afresh".into(),
                 });
             }
         }

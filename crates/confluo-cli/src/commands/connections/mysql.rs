@@ -1,26 +1,17 @@
-//! `type: mysql` connections in the CLI: `confluo connections test|discover` and
-//! `confluo sync` (snapshot mode) for MySQL and MariaDB; `mode: cdc` entries run through
-//! `sync_cdc.rs`. `connections.rs` and `sync.rs`
-//! dispatch here on the connection's type.
+//! `confluo connections test|discover` for `type: mysql` connections (MySQL and MariaDB).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use confluo_connectors::mysql::config::ssl_mode_name;
 use confluo_connectors::mysql::{
-    MysqlConfig, MysqlError, SnapshotInfo, SnapshotRequest, SourceColumn, SourceTable, TableFilter,
-    TableId, UnsupportedTypes, discover, map_type, resolve_tables, snapshot,
+    MysqlConfig, MysqlError, SourceColumn, SourceTable, TableFilter, UnsupportedTypes, discover,
+    map_type,
 };
-use confluo_core::project::IngestConfig;
-use confluo_lakehouse::Lakehouse;
-use serde::Serialize;
 use serde_json::json;
 
-use super::CmdResult;
-use super::snapshot_writer::{Landing, print_tables, write_snapshot};
-use super::sync::{DEFAULT_PARALLELISM, ensure_schema, target_schema};
+use crate::commands::CmdResult;
 use crate::progress::count;
-use crate::report::CliError;
 
 /// One text value of `sql` (text protocol), or `None`.
 async fn text_value(conn: &mut sqlx::MySqlConnection, sql: &'static str) -> Option<String> {
@@ -223,112 +214,4 @@ pub async fn discover_cmd(cfg: &MysqlConfig, schema: Option<&str>, json: bool) -
         if tables.len() == 1 { "" } else { "s" }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// One lakehouse table written by a MySQL sync.
-pub type SyncedTable = super::snapshot_writer::SyncedTable<TableId>;
-
-/// What a MySQL snapshot sync did.
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncReport {
-    /// The entry's name.
-    pub entry: String,
-    /// The source connection.
-    pub connection: String,
-    /// The binlog position every table was read at.
-    pub snapshot: SnapshotInfo,
-    /// The tables, in source order.
-    pub tables: Vec<SyncedTable>,
-    /// Wall time.
-    pub seconds: f64,
-}
-
-/// Prints a sync's summary.
-pub fn print_report(r: &SyncReport) {
-    let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
-    println!(
-        "Synced `{}` from connection `{}`: {} table{}, {} rows in {:.2} s (binlog {}{}{})",
-        r.entry,
-        r.connection,
-        r.tables.len(),
-        if r.tables.len() == 1 { "" } else { "s" },
-        count(rows),
-        r.seconds,
-        r.snapshot.position(),
-        r.snapshot
-            .gtid_set
-            .as_ref()
-            .map(|g| format!(", GTID {g}"))
-            .unwrap_or_default(),
-        if r.snapshot.exact {
-            ""
-        } else {
-            ", approximate"
-        }
-    );
-    print_tables(&r.tables, "zero dates, TIME beyond 24 h");
-}
-
-/// Copies a consistent snapshot of the entry's MySQL tables into the lakehouse: one table
-/// per source table, each replaced in one Delta overwrite commit whose `commitInfo`
-/// records `confluo.source` (connection, table, binlog file/position, GTID set, rows).
-pub async fn sync_snapshot(
-    cfg: &MysqlConfig,
-    lh: &Lakehouse,
-    entry_name: &str,
-    entry: &IngestConfig,
-    quiet: bool,
-) -> Result<SyncReport, CliError> {
-    let started = Instant::now();
-    let (catalog, schema) = target_schema(lh, entry_name, &entry.schema)?;
-    ensure_schema(lh, &catalog, &schema).await?;
-    let mut conn = cfg.connect().await?;
-    let tables = resolve_tables(&mut conn, cfg, &entry.tables).await?;
-    let _ = sqlx::Connection::close(conn).await;
-    // Validate every table's types before touching the lakehouse.
-    for t in &tables {
-        t.arrow_schema(cfg)?;
-    }
-    let order: Vec<TableId> = tables.iter().map(|t| t.id.clone()).collect();
-    let request = SnapshotRequest {
-        tables,
-        parallelism: entry.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
-    };
-    let snap = snapshot(cfg, request).await?;
-    let info = snap.info.clone();
-    let tables = write_snapshot(
-        lh,
-        snap,
-        &order,
-        Landing {
-            catalog: &catalog,
-            schema: &schema,
-            table_name: &|t: &TableId| t.name.clone(),
-            comment: &|t: &TableId| format!("{t} from connection `{}` (MySQL)", cfg.name),
-            source: &|t| {
-                json!({
-                    "connection": cfg.name,
-                    "type": "mysql",
-                    "database": t.table.schema,
-                    "table": t.table.to_string(),
-                    "entry": entry_name,
-                    "server_version": info.server_version,
-                    "binlog_file": info.binlog_file,
-                    "binlog_position": info.binlog_position,
-                    "gtid_set": info.gtid_set,
-                    "position_exact": info.exact,
-                    "rows": t.rows,
-                })
-            },
-            quiet,
-        },
-    )
-    .await?;
-    Ok(SyncReport {
-        entry: entry_name.to_string(),
-        connection: cfg.name.clone(),
-        snapshot: info,
-        tables,
-        seconds: started.elapsed().as_secs_f64(),
-    })
 }

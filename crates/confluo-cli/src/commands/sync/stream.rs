@@ -3,7 +3,7 @@
 //! which stop it cleanly at a batch boundary — with a live line of messages, rate and lag.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use confluo_connectors::registry::{Connection, StreamSource};
@@ -13,8 +13,10 @@ use confluo_lakehouse::Lakehouse;
 use confluo_pipelines::managed::runner::{self, RunEvent, RunReport, RunnerOptions, Target};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::sync::{ensure_schema, target_schema};
-use super::sync_cdc::CdcRunOptions;
+use confluo_pipelines::managed::{ensure_schema, target_schema};
+
+use super::RunOptions;
+use super::display::watch_signals;
 use crate::progress::count;
 use crate::report::CliError;
 
@@ -27,7 +29,7 @@ pub async fn run_entry(
     name: &str,
     entry: &IngestConfig,
     conn: &Connection,
-    opts: &CdcRunOptions,
+    opts: &RunOptions,
 ) -> Result<RunReport, CliError> {
     let set: Vec<&str> = DATABASE_KEYS
         .iter()
@@ -141,26 +143,6 @@ pub async fn run_entry(
     let result = runner::run(lh, &target, source.as_mut(), &options, &mut on_event).await;
     line.finish_and_clear();
     Ok(result?)
-}
-
-/// Ctrl-C and SIGTERM stop a continuous run at the next batch boundary: what is read is
-/// committed and acknowledged, nothing is left half done.
-fn watch_signals(stop: Arc<AtomicBool>) {
-    let on_int = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_int.store(true, Ordering::Relaxed);
-        }
-    });
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate())
-            && term.recv().await.is_some()
-        {
-            stop.store(true, Ordering::Relaxed);
-        }
-    });
 }
 
 /// Prints what a run did.

@@ -10,9 +10,10 @@ use confluo_connectors::postgres::{
 };
 use confluo_connectors::registry::{self, Connection};
 use confluo_core::Project;
-use confluo_core::suggest;
 use serde_json::json;
 use sqlx::Row;
+
+mod mysql;
 
 use super::{CmdResult, Context};
 use crate::report::CliError;
@@ -66,39 +67,9 @@ pub async fn run(ctx: &Context, args: ConnectionsArgs) -> CmdResult {
     }
 }
 
-/// The connection `name` of the project, parsed by its connector; a missing name suggests
-/// near ones.
-pub fn connection(project: &Project, name: &str) -> Result<Connection, CliError> {
-    let conns = &project.config.connections;
-    let Some(conn) = conns.get(name) else {
-        let near = suggest::nearest(name, conns.keys().map(String::as_str));
-        let hint = if near.is_empty() {
-            if conns.is_empty() {
-                "\n  hint: add it under `connections:` in confluo.yaml".to_string()
-            } else {
-                format!(
-                    "\n  hint: connections are {}",
-                    conns.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
-            }
-        } else {
-            suggest::hint(&near)
-        };
-        return Err(anyhow::anyhow!("no connection named `{name}` in confluo.yaml{hint}").into());
-    };
-    Ok(registry::connection(name, conn)?)
-}
-
-/// The PostgreSQL connection `name` of the project.
-pub fn postgres_config(project: &Project, name: &str) -> Result<PostgresConfig, CliError> {
-    match connection(project, name)? {
-        Connection::Postgres(cfg) => Ok(cfg),
-        other => Err(anyhow::anyhow!(
-            "connection `{name}` is of type `{}`; this needs a PostgreSQL connection",
-            other.kind()
-        )
-        .into()),
-    }
+/// The connection `name` of the project, parsed by its connector.
+fn connection(project: &Project, name: &str) -> Result<Connection, CliError> {
+    Ok(registry::named(&project.config.connections, name)?)
 }
 
 /// `connections test` for a stream connection: what the server says, or why it cannot.
@@ -196,7 +167,7 @@ fn list(project: &Project, json: bool) -> CmdResult {
 async fn test(project: &Project, name: &str, json: bool) -> CmdResult {
     let cfg = match connection(project, name)? {
         Connection::Postgres(cfg) => cfg,
-        Connection::Mysql(cfg) => return super::mysql::test(&cfg, json).await,
+        Connection::Mysql(cfg) => return mysql::test(&cfg, json).await,
         stream => return test_stream(&stream, name, json).await,
     };
     let started = std::time::Instant::now();
@@ -313,7 +284,7 @@ async fn discover_cmd(
 ) -> CmdResult {
     let cfg = match connection(project, name)? {
         Connection::Postgres(cfg) => cfg,
-        Connection::Mysql(cfg) => return super::mysql::discover_cmd(&cfg, schema, json).await,
+        Connection::Mysql(cfg) => return mysql::discover_cmd(&cfg, schema, json).await,
         other => {
             return Err(anyhow::anyhow!(
                 "connection `{name}` is a {} stream; discover lists database tables\n  hint: `confluo connections test {name}` shows what the server holds",

@@ -89,13 +89,24 @@ impl Checker {
     /// Splits a batch (data columns followed by condition columns).
     pub fn apply(&self, batch: &RecordBatch, data_schema: &SchemaRef) -> Result<Split> {
         let rows = batch.num_rows();
-        let data = RecordBatch::try_new(
-            data_schema.clone(),
-            batch.columns()[..self.data_columns].to_vec(),
-        )?;
+        let columns = batch.columns()[..self.data_columns].to_vec();
+        // The table's NOT NULL columns are enforced as Databricks does: a row without the
+        // value fails the update, and is shown.
+        for (f, c) in data_schema.fields().iter().zip(&columns) {
+            if !f.is_nullable() && c.null_count() > 0 {
+                let first = (0..rows).find(|&r| c.is_null(r)).unwrap_or(0);
+                return Err(PipelineError::ExpectationFailed {
+                    dataset: self.dataset.clone(),
+                    expectation: format!("{} NOT NULL", f.name()),
+                    condition: format!("{} IS NOT NULL", f.name()),
+                    failed: c.null_count() as u64,
+                    row: row_json(&loosened(data_schema, &columns)?, first),
+                });
+            }
+        }
         if self.expectations.is_empty() {
             return Ok(Split {
-                keep: data,
+                keep: RecordBatch::try_new(data_schema.clone(), columns)?,
                 quarantine: None,
                 dropped: 0,
             });
@@ -123,11 +134,12 @@ impl Checker {
                     expectation: e.name.clone(),
                     condition: e.condition.clone(),
                     failed: n_fail,
-                    row: row_json(&data, first),
+                    row: row_json(&loosened(data_schema, &columns)?, first),
                 });
             }
             failed.push(fail);
         }
+        let data = RecordBatch::try_new(data_schema.clone(), columns)?;
         let any_of = |action: Action| -> Result<Option<BooleanArray>> {
             let mut acc: Option<BooleanArray> = None;
             for (i, e) in self.expectations.iter().enumerate() {
@@ -210,4 +222,18 @@ pub fn row_json(batch: &RecordBatch, row: usize) -> String {
         }
     }
     String::from_utf8_lossy(&buf).trim().to_string()
+}
+
+/// The columns as a batch whose schema allows nulls everywhere, to show a row that breaks
+/// the table's NOT NULL columns.
+fn loosened(schema: &SchemaRef, columns: &[ArrayRef]) -> Result<RecordBatch> {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.to_vec(),
+    )?)
 }

@@ -6,6 +6,7 @@
 //! flow against placeholders and then updates the datasets in dependency order.
 
 pub mod auto_cdc;
+pub mod declared;
 pub mod dialect;
 pub mod error;
 pub mod event_log;

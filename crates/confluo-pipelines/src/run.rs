@@ -536,11 +536,15 @@ impl<'a> Runner<'a> {
         let mut properties: BTreeMap<String, String> = ds.def.properties.iter().cloned().collect();
         properties.insert("pipelines.pipeline".into(), self.pipeline.name.clone());
         properties.insert("pipelines.kind".into(), ds.kind().label().into());
+        let schema = match self.declared(ds)? {
+            Some(d) => d.as_ref().clone(),
+            None => nullable(schema),
+        };
         Ok(self
             .lh
             .create_table(NewTable {
                 name: ds.table.clone(),
-                schema: nullable(schema),
+                schema,
                 partition_by: ds.def.partition_by.clone(),
                 comment: ds.def.comment.clone(),
                 properties,
@@ -605,7 +609,10 @@ impl<'a> Runner<'a> {
                 &table,
                 CommitRequest {
                     mode: WriteMode::Overwrite,
-                    new_schema: Some(nullable_ref(&planned_schema)),
+                    new_schema: Some(
+                        self.declared(ds)?
+                            .unwrap_or_else(|| nullable_ref(&planned_schema)),
+                    ),
                     app_metadata: HashMap::from([(
                         FLOW_KEY.to_string(),
                         json!({"pipeline": self.pipeline.name, "reset": true}),
@@ -889,7 +896,7 @@ impl<'a> Runner<'a> {
                 return Ok(DatasetReport::new(ds, Status::UpToDate));
             }
         }
-        let target_schema = nullable_ref(&schema);
+        let target_schema = self.declared(ds)?.unwrap_or_else(|| nullable_ref(&schema));
         let checker = Arc::new(Checker::new(
             &ds.key,
             ds.expectations().to_vec(),
@@ -995,7 +1002,21 @@ impl<'a> Runner<'a> {
                 )
             })?;
         planned.df = df;
+        // Declared columns define the dataset's rows (an AUTO CDC flow's target columns
+        // come from its own clauses).
+        let ds = self.pipeline.dataset(&flow.target);
+        if flow.auto_cdc.is_none()
+            && let Some(declared) = self.declared(ds)?
+        {
+            planned.df =
+                crate::declared::apply(planned.df, &ds.def.columns, &declared, &ds.key, &flow.pos)?;
+        }
         Ok(planned)
+    }
+
+    /// The schema a dataset's declared columns define, if it declares any.
+    fn declared(&self, ds: &Dataset) -> Result<Option<SchemaRef>> {
+        crate::declared::schema(&ds.def.columns, &ds.key, &ds.def.pos)
     }
 
     #[allow(clippy::too_many_arguments)]

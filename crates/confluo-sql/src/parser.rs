@@ -530,16 +530,21 @@ fn expect_one(p: &mut Parser, words: &[&str]) -> Result<(), ParserError> {
 
 fn parse_describe(p: &mut Parser) -> Result<ConfluoStatement, ParserError> {
     p.next_token();
-    let kind = if eat(p, &["HISTORY"]) {
+    // Spark writes `DESCRIBE [TABLE] [EXTENDED|FORMATTED] t`; `DESCRIBE EXTENDED TABLE t`
+    // is accepted too.
+    let table_first = eat(p, &["TABLE"]);
+    let kind = if !table_first && eat(p, &["HISTORY"]) {
         DescribeKind::History(None)
-    } else if eat(p, &["DETAIL"]) {
+    } else if !table_first && eat(p, &["DETAIL"]) {
         DescribeKind::Detail
     } else if eat(p, &["EXTENDED"]) || eat(p, &["FORMATTED"]) {
         DescribeKind::Extended
     } else {
         DescribeKind::Columns
     };
-    let _ = eat(p, &["TABLE"]);
+    if !table_first {
+        let _ = eat(p, &["TABLE"]);
+    }
     let table = p.parse_object_name(false)?;
     let kind = match kind {
         DescribeKind::History(_) if eat(p, &["LIMIT"]) => {
@@ -802,6 +807,22 @@ mod tests {
                 like: Some(_)
             }
         ));
+        for sql in [
+            "DESCRIBE TABLE EXTENDED t",
+            "DESC EXTENDED t",
+            "DESCRIBE TABLE FORMATTED s.t",
+        ] {
+            assert!(
+                matches!(
+                    one(sql),
+                    ConfluoStatement::Describe {
+                        kind: DescribeKind::Extended,
+                        ..
+                    }
+                ),
+                "{sql}"
+            );
+        }
         assert!(matches!(
             one("DESCRIBE HISTORY t LIMIT 3"),
             ConfluoStatement::Describe {

@@ -9,6 +9,7 @@ mod interop;
 mod kafka;
 mod kafka_avro;
 mod kill;
+mod lakeflow;
 mod mqtt;
 mod mysql;
 mod mysql_cdc;

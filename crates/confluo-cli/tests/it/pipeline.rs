@@ -234,6 +234,27 @@ fn definition_errors_stop_before_data_moves() {
             "CREATE STREAMING TABLE a AS SELECT 1 AS x;\n",
             "reads nothing through STREAM",
         ),
+        // Documented clauses Confluo cannot honour yet are refused where they stand.
+        (
+            "CREATE MATERIALIZED VIEW a\n  SCHEDULE EVERY 2 HOURS\nAS SELECT 1 AS x;\n",
+            "p.sql:2:3: not supported yet: SCHEDULE",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW a SCHEDULE CRON '0 0 * * * ?' AT TIME ZONE 'UTC' AS SELECT 1 AS x;\n",
+            "not supported yet: SCHEDULE",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW a (x INT, y STRING MASK mask_y) AS SELECT 1 AS x, 'b' AS y;\n",
+            "p.sql:1:45: not supported yet: MASK",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW a (x INT) WITH ROW FILTER f ON (x) AS SELECT 1 AS x;\n",
+            "not supported yet: WITH ROW FILTER",
+        ),
+        (
+            "CREATE VIEW v PARTITIONED BY (x) AS SELECT 1 AS x;\nCREATE MATERIALIZED VIEW a AS SELECT * FROM v;\n",
+            "p.sql:1:15: not supported yet: PARTITIONED BY / CLUSTER BY on a view",
+        ),
     ];
     for (sql, expect) in cases {
         let p = TestProject::new();

@@ -7,7 +7,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::scalar::ScalarValue;
-use datafusion::sql::sqlparser::ast::{ColumnOption, Ident, ObjectName, Query, Statement};
+use datafusion::sql::sqlparser::ast::{
+    ColumnDef, ColumnOption, Ident, ObjectName, Query, Statement,
+};
 use deltalake::DeltaTable;
 use deltalake::kernel::Add;
 use futures::StreamExt;
@@ -156,8 +158,15 @@ pub fn project_to_schema(
 }
 
 fn declared_schema(ct: &CreateTable) -> Result<Schema> {
-    let mut fields = Vec::with_capacity(ct.columns.len());
-    for c in &ct.columns {
+    declared_columns(&ct.columns)
+}
+
+/// The schema declared columns define: each column's type, `NOT NULL` (a non-nullable
+/// field) and `COMMENT` (the field's `comment` metadata, which `DESCRIBE` shows). Shared by
+/// `CREATE TABLE` and the datasets of pipelines.
+pub fn declared_columns(columns: &[ColumnDef]) -> Result<Schema> {
+    let mut fields = Vec::with_capacity(columns.len());
+    for c in columns {
         let text = c.data_type.to_string();
         let dt = parse_type(&text).map_err(|e| {
             SqlError::plan(
@@ -236,15 +245,25 @@ pub(super) async fn create_table(s: &SqlSession, ct: CreateTable) -> Result<SqlO
         ));
     }
     let schema = delta_compatible_schema(&schema);
-    for p in ct.partition_by.iter().chain(ct.cluster_by.iter()) {
+    let keyed = ct
+        .partition_by
+        .iter()
+        .map(|p| (p, "partition"))
+        .chain(ct.cluster_by.iter().map(|c| (c, "clustering")));
+    for (p, what) in keyed {
         if schema.field_with_name(&normalize(p)).is_err() {
             return Err(SqlError::plan(
-                format!("partition column `{}` is not a column of {name}", p.value),
+                format!("{what} column `{}` is not a column of {name}", p.value),
                 Some(p.span.start),
             ));
         }
     }
-    let properties: BTreeMap<String, String> = ct.properties.iter().cloned().collect();
+    let mut properties: BTreeMap<String, String> = ct.properties.iter().cloned().collect();
+    if !ct.cluster_by.is_empty() {
+        // Clustering happens when the table is optimized (OPTIMIZE reads this property).
+        let cols: Vec<String> = ct.cluster_by.iter().map(normalize).collect();
+        properties.insert(super::optimize::CLUSTERING_COLUMNS.into(), cols.join(","));
+    }
 
     if let Some(info) = exists {
         // CREATE OR REPLACE over an existing table: one commit replaces schema and rows,

@@ -5,7 +5,7 @@ mod describe;
 mod dml;
 mod optimize;
 
-pub use dml::{project_to_schema, write_frame};
+pub use dml::{declared_columns, project_to_schema, write_frame};
 
 use crate::error::Result;
 use crate::parser::ConfluoStatement;

@@ -14,6 +14,9 @@ use crate::session::{SqlOutput, SqlSession};
 use confluo_lakehouse::TableVersion;
 use confluo_lakehouse::optimize::{self, OptimizeRequest, PartitionPredicate};
 
+/// The table property `CLUSTER BY` records its columns in (comma-separated).
+pub const CLUSTERING_COLUMNS: &str = "clusteringColumns";
+
 pub(super) async fn optimize(
     s: &SqlSession,
     name: ObjectName,
@@ -27,9 +30,24 @@ pub(super) async fn optimize(
     if let Some(p) = &predicate {
         partition_predicates(p, &mut predicates)?;
     }
+    // Without ZORDER BY, a table declared with CLUSTER BY is clustered on its columns: as
+    // with liquid clustering, OPTIMIZE is when the clustering happens.
+    let zorder: Vec<String> = if zorder.is_empty() {
+        info.properties
+            .get(CLUSTERING_COLUMNS)
+            .map(|c| {
+                c.split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        zorder.into_iter().map(|i| i.value).collect()
+    };
     let req = OptimizeRequest {
         predicates,
-        zorder: zorder.into_iter().map(|i| i.value).collect(),
+        zorder,
         target_size: None,
     };
     let table = lh.open_delta(&info, TableVersion::Latest).await?;

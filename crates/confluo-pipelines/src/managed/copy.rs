@@ -223,15 +223,7 @@ async fn open_target<Id: Display>(
             rows: 0,
         });
     }
-    lh.metastore()
-        .create_schema(
-            name.catalog.as_str(),
-            name.schema.as_str(),
-            None,
-            Some(&confluo_lakehouse::lakehouse::current_user()),
-            true,
-        )
-        .await?;
+    // The target schema exists: every entry ensures it before it copies.
     let properties = BTreeMap::from([
         ("confluo.ingest.entry".to_string(), plan.entry.to_string()),
         (

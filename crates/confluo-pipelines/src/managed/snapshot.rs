@@ -2,8 +2,11 @@
 //! each replacing its lakehouse table in one Delta overwrite commit whose `confluo.source`
 //! metadata records the source position.
 
+use std::fmt::Display;
+use std::hash::Hash;
 use std::time::Instant;
 
+use confluo_connectors::snapshot::Snapshot;
 use confluo_connectors::{mysql, postgres};
 use confluo_core::TableName;
 use confluo_core::project::IngestConfig;
@@ -13,7 +16,7 @@ use serde_json::json;
 
 use super::capture::Progress;
 use super::copy::{self, CopiedTable, CopyPlan};
-use super::{Result, ensure_schema, target_schema};
+use super::{ManagedError, Result, ensure_schema, target_schema};
 
 /// Source connections a snapshot reads with when an entry does not say.
 pub const DEFAULT_PARALLELISM: usize = 4;
@@ -63,32 +66,22 @@ pub async fn sync_postgres(
         parallelism: entry.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
         snapshot_id: None,
     };
-    let mut snap = postgres::snapshot(cfg, request).await?;
-    let info = snap.info.clone();
-    let plan = CopyPlan {
+    let snap = postgres::snapshot(cfg, request).await?;
+    let position = serde_json::Map::from_iter([
+        ("type".to_string(), json!("postgres")),
+        ("database".to_string(), json!(cfg.database)),
+        ("snapshot".to_string(), json!(snap.info.pg_snapshot)),
+        ("lsn".to_string(), json!(snap.info.wal_lsn)),
+    ]);
+    let target = |t: &postgres::TableId| TableName::new(&catalog, &schema, t.name.clone());
+    let landing = Landing {
         entry: entry_name,
         connection: &cfg.name,
-        capture: "snapshot",
-        metadata_key: "confluo.source",
-        position: serde_json::Map::from_iter([
-            ("type".to_string(), json!("postgres")),
-            ("database".to_string(), json!(cfg.database)),
-            ("snapshot".to_string(), json!(info.pg_snapshot)),
-            ("lsn".to_string(), json!(info.wal_lsn)),
-        ]),
-        txn: None,
-        history: false,
-        target: &|t: &postgres::TableId| TableName::new(&catalog, &schema, t.name.clone()),
+        order: &order,
+        target: &target,
+        started,
     };
-    let tables = copy::land(lh, &mut snap, &plan, &order, progress, None).await?;
-    snap.finish().await?;
-    Ok(SnapshotReport {
-        entry: entry_name.to_string(),
-        connection: cfg.name.clone(),
-        snapshot: info,
-        tables,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    land_snapshot(lh, snap, position, landing, progress).await
 }
 
 /// Copies a consistent snapshot of a MySQL / MariaDB entry's tables; `confluo.source`
@@ -114,32 +107,69 @@ pub async fn sync_mysql(
         tables,
         parallelism: entry.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1),
     };
-    let mut snap = mysql::snapshot(cfg, request).await?;
-    let info = snap.info.clone();
-    let plan = CopyPlan {
+    let snap = mysql::snapshot(cfg, request).await?;
+    let info = &snap.info;
+    let position = serde_json::Map::from_iter([
+        ("type".to_string(), json!("mysql")),
+        ("server_version".to_string(), json!(info.server_version)),
+        ("binlog_file".to_string(), json!(info.binlog_file)),
+        ("binlog_position".to_string(), json!(info.binlog_position)),
+        ("gtid_set".to_string(), json!(info.gtid_set)),
+        ("position_exact".to_string(), json!(info.exact)),
+    ]);
+    let target = |t: &mysql::TableId| TableName::new(&catalog, &schema, t.name.clone());
+    let landing = Landing {
         entry: entry_name,
         connection: &cfg.name,
+        order: &order,
+        target: &target,
+        started,
+    };
+    land_snapshot(lh, snap, position, landing, progress).await
+}
+
+/// Where a snapshot sync's tables go, and what its report names.
+struct Landing<'a, Id> {
+    entry: &'a str,
+    connection: &'a str,
+    /// The source tables in source order (the report's order).
+    order: &'a [Id],
+    target: &'a (dyn Fn(&Id) -> TableName + Sync),
+    started: Instant,
+}
+
+/// Lands every table of a running snapshot, each in one overwrite commit whose
+/// `confluo.source` records `position`, waits for the snapshot's workers and reports.
+async fn land_snapshot<Id, Info, E>(
+    lh: &Lakehouse,
+    mut snap: Snapshot<Id, Info, E>,
+    position: serde_json::Map<String, serde_json::Value>,
+    landing: Landing<'_, Id>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<SnapshotReport<Id, Info>>
+where
+    Id: Clone + Eq + Hash + Display,
+    Info: Clone,
+    ManagedError: From<E>,
+{
+    let plan = CopyPlan {
+        entry: landing.entry,
+        connection: landing.connection,
         capture: "snapshot",
         metadata_key: "confluo.source",
-        position: serde_json::Map::from_iter([
-            ("type".to_string(), json!("mysql")),
-            ("server_version".to_string(), json!(info.server_version)),
-            ("binlog_file".to_string(), json!(info.binlog_file)),
-            ("binlog_position".to_string(), json!(info.binlog_position)),
-            ("gtid_set".to_string(), json!(info.gtid_set)),
-            ("position_exact".to_string(), json!(info.exact)),
-        ]),
+        position,
         txn: None,
         history: false,
-        target: &|t: &mysql::TableId| TableName::new(&catalog, &schema, t.name.clone()),
+        target: landing.target,
     };
-    let tables = copy::land(lh, &mut snap, &plan, &order, progress, None).await?;
+    let tables = copy::land(lh, &mut snap, &plan, landing.order, progress, None).await?;
+    let info = snap.info.clone();
     snap.finish().await?;
     Ok(SnapshotReport {
-        entry: entry_name.to_string(),
-        connection: cfg.name.clone(),
+        entry: landing.entry.to_string(),
+        connection: landing.connection.to_string(),
         snapshot: info,
         tables,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: landing.started.elapsed().as_secs_f64(),
     })
 }

@@ -121,6 +121,23 @@ impl Store {
             .await?)
     }
 
+    /// Forgets everything the entry recorded (its state, its source positions and a legacy
+    /// state file), so its next run starts afresh. Returns whether there was anything.
+    pub async fn forget(&self) -> Result<bool> {
+        let mut forgot = self.metastore.forget_ingest_entry(&self.entry).await?;
+        match std::fs::remove_file(&self.legacy) {
+            Ok(()) => forgot = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ManagedError::State {
+                    path: self.legacy.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(forgot)
+    }
+
     /// Marks `table` as copied and saves.
     pub async fn mark_copied(&self, state: &mut EntryState, table: &str) -> Result<()> {
         if let Some(s) = state.tables.get_mut(table) {

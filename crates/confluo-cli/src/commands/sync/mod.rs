@@ -18,7 +18,7 @@ use confluo_lakehouse::Lakehouse;
 use confluo_pipelines::managed::capture::Progress;
 use confluo_pipelines::managed::mysql_cdc::MysqlCdcEntry;
 use confluo_pipelines::managed::postgres_cdc::CdcEntry;
-use confluo_pipelines::managed::snapshot::{self, MysqlReport, PostgresReport};
+use confluo_pipelines::managed::snapshot::{self, MysqlReport, PostgresReport, SnapshotReport};
 use confluo_pipelines::managed::{ensure_schema, target_schema};
 use serde_json::json;
 
@@ -218,44 +218,38 @@ async fn status(lh: &Lakehouse, entry: Option<&str>, json: bool) -> CmdResult {
 }
 
 fn print_postgres_report(r: &PostgresReport) {
-    let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
-    println!(
-        "Synced `{}` from connection `{}`: {} table{}, {} rows in {:.2} s (snapshot {}, LSN {})",
-        r.entry,
-        r.connection,
-        r.tables.len(),
-        if r.tables.len() == 1 { "" } else { "s" },
-        count(rows),
-        r.seconds,
-        r.snapshot.pg_snapshot,
-        r.snapshot.wal_lsn
+    let at = format!(
+        "snapshot {}, LSN {}",
+        r.snapshot.pg_snapshot, r.snapshot.wal_lsn
     );
-    print_tables(&r.tables, "±infinity or NaN");
+    print_snapshot_report(r, &at, "±infinity or NaN");
 }
 
 fn print_mysql_report(r: &MysqlReport) {
+    let s = &r.snapshot;
+    let gtid = s.gtid_set.as_ref().map(|g| format!(", GTID {g}"));
+    let exact = if s.exact { "" } else { ", approximate" };
+    let at = format!("binlog {}{}{exact}", s.position(), gtid.unwrap_or_default());
+    print_snapshot_report(r, &at, "zero dates, TIME beyond 24 h");
+}
+
+/// A snapshot sync's summary (`at`: the source position it read) and its tables.
+fn print_snapshot_report<Id: std::fmt::Display, Info>(
+    r: &SnapshotReport<Id, Info>,
+    at: &str,
+    why_null: &str,
+) {
     let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
     println!(
-        "Synced `{}` from connection `{}`: {} table{}, {} rows in {:.2} s (binlog {}{}{})",
+        "Synced `{}` from connection `{}`: {} table{}, {} rows in {:.2} s ({at})",
         r.entry,
         r.connection,
         r.tables.len(),
         if r.tables.len() == 1 { "" } else { "s" },
         count(rows),
         r.seconds,
-        r.snapshot.position(),
-        r.snapshot
-            .gtid_set
-            .as_ref()
-            .map(|g| format!(", GTID {g}"))
-            .unwrap_or_default(),
-        if r.snapshot.exact {
-            ""
-        } else {
-            ", approximate"
-        }
     );
-    print_tables(&r.tables, "zero dates, TIME beyond 24 h");
+    print_tables(&r.tables, why_null);
 }
 
 /// `confluo sync ENTRY --reset`: forgets the entry's recorded state and position (in the
@@ -270,15 +264,8 @@ async fn reset(project: &confluo_core::Project, lh: &Lakehouse, entry: &str) -> 
         )
         .into());
     }
-    let mut forgot = lh.metastore().forget_ingest_entry(entry).await?;
-    let legacy = project
-        .state_dir()
-        .join("ingest")
-        .join(format!("{entry}.json"));
-    if legacy.exists() {
-        std::fs::remove_file(&legacy)?;
-        forgot = true;
-    }
+    let store = confluo_pipelines::managed::state::Store::new(lh, &project.state_dir(), entry);
+    let forgot = store.forget().await?;
     if forgot {
         println!(
             "Reset `{entry}`: its next sync starts afresh (the lakehouse tables are kept until then)."

@@ -56,7 +56,7 @@ pub async fn open_table(
         }
         TableVersion::Timestamp(ts) => builder.with_timestamp(ts),
     };
-    builder.load().await.map_err(|e| match (&e, version) {
+    let table = builder.load().await.map_err(|e| match (&e, version) {
         (deltalake::DeltaTableError::NotATable(_), _) => LakehouseError::Invalid(format!(
             "{location} is not a Delta table (no _delta_log found)"
         )),
@@ -70,7 +70,22 @@ pub async fn open_table(
             table: location.to_string(),
             source: e,
         },
-    })
+    })?;
+    // A moment before the first commit falls back to version 0 in delta-rs; Delta's own
+    // readers refuse it, as the table did not exist then.
+    if let TableVersion::Timestamp(ts) = version
+        && table_version(&table) == 0
+        && let Some(first) = history(&table, Some(1))
+            .await?
+            .first()
+            .and_then(|h| h.timestamp)
+        && first > ts
+    {
+        return Err(LakehouseError::Invalid(format!(
+            "{location} did not exist as of {ts}: its first commit is at {first}"
+        )));
+    }
+    Ok(table)
 }
 
 /// The table's current version, or -1 for a table without commits.

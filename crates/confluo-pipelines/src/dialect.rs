@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
-use confluo_sql::parser::{CreateTable, parse_properties, parse_table_clauses};
+use confluo_sql::parser::{CreateTable, eat, parse_properties, parse_table_clauses, peek_word};
 use confluo_sql::rewrite::Request;
 
 use crate::error::{PipelineError, Pos, Result};
@@ -334,24 +334,6 @@ fn word(t: &Token) -> Option<String> {
     }
 }
 
-fn peek_word(p: &Parser, n: usize) -> Option<String> {
-    let toks = p.peek_tokens_ref::<4>();
-    word(&toks[n].token)
-}
-
-/// Consumes the words if they come next (case-insensitively); else consumes nothing.
-fn eat(p: &mut Parser, words: &[&str]) -> bool {
-    for (i, w) in words.iter().enumerate() {
-        if peek_word(p, i).as_deref() != Some(*w) {
-            return false;
-        }
-    }
-    for _ in words {
-        p.next_token();
-    }
-    true
-}
-
 fn skip_statement(p: &mut Parser) {
     loop {
         let t = p.peek_token();
@@ -488,6 +470,14 @@ fn parse_create(p: &mut Parser, path: &Path, pos: Pos) -> Result<Definition, Par
     if eat(p, &["WITH"]) && eat(p, &["PROPERTIES"]) {
         ct.properties.extend(parse_properties(p)?);
     }
+    if kind == DatasetKind::View && !ct.properties.is_empty() {
+        return not_supported(
+            "TBLPROPERTIES on a view: a view is a named query with no table to carry them; make it a MATERIALIZED VIEW, or remove the clause",
+        );
+    }
+    for (k, v) in &ct.properties {
+        pipeline_property(k, v)?;
+    }
     if kind != DatasetKind::StreamingTable && ct.query.is_none() {
         let t = p.peek_token();
         return p.expected(&format!("AS <query> for the {}", kind.label()), t);
@@ -512,17 +502,80 @@ fn parse_create(p: &mut Parser, path: &Path, pos: Pos) -> Result<Definition, Par
             .collect(),
         comment: ct.comment,
         // CLUSTER BY is a layout hint (liquid clustering); it is recorded, not a partitioning.
+        // Lakeflow's older `pipelines.autoOptimize.zOrderCols` says the same.
         properties: {
+            let mut cluster: Vec<String> = ct.cluster_by.iter().map(|i| i.value.clone()).collect();
+            if cluster.is_empty()
+                && let Some((_, cols)) = ct
+                    .properties
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(Z_ORDER_COLS))
+            {
+                cluster = cols.split(',').map(|c| c.trim().to_string()).collect();
+            }
             let mut props = ct.properties;
-            if !ct.cluster_by.is_empty() {
-                let cols: Vec<String> = ct.cluster_by.iter().map(|i| i.value.clone()).collect();
-                props.push(("clusteringColumns".into(), cols.join(",")));
+            if !cluster.is_empty() {
+                props.push(("clusteringColumns".into(), cluster.join(",")));
             }
             props
         },
         query: ct.query,
         pos,
     }))
+}
+
+/// A full refresh leaves a table with this property `false` as it is (and updates it
+/// incrementally), as Lakeflow does.
+pub const RESET_ALLOWED: &str = "pipelines.reset.allowed";
+const Z_ORDER_COLS: &str = "pipelines.autoOptimize.zOrderCols";
+
+/// Checks a `pipelines.*` table property: each one Lakeflow documents either does what it
+/// says or is refused; other keys pass (they are stored, `delta.*` ones in the Delta log).
+fn pipeline_property(key: &str, value: &str) -> Result<(), ParserError> {
+    let k = key.to_ascii_lowercase();
+    if !k.starts_with("pipelines.") {
+        return Ok(());
+    }
+    let flag = |value: &str| -> Result<bool, ParserError> {
+        match value.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ParserError::ParserError(format!(
+                "{key} takes 'true' or 'false', not '{value}'"
+            ))),
+        }
+    };
+    match k.as_str() {
+        "pipelines.reset.allowed" => flag(value).map(|_| ()),
+        "pipelines.autooptimize.zordercols" => Ok(()),
+        "pipelines.autooptimize.managed" => {
+            if flag(value)? {
+                not_supported(
+                    "pipelines.autoOptimize.managed = true: Confluo does not OPTIMIZE tables by itself; run OPTIMIZE on a schedule, or remove the property",
+                )
+            } else {
+                Ok(())
+            }
+        }
+        "pipelines.trigger.interval" => not_supported(
+            "pipelines.trigger.interval: flows have no trigger intervals of their own; `confluo run --continuous` updates the whole pipeline as data arrives",
+        ),
+        _ => {
+            let known = [
+                RESET_ALLOWED,
+                Z_ORDER_COLS,
+                "pipelines.autoOptimize.managed",
+                "pipelines.trigger.interval",
+            ];
+            Err(ParserError::ParserError(format!(
+                "unknown pipeline table property {key}{}",
+                confluo_core::suggest::hint(&confluo_core::suggest::nearest(
+                    key,
+                    known.iter().copied()
+                ))
+            )))
+        }
+    }
 }
 
 fn skip_element(p: &mut Parser) {
@@ -870,6 +923,11 @@ fn is_cloud_files(name: &ObjectName) -> bool {
 }
 
 /// A table factor as the reference it is, after taking off `STREAM` and `LIVE.`.
+/// Whether a table factor reads files (`read_files`, `cloud_files`, through `STREAM` or not).
+pub fn reads_files(tf: &TableFactor) -> bool {
+    matches!(reference_of(tf), Ok(Some((Reference::Files { .. }, _))))
+}
+
 fn reference_of(tf: &TableFactor) -> std::result::Result<Option<(Reference, TableFactor)>, String> {
     let TableFactor::Table { name, args, .. } = tf else {
         return Ok(None);
@@ -1037,6 +1095,7 @@ pub enum Replacement {
 
 struct Rewrite<'a> {
     ctes: Vec<String>,
+    functions_named: std::collections::HashSet<String>,
     resolve: &'a mut dyn FnMut(&Reference) -> Replacement,
 }
 
@@ -1063,24 +1122,37 @@ impl VisitorMut for Rewrite<'_> {
         {
             return ControlFlow::Continue(());
         }
-        let alias_name = match &r {
-            Reference::Table { name, .. } => match name.0.last() {
-                Some(ObjectNamePart::Identifier(i)) => Some(i.clone()),
-                _ => None,
-            },
-            Reference::Files { .. } | Reference::Stream { .. } | Reference::Changes { .. } => None,
-        };
         let TableFactor::Table { alias, .. } = &plain else {
             return ControlFlow::Continue(());
         };
-        let alias = alias.clone().or_else(|| {
-            alias_name.map(|n| datafusion::sql::sqlparser::ast::TableAlias {
-                explicit: true,
-                name: n,
-                columns: vec![],
-                at: None,
-            })
-        });
+        let alias = match alias {
+            Some(a) => Some(a.clone()),
+            None => {
+                // A source function without an alias is called by its name (once per query,
+                // so two never clash): messages then speak of `read_files.order_id`, not of
+                // the scratch table it is read through.
+                let mut by_function = |f: &str| {
+                    self.functions_named
+                        .insert(f.to_string())
+                        .then(|| Ident::new(f))
+                };
+                let name = match &r {
+                    Reference::Table { name, .. } => match name.0.last() {
+                        Some(ObjectNamePart::Identifier(i)) => Some(i.clone()),
+                        _ => None,
+                    },
+                    Reference::Files { .. } => by_function("read_files"),
+                    Reference::Stream { function, .. } => by_function(function),
+                    Reference::Changes { .. } => by_function("read_changes"),
+                };
+                name.map(|name| datafusion::sql::sqlparser::ast::TableAlias {
+                    explicit: true,
+                    name,
+                    columns: vec![],
+                    at: None,
+                })
+            }
+        };
         match (self.resolve)(&r) {
             Replacement::Keep => *tf = plain,
             Replacement::Table(new_name) => {
@@ -1115,6 +1187,7 @@ impl VisitorMut for Rewrite<'_> {
 pub fn rewrite(query: &mut Query, resolve: &mut dyn FnMut(&Reference) -> Replacement) {
     let _ = query.visit(&mut Rewrite {
         ctes: vec![],
+        functions_named: Default::default(),
         resolve,
     });
 }

@@ -371,6 +371,27 @@ impl<'a> Runner<'a> {
                 selected.insert(self.pipeline.find(n)?);
             }
         }
+        // `pipelines.reset.allowed = false`: a full refresh updates the table incrementally
+        // instead of clearing it (its history may exist nowhere else).
+        full.retain(|key| {
+            let ds = self.pipeline.dataset(key);
+            let protected = ds.def.properties.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case(crate::dialect::RESET_ALLOWED) && v.eq_ignore_ascii_case("false")
+            });
+            if protected {
+                log.record(
+                    Event::info(
+                        "reset_not_allowed",
+                        format!(
+                            "{key}: {} = false, so the full refresh updates it incrementally instead of clearing it",
+                            crate::dialect::RESET_ALLOWED
+                        ),
+                    )
+                    .on(key, None),
+                );
+            }
+            !protected
+        });
 
         let log = &log;
         let mut reports: HashMap<String, DatasetReport> = HashMap::new();
@@ -1036,6 +1057,7 @@ impl<'a> Runner<'a> {
                 return Err(PipelineError::at(pos.clone(), "views nest too deeply"));
             }
             let refs = dialect::references(query, &pos.file)?;
+            let metadata = confluo_sql::metadata_column::names_metadata(query);
             let mut reps: Vec<Option<Replacement>> = Vec::with_capacity(refs.len());
             for r in &refs {
                 let here = at(pos, r.location());
@@ -1043,9 +1065,14 @@ impl<'a> Runner<'a> {
                 let rep = match r {
                     Reference::Files { path, options, .. } => {
                         let abs = files_path(&self.project.root, path);
-                        let scan = plan_read_files(&abs, options, None).await.map_err(|e| {
-                            PipelineError::at(here.clone(), format!("read_files('{path}'): {e}"))
-                        })?;
+                        let scan = plan_read_files(&abs, options, None, metadata)
+                            .await
+                            .map_err(|e| {
+                                PipelineError::at(
+                                    here.clone(),
+                                    format!("read_files('{path}'): {e}"),
+                                )
+                            })?;
                         let source = format!("files:{abs}");
                         let scan = if stream && !validate {
                             *any_stream = true;
@@ -1192,6 +1219,9 @@ impl<'a> Runner<'a> {
                 reps.push(Some(rep));
             }
             let mut q = Box::new(query.clone());
+            if metadata {
+                confluo_sql::metadata_column::hide_from_wildcards(&mut *q, &dialect::reads_files);
+            }
             let mut i = 0;
             dialect::rewrite(&mut q, &mut |_r| {
                 let rep = reps

@@ -3,10 +3,12 @@
 
 pub mod catalog;
 pub mod error;
+pub mod metadata_column;
 pub mod parser;
 pub mod read_files;
 pub mod rewrite;
 pub mod session;
+pub mod spark;
 pub mod statements;
 
 pub use error::{Result, SqlError};

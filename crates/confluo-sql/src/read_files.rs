@@ -23,13 +23,18 @@ use confluo_connectors::files::{self, BatchSink, FileScan, ReadOptions, ScanProg
 /// The progress of every `read_files` of a statement, for the rescued-rows notice.
 pub type ScanRegistry = Arc<std::sync::Mutex<Vec<(String, Arc<ScanProgress>)>>>;
 
-/// Plans `read_files` from a path and `(key, value)` options.
+/// Plans `read_files` from a path and `(key, value)` options; `metadata` adds the
+/// `_metadata` column (the statement names it).
 pub async fn plan_read_files(
     path: &str,
     options: &[(String, String)],
     store: Option<Arc<dyn object_store::ObjectStore>>,
+    metadata: bool,
 ) -> Result<FileScan, files::FilesError> {
-    let mut o = ReadOptions::default();
+    let mut o = ReadOptions {
+        metadata_column: metadata,
+        ..ReadOptions::default()
+    };
     for (k, v) in options {
         o.set(k, v)?;
     }
@@ -156,7 +161,8 @@ impl TableFunctionImpl for ReadFilesFunc {
             .map(|c| (c[0].clone(), c[1].clone()))
             .collect();
         let scan = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(plan_read_files(&path, &options, None))
+            tokio::runtime::Handle::current()
+                .block_on(plan_read_files(&path, &options, None, false))
         })
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
         provider(scan, None, &path)

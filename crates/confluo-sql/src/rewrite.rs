@@ -296,6 +296,7 @@ pub fn collect(statement: &mut Statement) -> Result<Vec<Request>, String> {
 struct Replace<'a> {
     names: &'a [ObjectName],
     next: usize,
+    functions_named: std::collections::HashSet<&'static str>,
 }
 
 impl VisitorMut for Replace<'_> {
@@ -311,16 +312,28 @@ impl VisitorMut for Replace<'_> {
                 ..
             } = tf
         {
-            if alias.is_none() && args.is_none() && delta_path(name).is_none() {
-                // Keep `t.col` references working after the rename.
-                if let Some(ObjectNamePart::Identifier(last)) = name.0.last() {
-                    *alias = Some(TableAlias {
-                        explicit: true,
-                        name: last.clone(),
-                        columns: vec![],
-                        at: None,
-                    });
-                }
+            if alias.is_none() {
+                // Keep `t.col` references working after the rename, and keep the scratch
+                // name out of messages: an unaliased `read_files(...)` is called by its
+                // function's name (once per statement, so two never clash), a path table
+                // by its path.
+                let name_as_written = if args.is_some() {
+                    is_read_files(name)
+                        .filter(|f| self.functions_named.insert(*f))
+                        .map(Ident::new)
+                } else if let Some(path) = delta_path(name) {
+                    Some(Ident::with_quote('"', path))
+                } else if let Some(ObjectNamePart::Identifier(last)) = name.0.last() {
+                    Some(last.clone())
+                } else {
+                    None
+                };
+                *alias = name_as_written.map(|name| TableAlias {
+                    explicit: true,
+                    name,
+                    columns: vec![],
+                    at: None,
+                });
             }
             *name = self.names[self.next].clone();
             *args = None;
@@ -333,7 +346,11 @@ impl VisitorMut for Replace<'_> {
 
 /// Points the references found by [`collect`] at `names`, in the same order.
 pub fn replace(statement: &mut Statement, names: &[ObjectName]) {
-    let _ = statement.visit(&mut Replace { names, next: 0 });
+    let _ = statement.visit(&mut Replace {
+        names,
+        next: 0,
+        functions_named: Default::default(),
+    });
 }
 
 /// A three-part name as an AST name.
@@ -393,6 +410,21 @@ mod tests {
         let text = s.to_string();
         assert!(text.contains("\"c\".\"s\".\"t0\" AS t"), "{text}");
         assert!(!text.contains("VERSION"), "{text}");
+    }
+
+    #[test]
+    fn scratch_names_stay_out_of_sight() {
+        let mut s = stmt(
+            "SELECT read_files.a FROM read_files('/a.csv') JOIN read_files('/b.csv') b ON true",
+        );
+        let found = collect(&mut s).unwrap();
+        let names: Vec<_> = (0..found.len())
+            .map(|i| object_name(&["c", "s", &format!("t{i}")]))
+            .collect();
+        replace(&mut s, &names);
+        let text = s.to_string();
+        assert!(text.contains("\"t0\" AS read_files"), "{text}");
+        assert!(text.contains("\"t1\" b"), "{text}");
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl SqlSession {
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udtf("read_files", Arc::new(ReadFilesFunc));
+        crate::spark::register(&ctx);
         let current = (
             lakehouse.default_catalog().to_string(),
             lakehouse.default_schema().to_string(),
@@ -233,6 +234,7 @@ impl SqlSession {
     /// Plans a statement DataFusion understands, after resolving `read_files`, time travel
     /// and path tables.
     pub async fn plan_statement(&self, mut statement: Statement) -> Result<DataFrame> {
+        crate::spark::respell(&mut statement);
         self.resolve_references(&mut statement).await?;
         let state = self.ctx.state();
         let plan = match state
@@ -288,6 +290,12 @@ impl SqlSession {
         if requests.is_empty() {
             return Ok(());
         }
+        let metadata = crate::metadata_column::names_metadata(statement);
+        if metadata {
+            crate::metadata_column::hide_from_wildcards(statement, &|tf| {
+                matches!(rewrite::request_of(tf), Ok(Some(Request::ReadFiles { .. })))
+            });
+        }
         let scratch = self.catalogs.scratch();
         let mut names = Vec::with_capacity(requests.len());
         for req in requests {
@@ -303,15 +311,14 @@ impl SqlSession {
                     } else {
                         None
                     };
-                    let scan =
-                        plan_read_files(&path, &options, store)
-                            .await
-                            .map_err(|e| match e {
-                                confluo_connectors::files::FilesError::BadOption { .. } => {
-                                    SqlError::plan(format!("read_files: {e}"), location)
-                                }
-                                other => other.into(),
-                            })?;
+                    let scan = plan_read_files(&path, &options, store, metadata)
+                        .await
+                        .map_err(|e| match e {
+                            confluo_connectors::files::FilesError::BadOption { .. } => {
+                                SqlError::plan(format!("read_files: {e}"), location)
+                            }
+                            other => other.into(),
+                        })?;
                     provider(scan, Some(&self.scans), &path)?
                 }
                 Request::TimeTravel {

@@ -238,3 +238,47 @@ fn kafka_avro_from_a_schema_registry_follows_schema_versions_and_rescues_bad_ids
         "{e}"
     );
 }
+
+/// Databricks' way in pipelines: `read_kafka` gives the raw value, `from_avro` decodes it.
+/// A value that is not a datum fails the update by default (nothing lands, the offsets stay),
+/// or is NULL with `map('mode', 'PERMISSIVE')` while its row keeps the raw value.
+#[test]
+fn from_avro_decodes_kafka_values_in_a_pipeline() {
+    let b = Broker::start();
+    b.create_topic("orders", 1);
+    let mut values: Vec<Vec<u8>> = (1..=50).map(|i| order(i, None)).collect();
+    values.insert(20, b"not avro".to_vec());
+    b.produce("orders", 0, &values);
+    let p = TestProject::with_config(
+        "pipelines:\n  k:\n    libraries: [\"pipelines/*.sql\"]\n    schema: bronze\n",
+    );
+    let pipeline = |mode: &str| {
+        format!(
+            "CREATE OR REFRESH STREAMING TABLE orders AS\n\
+             SELECT offset, value, o.id AS id, o.item AS item, o.amount AS amount FROM (\n\
+               SELECT offset, value, from_avro(value, '{V1}'{mode}) AS o\n\
+               FROM STREAM read_kafka(bootstrapServers => '{}', subscribe => 'orders', startingOffsets => 'earliest'));\n",
+            b.addr()
+        )
+    };
+    p.write("pipelines/k.sql", pipeline(""));
+    let e = p.fail(&["run"]);
+    assert!(
+        e.contains("from_avro: row") && e.contains("PERMISSIVE"),
+        "{e}"
+    );
+    p.write("pipelines/k.sql", pipeline(", map('mode', 'PERMISSIVE')"));
+    p.ok(&["run"]);
+    assert_eq!(
+        p.rows("SELECT count(*), count(id), sum(id), sum(amount) FROM bronze.orders"),
+        [["51", "50", "1275", "318.75"]]
+    );
+    assert_eq!(
+        p.rows("SELECT offset, CAST(value AS STRING) FROM bronze.orders WHERE id IS NULL"),
+        [["20", "not avro"]]
+    );
+    assert_eq!(
+        p.rows("SELECT item, amount FROM bronze.orders WHERE id = 9"),
+        [["item2", "2.25"]]
+    );
+}

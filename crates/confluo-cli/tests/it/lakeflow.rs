@@ -151,3 +151,214 @@ fn spark_statement_forms_and_cluster_by() {
     let e = p.fail(&["query", "CREATE TABLE u (id BIGINT) CLUSTER BY (nope)"]);
     assert!(e.contains("clustering column `nope`"), "{e}");
 }
+
+#[test]
+fn metadata_records_each_rows_file_and_star_leaves_it_out() {
+    let p = TestProject::with_config(
+        "pipelines:\n  b:\n    libraries: [\"pipelines/*.sql\"]\n    schema: bronze\n",
+    );
+    let a = p.write("data/in/a.csv", "id,v\n1,x\n2,y\n");
+    let b = p.write("data/in/b.csv", "id,v\n3,z\n");
+    p.write(
+        "pipelines/b.sql",
+        "CREATE OR REFRESH STREAMING TABLE events AS\n\
+         SELECT *, _metadata.file_name AS source_file, _metadata.file_size AS bytes\n\
+         FROM STREAM read_files('data/in', format => 'csv');\n",
+    );
+    p.ok(&["run"]);
+    let size = std::fs::metadata(&a).unwrap().len().to_string();
+    assert_eq!(
+        p.rows("SELECT id, v, source_file, bytes FROM bronze.events ORDER BY id"),
+        vec![
+            vec!["1", "x", "a.csv", size.as_str()],
+            vec!["2", "y", "a.csv", size.as_str()],
+            vec!["3", "z", "b.csv", "9"],
+        ]
+    );
+    // `*` read the data columns (and the rescued-data column) only: the table has no
+    // `_metadata` column of its own.
+    let columns: Vec<String> = p
+        .rows("DESCRIBE bronze.events")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(
+        columns,
+        vec!["id", "v", "_rescued_data", "source_file", "bytes"]
+    );
+
+    // Through `confluo query`: the struct's fields, and `*` without it.
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    assert_eq!(
+        p.rows(&format!("SELECT DISTINCT _metadata.file_path, _metadata.file_modification_time IS NOT NULL FROM read_files('{a}')")),
+        vec![vec![a, "true".to_string()]]
+    );
+    let out = p.ok(&[
+        "query",
+        &format!("SELECT *, _metadata.file_name AS f FROM read_files('{b}')"),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(out.trim(), "id,v,_rescued_data,f\n3,z,,b.csv");
+    let out = p.ok(&[
+        "query",
+        &format!("SELECT r.* FROM read_files('{b}') AS r WHERE r._metadata.file_name = 'b.csv'"),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(out.trim(), "id,v,_rescued_data\n3,z,");
+}
+
+#[test]
+fn errors_name_the_users_relations_not_internal_ones() {
+    let p = TestProject::new();
+    let a = p.write("data/in/a.csv", "order_id,v\n1,x\n");
+    let a = a.display();
+    for sql in [
+        format!("SELECT order_idd FROM read_files('{a}')"),
+        format!("SELECT read_files.order_idd FROM read_files('{a}')"),
+    ] {
+        let e = p.fail(&["query", &sql]);
+        assert!(!e.contains("__confluo"), "{e}");
+        assert!(e.contains("order_id"), "{e}");
+    }
+    let p = TestProject::with_config(
+        "pipelines:\n  b:\n    libraries: [\"pipelines/*.sql\"]\n    schema: bronze\n",
+    );
+    p.write("data/in/a.csv", "order_id,v\n1,x\n");
+    p.write(
+        "pipelines/b.sql",
+        "CREATE OR REFRESH STREAMING TABLE events AS\n\
+         SELECT order_idd FROM STREAM read_files('data/in', format => 'csv');\n",
+    );
+    let e = p.fail(&["run"]);
+    assert!(!e.contains("__confluo"), "{e}");
+    assert!(e.contains("order_id"), "{e}");
+}
+
+#[test]
+fn a_table_that_must_not_be_reset_survives_a_full_refresh() {
+    let p = TestProject::with_config(
+        "pipelines:\n  b:\n    libraries: [\"pipelines/*.sql\"]\n    schema: bronze\n",
+    );
+    p.write("data/in/a.csv", "id,v\n1,first\n");
+    p.write(
+        "pipelines/b.sql",
+        "CREATE OR REFRESH STREAMING TABLE kept TBLPROPERTIES ('pipelines.reset.allowed' = 'false')\n\
+         AS SELECT * FROM STREAM read_files('data/in', format => 'csv');\n\
+         CREATE OR REFRESH STREAMING TABLE rebuilt\n\
+         AS SELECT * FROM STREAM read_files('data/in', format => 'csv');\n",
+    );
+    p.ok(&["run"]);
+    // The source file is rewritten in place (a file already read is not read again), and a
+    // second file arrives.
+    p.write("data/in/a.csv", "id,v\n1,second\n");
+    p.write("data/in/b.csv", "id,v\n2,new\n");
+    p.ok(&["run", "--full-refresh"]);
+    assert_eq!(
+        p.rows("SELECT id, v FROM bronze.kept ORDER BY id"),
+        vec![vec!["1", "first"], vec!["2", "new"]]
+    );
+    assert_eq!(
+        p.rows("SELECT id, v FROM bronze.rebuilt ORDER BY id"),
+        vec![vec!["1", "second"], vec!["2", "new"]]
+    );
+
+    // The other documented pipelines.* properties either work or are refused.
+    for (props, expected) in [
+        (
+            "'pipelines.trigger.interval' = '1 hour'",
+            "not supported yet: pipelines.trigger.interval",
+        ),
+        (
+            "'pipelines.autoOptimize.managed' = 'true'",
+            "not supported yet: pipelines.autoOptimize.managed",
+        ),
+        (
+            "'pipelines.reset.alowed' = 'false'",
+            "pipelines.reset.allowed",
+        ),
+        (
+            "'pipelines.reset.allowed' = 'no'",
+            "takes 'true' or 'false'",
+        ),
+    ] {
+        p.write(
+            "pipelines/b.sql",
+            format!(
+                "CREATE OR REFRESH STREAMING TABLE kept TBLPROPERTIES ({props})\n\
+                 AS SELECT * FROM STREAM read_files('data/in', format => 'csv');\n"
+            ),
+        );
+        let e = p.fail(&["validate"]);
+        assert!(e.contains(expected), "{props}: {e}");
+    }
+    p.write(
+        "pipelines/b.sql",
+        "CREATE TEMPORARY VIEW v TBLPROPERTIES ('a' = 'b') AS SELECT 1 AS x;\n",
+    );
+    let e = p.fail(&["validate"]);
+    assert!(
+        e.contains("not supported yet: TBLPROPERTIES on a view"),
+        "{e}"
+    );
+}
+
+#[test]
+fn show_create_table_recreates_the_definition_and_analyze_reports_statistics() {
+    let p = TestProject::new();
+    p.ok(&["query", "CREATE SCHEMA shop"]);
+    p.ok(&[
+        "query",
+        "CREATE TABLE shop.orders (id BIGINT NOT NULL COMMENT 'the order', `Region` STRING, \
+         total DECIMAL(10,2), day DATE) PARTITIONED BY (day) COMMENT 'it''s orders' \
+         TBLPROPERTIES ('owner.team' = 'sales', 'delta.appendOnly' = 'true')",
+    ]);
+    p.ok(&[
+        "query",
+        "INSERT INTO shop.orders VALUES (1, 'eu', 10.50, DATE '2026-01-01'), (2, NULL, 3.25, DATE '2026-01-01'), (3, 'us', NULL, DATE '2026-01-02')",
+    ]);
+    let ddl = p.scalar("SHOW CREATE TABLE shop.orders");
+    assert!(
+        ddl.contains("id BIGINT NOT NULL COMMENT 'the order'"),
+        "{ddl}"
+    );
+    assert!(ddl.contains("`Region` STRING"), "{ddl}");
+    assert!(ddl.contains("PARTITIONED BY (day)"), "{ddl}");
+    assert!(ddl.contains("'delta.appendOnly' = 'true'"), "{ddl}");
+    let described = |t: &str| p.rows(&format!("DESCRIBE {t}"));
+    let before = described("shop.orders");
+    // The statement runs as printed and makes the same table.
+    let again = ddl.replace("shop.orders", "shop.orders_copy");
+    p.ok(&["query", &again]);
+    assert_eq!(described("shop.orders_copy"), before);
+    let props = p.rows("SHOW TBLPROPERTIES shop.orders_copy");
+    assert!(
+        props
+            .iter()
+            .any(|r| r[0] == "owner.team" && r[1] == "sales"),
+        "{props:?}"
+    );
+
+    // Table statistics come from the Delta log; column statistics from one scan.
+    let stats = p.rows("ANALYZE TABLE shop.orders COMPUTE STATISTICS");
+    assert_eq!(stats[0][3], "3", "{stats:?}");
+    assert_eq!(stats[0][2], "2", "{stats:?}"); // one file per day partition
+    assert_eq!(
+        p.rows("ANALYZE TABLE shop.orders COMPUTE STATISTICS FOR COLUMNS total, Region"),
+        vec![
+            vec!["total", "decimal(10,2)", "3", "1", "2", "3.25", "10.50"],
+            vec!["Region", "string", "3", "1", "2", "eu", "us"],
+        ]
+    );
+    let e = p.fail(&[
+        "query",
+        "ANALYZE TABLE shop.orders COMPUTE STATISTICS FOR COLUMNS totl",
+    ]);
+    assert!(e.contains("no column `totl`") && e.contains("total"), "{e}");
+    let e = p.fail(&[
+        "query",
+        "ANALYZE TABLE shop.orders PARTITION (day = '2026-01-01') COMPUTE STATISTICS",
+    ]);
+    assert!(e.contains("not supported yet"), "{e}");
+}

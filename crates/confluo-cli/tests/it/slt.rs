@@ -204,3 +204,15 @@ fn slt_auto_cdc() {
 fn slt_sql_dialect() {
     run_file("sql_dialect.slt");
 }
+
+/// Lakeflow / Spark Declarative Pipelines constructs, one documented clause at a time.
+#[test]
+fn slt_lakeflow_corpus() {
+    run_file("lakeflow_corpus.slt");
+}
+
+/// Databricks SQL statements and the Spark functions pipelines reach for.
+#[test]
+fn slt_databricks_sql() {
+    run_file("databricks_sql.slt");
+}

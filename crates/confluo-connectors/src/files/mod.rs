@@ -7,6 +7,7 @@ pub mod error;
 pub mod infer;
 pub mod json;
 pub mod listing;
+pub mod metadata;
 pub mod options;
 pub mod rescue;
 pub mod scan;

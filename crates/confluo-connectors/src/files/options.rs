@@ -121,6 +121,10 @@ pub struct ReadOptions {
     pub recursive: bool,
     /// Only files whose name matches this glob (e.g. `*.csv`).
     pub path_glob_filter: Option<String>,
+    /// Adds the `_metadata` column (each row's file path, name, size and modification
+    /// time). Not a reader option a user types: SQL planning sets it when a query names
+    /// `_metadata`, which `SELECT *` leaves out as Databricks does.
+    pub metadata_column: bool,
 }
 
 impl Default for ReadOptions {
@@ -145,6 +149,7 @@ impl Default for ReadOptions {
             rescued_data_column: Some(RESCUED_DATA.to_string()),
             recursive: true,
             path_glob_filter: None,
+            metadata_column: false,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::error::{FilesError, Result};
 use super::infer::{csv_names, format_of};
 use super::json::{JsonDecoder, documents_to_lines};
 use super::listing::SourceFile;
+use super::metadata;
 use super::options::{FileFormat, ReadOptions};
 use super::source::{Opener, read_error};
 use super::typed::{self, Aligner};
@@ -50,6 +51,9 @@ pub struct FileScan {
     files: Arc<Vec<SourceFile>>,
     options: Arc<ReadOptions>,
     data_schema: SchemaRef,
+    /// What the decoders produce: data columns, then the rescued-data column.
+    decoded: SchemaRef,
+    /// What the scan yields: `decoded`, then `_metadata` when asked for.
     schema: SchemaRef,
     opener: Opener,
     target: &'static str,
@@ -57,12 +61,14 @@ pub struct FileScan {
 
 enum Unit {
     Csv {
+        file: usize,
         layout: Arc<CsvLayout>,
         data: Vec<u8>,
         first_line: u64,
     },
     Json {
-        file: Arc<str>,
+        file: usize,
+        name: Arc<str>,
         data: Vec<u8>,
         first_line: u64,
     },
@@ -96,17 +102,23 @@ impl FileScan {
         if let Some(r) = &options.rescued_data_column {
             fields.push(Field::new(r, DataType::Utf8, true));
         }
+        let decoded = Arc::new(Schema::new(fields.clone()));
+        if options.metadata_column {
+            fields.push(metadata::field());
+        }
         FileScan {
             files: Arc::new(files),
             options: Arc::new(options),
             data_schema,
+            decoded,
             schema: Arc::new(Schema::new(fields)),
             opener,
             target,
         }
     }
 
-    /// The output schema (data columns, then the rescued-data column).
+    /// The output schema (data columns, then the rescued-data column, then `_metadata` when
+    /// the options ask for it).
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -149,13 +161,13 @@ impl FileScan {
             }
             progress.cancel.store(true, Ordering::Relaxed);
         };
-        let csv = CsvDecoder::new(self.schema.clone(), &self.options);
+        let csv = CsvDecoder::new(self.decoded.clone(), &self.options);
         let json = JsonDecoder::new(
-            self.schema.clone(),
+            self.decoded.clone(),
             self.options.rescued_data_column.is_some(),
         );
         let aligner = Aligner::new(
-            self.schema.clone(),
+            self.decoded.clone(),
             self.options.rescued_data_column.is_some(),
             self.target,
         );
@@ -228,21 +240,41 @@ impl FileScan {
         aligner: &Aligner,
         emit: &mut dyn FnMut(RecordBatch, usize) -> Result<()>,
     ) -> Result<()> {
+        let file = match &unit {
+            Unit::Csv { file, .. }
+            | Unit::Json { file, .. }
+            | Unit::Parquet { file, .. }
+            | Unit::Avro { file } => *file,
+        };
+        let mut with_metadata;
+        let emit: &mut dyn FnMut(RecordBatch, usize) -> Result<()> = if self.options.metadata_column
+        {
+            with_metadata = |batch: RecordBatch, rescued: usize| {
+                let batch = metadata::attach(batch, &self.files[file], &self.schema)
+                    .map_err(|e| FilesError::Sink(format!("_metadata: {e}")))?;
+                emit(batch, rescued)
+            };
+            &mut with_metadata
+        } else {
+            emit
+        };
         match unit {
             Unit::Csv {
                 layout,
                 data,
                 first_line,
+                ..
             } => {
                 let (batch, rescued) = csv.decode(&layout, &data, first_line)?;
                 emit(batch, rescued)
             }
             Unit::Json {
-                file,
+                name,
                 data,
                 first_line,
+                ..
             } => {
-                let (batch, rescued) = json.decode(&file, &data, first_line)?;
+                let (batch, rescued) = json.decode(&name, &data, first_line)?;
                 emit(batch, rescued)
             }
             Unit::Parquet {
@@ -348,6 +380,7 @@ impl FileScan {
                     self.send(
                         tx,
                         Unit::Csv {
+                            file: i,
                             layout: layout.clone(),
                             data,
                             first_line,
@@ -356,7 +389,7 @@ impl FileScan {
                 }
             }
             FileFormat::Json => {
-                let file: Arc<str> = f.location.as_str().into();
+                let name: Arc<str> = f.location.as_str().into();
                 let d = CsvDialect {
                     delimiter: b'\n',
                     quote: 0,
@@ -382,7 +415,8 @@ impl FileScan {
                     self.send(
                         tx,
                         Unit::Json {
-                            file: file.clone(),
+                            file: i,
+                            name: name.clone(),
                             data,
                             first_line,
                         },

@@ -55,6 +55,20 @@ impl AvroSchemas {
     }
 }
 
+/// The columns a datum of the given schema (its JSON text) decodes to: what Spark's
+/// `from_avro(value, schema)` returns, as a struct of these fields.
+pub fn given_fields(text: &str) -> Result<Vec<Field>, String> {
+    let store = store_of(GIVEN_ID, text)?;
+    let dec = decoder_for(&store, GIVEN_ID, 1)
+        .map_err(|e| format!("the Avro schema cannot be used: {e}"))?;
+    Ok(dec
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect())
+}
+
 /// Decodes Avro payloads; remembers the writer schemas it has fetched.
 #[derive(Debug, Clone)]
 pub struct AvroDecoder {

@@ -15,7 +15,7 @@ use crate::session::{SqlOutput, SqlSession, ident_parts, location_of};
 use confluo_lakehouse::delta::{self, type_name};
 use confluo_lakehouse::{LakehouseError, TableVersion};
 
-fn strings(name: &str, values: Vec<Option<String>>) -> (Field, ArrayRef) {
+pub(super) fn strings(name: &str, values: Vec<Option<String>>) -> (Field, ArrayRef) {
     (
         Field::new(name, DataType::Utf8, true),
         Arc::new(StringArray::from(values)),
@@ -28,7 +28,7 @@ fn batch(cols: Vec<(Field, ArrayRef)>) -> Result<(Arc<Schema>, RecordBatch)> {
     Ok((schema.clone(), RecordBatch::try_new(schema, arrays)?))
 }
 
-fn out(s: &SqlSession, cols: Vec<(Field, ArrayRef)>) -> Result<SqlOutput> {
+pub(super) fn out(s: &SqlSession, cols: Vec<(Field, ArrayRef)>) -> Result<SqlOutput> {
     let (schema, b) = batch(cols)?;
     s.rows(schema, vec![b])
 }
@@ -181,6 +181,7 @@ pub(super) async fn show(s: &SqlSession, what: Show, pattern: Option<String>) ->
                 ],
             )
         }
+        Show::CreateTable(name) => super::show_create::show_create(s, name).await,
         Show::Columns(name) => {
             let t = s.table_name(&name)?;
             let info = s.lakehouse().table(&t).await?;

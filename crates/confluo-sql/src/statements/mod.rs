@@ -1,9 +1,11 @@
 //! Lakehouse statements Confluo executes itself.
 
+mod analyze;
 mod ddl;
 mod describe;
 mod dml;
 mod optimize;
+mod show_create;
 
 pub use dml::{declared_columns, project_to_schema, write_frame};
 
@@ -48,6 +50,9 @@ pub async fn execute(session: &SqlSession, statement: ConfluoStatement) -> Resul
             ddl::alter_properties(session, table, set, unset).await
         }
         ConfluoStatement::Show { what, like } => describe::show(session, what, like).await,
+        ConfluoStatement::Analyze { table, columns } => {
+            analyze::analyze(session, table, columns).await
+        }
         ConfluoStatement::Describe { table, kind } => {
             describe::describe(session, table, kind).await
         }

@@ -49,6 +49,8 @@ enum Command {
     Runs(commands::pipeline::RunsArgs),
     /// Print the events of one update.
     Events(commands::pipeline::EventsArgs),
+    /// Jobs: list them, run one now, and read past runs, their tasks and logs.
+    Jobs(commands::jobs::JobsArgs),
     /// Compare a source table with a lakehouse table: counts, checksums per key range, differing keys.
     Verify(commands::verify::VerifyArgs),
 }
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
             Command::Sql(a) => commands::shell::run(&ctx, a).await,
             Command::Connections(a) => commands::connections::run(&ctx, a).await,
             Command::Sync(a) => commands::sync::run(&ctx, a).await,
+            Command::Jobs(a) => commands::jobs::run(&ctx, a).await,
             Command::Validate(a) => commands::pipeline::validate(&ctx, a).await,
             Command::Run(a) => commands::pipeline::run(&ctx, a).await,
             Command::Runs(a) => commands::pipeline::runs(&ctx, a).await,

@@ -40,6 +40,9 @@ pub struct ProjectConfig {
     /// Managed ingestion from a connection into lakehouse tables, by entry name.
     #[serde(default)]
     pub ingest: BTreeMap<String, IngestConfig>,
+    /// Jobs: tasks run in dependency order, by job name.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, crate::jobs::JobConfig>,
 }
 
 /// A managed ingestion entry: what a connection feeds, kept as lakehouse tables in
@@ -327,6 +330,7 @@ impl ProjectConfig {
             connections: BTreeMap::new(),
             pipelines: BTreeMap::new(),
             ingest: BTreeMap::new(),
+            jobs: BTreeMap::new(),
         }
     }
 

@@ -15,5 +15,5 @@ pub use delta::TableVersion;
 pub use error::{LakehouseError, Result};
 pub use ingest::{IngestBuilder, IngestReport};
 pub use lakehouse::{Lakehouse, NewTable};
-pub use metastore::{Metastore, TableInfo};
+pub use metastore::{JobRun, Metastore, TableInfo, TaskAttempt};
 pub use storage::StorageRoot;

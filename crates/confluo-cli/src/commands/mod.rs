@@ -4,6 +4,7 @@ pub mod connections;
 pub mod demo;
 pub mod ingest;
 pub mod init;
+pub mod jobs;
 pub mod pipeline;
 pub mod query;
 pub mod shell;

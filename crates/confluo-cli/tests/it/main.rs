@@ -6,6 +6,7 @@ mod customer360;
 mod errors;
 mod ingest;
 mod interop;
+mod jobs;
 mod kafka;
 mod kafka_avro;
 mod kill;

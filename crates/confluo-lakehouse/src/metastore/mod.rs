@@ -4,6 +4,7 @@
 //! PostgreSQL when several workers share state. One set of portable migrations serves both;
 //! every statement uses `$n` placeholders, which both drivers accept.
 
+mod jobs;
 mod models;
 mod sources;
 
@@ -17,6 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlStr};
 
+pub use jobs::{JobRun, TaskAttempt};
 pub use models::{CatalogInfo, IngestedFile, SchemaInfo, TableInfo};
 pub use sources::SourceOffset;
 
@@ -79,6 +81,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("ingest_state"),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("migrations/0004_ingest_state.sql")),
+            false,
+        ),
+        Migration::new(
+            5,
+            Cow::Borrowed("jobs"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0005_jobs.sql")),
             false,
         ),
     ])

@@ -86,6 +86,44 @@ async fn exercise(ms: &Metastore) {
     assert!(ms.drop_table(&name).await.unwrap().is_some());
     assert!(ms.ingested_files("t1").await.unwrap().is_empty());
     assert!(ms.drop_table(&name).await.unwrap().is_none());
+
+    // Job runs and task attempts.
+    ms.start_job_run("r1", "nightly", "manual", &serde_json::json!({"day": "d"}))
+        .await
+        .unwrap();
+    let mut a = confluo_lakehouse::TaskAttempt {
+        run_id: "r1".into(),
+        task: "load".into(),
+        attempt: 1,
+        state: "running".into(),
+        message: None,
+        exit_code: None,
+        values: None,
+        log: None,
+        started_ms: 10,
+        ended_ms: None,
+    };
+    ms.record_task_attempt(&a).await.unwrap();
+    a.state = "succeeded".into();
+    a.exit_code = Some(0);
+    a.values = Some(serde_json::json!({"n": 3}));
+    a.log = Some("done\n".into());
+    a.ended_ms = Some(20);
+    ms.record_task_attempt(&a).await.unwrap();
+    ms.end_job_run("r1", "succeeded", None).await.unwrap();
+    ms.start_job_run("r2", "other", "manual", &serde_json::json!({}))
+        .await
+        .unwrap();
+    let runs = ms.job_runs(Some("nightly"), 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, "succeeded");
+    assert_eq!(runs[0].parameters["day"], "d");
+    assert!(runs[0].ended_ms.is_some());
+    assert_eq!(ms.job_runs(None, 10).await.unwrap().len(), 2);
+    assert_eq!(ms.job_run("r").await.unwrap().len(), 2);
+    assert_eq!(ms.job_run("r2").await.unwrap()[0].state, "running");
+    let attempts = ms.task_attempts("r1").await.unwrap();
+    assert_eq!(attempts, vec![a]);
 }
 
 #[tokio::test]

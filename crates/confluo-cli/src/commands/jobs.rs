@@ -1,0 +1,407 @@
+//! `confluo jobs`: list the project's jobs, run one now, and read the history of runs.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+
+use confluo_jobs::engine::{self, Launcher, RunEvent, RunOptions};
+use confluo_jobs::{Job, JobError};
+use confluo_lakehouse::JobRun;
+
+use super::{CmdResult, Context};
+use crate::report::CliError;
+
+/// How to print.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum JobsFormat {
+    /// A table (and, for `run`, one line per event).
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// `confluo jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    command: JobsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// List the jobs in confluo.yaml (each checked: dependencies, cycles, parameters).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
+        format: JobsFormat,
+    },
+    /// Run a job now and wait for it; the exit code says whether it succeeded.
+    Run {
+        /// The job.
+        job: String,
+        /// A parameter for this run (`--param day=2026-01-01`), over the job's default.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
+        params: Vec<(String, String)>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
+        format: JobsFormat,
+    },
+    /// Past runs, newest first.
+    Runs {
+        /// Only this job's.
+        job: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
+        format: JobsFormat,
+    },
+    /// One run: its tasks, every attempt, how each ended.
+    Show {
+        /// The run's id (or a prefix of it).
+        run: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
+        format: JobsFormat,
+    },
+    /// What a run's tasks printed (every attempt).
+    Logs {
+        /// The run's id (or a prefix of it).
+        run: String,
+        /// Only this task's.
+        task: Option<String>,
+    },
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+fn jobs_error(e: JobError) -> CliError {
+    CliError::from(anyhow::anyhow!("{e}"))
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    t.to_string()
+}
+
+/// `confluo jobs ...`.
+pub async fn run(ctx: &Context, args: JobsArgs) -> CmdResult {
+    match args.command {
+        JobsCommand::List { format } => list(ctx, format),
+        JobsCommand::Run {
+            job,
+            params,
+            format,
+        } => run_job(ctx, &job, params, format).await,
+        JobsCommand::Runs { job, limit, format } => runs(ctx, job, limit, format).await,
+        JobsCommand::Show { run, format } => show(ctx, &run, format).await,
+        JobsCommand::Logs { run, task } => logs(ctx, &run, task).await,
+    }
+}
+
+fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
+    let project = ctx.project()?;
+    let jobs = &project.config.jobs;
+    let mut checked = Vec::new();
+    for name in jobs.keys() {
+        checked.push(Job::check(name, jobs).map_err(jobs_error)?);
+    }
+    if format == JobsFormat::Json {
+        let list: Vec<_> = checked
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "job": j.name,
+                    "parameters": j.parameters,
+                    "tasks": j.tasks.iter().map(|t| serde_json::json!({
+                        "task": t.key,
+                        "kind": t.kind.label(),
+                        "depends_on": t.depends_on.iter().map(|d| d.task()).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if checked.is_empty() {
+        println!("no jobs: add them under `jobs:` in confluo.yaml");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = checked
+        .iter()
+        .map(|j| {
+            let order = j.order().unwrap_or_default();
+            vec![
+                j.name.clone(),
+                order.join(" → "),
+                j.parameters
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    println!("{}", table(&["job", "tasks", "parameters"], rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_event(e: &RunEvent) {
+    match e {
+        RunEvent::Started { run_id } => println!("run {run_id}"),
+        RunEvent::TaskStarted { task, attempt } => {
+            if *attempt == 1 {
+                println!("  {task}: started");
+            } else {
+                println!("  {task}: attempt {attempt} started");
+            }
+        }
+        RunEvent::Retrying {
+            task,
+            attempt,
+            error,
+            wait_ms,
+        } => println!(
+            "  {task}: attempt {attempt} failed ({error}); retrying in {}",
+            seconds(*wait_ms as i64)
+        ),
+        RunEvent::TaskEnded(o) => {
+            let why = o
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            let took = if o.attempts > 0 {
+                format!(" in {}", seconds(o.duration_ms as i64))
+            } else {
+                String::new()
+            };
+            println!("  {}: {}{took}{why}", o.task, o.state.replace('_', " "));
+        }
+    }
+}
+
+async fn run_job(
+    ctx: &Context,
+    name: &str,
+    params: Vec<(String, String)>,
+    format: JobsFormat,
+) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let on_int = cancel_tx.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = on_int.send(true);
+        }
+    });
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate())
+            && term.recv().await.is_some()
+        {
+            let _ = cancel_tx.send(true);
+        }
+    });
+    let options = RunOptions {
+        launcher: Launcher {
+            confluo: std::env::current_exe()?,
+            project: project.root.clone(),
+        },
+        parameters: params.into_iter().collect::<BTreeMap<_, _>>(),
+        trigger: "manual".into(),
+        cancel: cancel_rx,
+    };
+    let quiet = ctx.quiet || format == JobsFormat::Json;
+    let report = engine::run(lh.metastore(), &job, options, &|e| {
+        if !quiet {
+            print_event(e)
+        }
+    })
+    .await
+    .map_err(jobs_error)?;
+    if format == JobsFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} {} in {}{}",
+            report.job,
+            report.state.replace('_', " "),
+            seconds(report.duration_ms as i64),
+            report
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(if report.state == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn run_rows(runs: &[JobRun]) -> Vec<Vec<String>> {
+    runs.iter()
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                r.job.clone(),
+                r.trigger.clone(),
+                r.state.clone(),
+                time(r.started_ms),
+                r.ended_ms
+                    .map(|e| seconds(e - r.started_ms))
+                    .unwrap_or_default(),
+                r.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect()
+}
+
+async fn runs(ctx: &Context, job: Option<String>, limit: usize, format: JobsFormat) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    if let Some(j) = &job
+        && !project.config.jobs.contains_key(j)
+    {
+        Job::check(j, &project.config.jobs).map_err(jobs_error)?;
+    }
+    let runs = lh.metastore().job_runs(job.as_deref(), limit).await?;
+    if format == JobsFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else if runs.is_empty() {
+        println!("no runs");
+    } else {
+        println!(
+            "{}",
+            table(
+                &[
+                    "run", "job", "trigger", "state", "started", "took", "message"
+                ],
+                run_rows(&runs)
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn one_run(lh: &confluo_lakehouse::Lakehouse, id: &str) -> Result<JobRun, CliError> {
+    let mut found = lh.metastore().job_run(id).await?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(CliError::from(anyhow::anyhow!(
+            "no run `{id}`: `confluo jobs runs` lists them"
+        ))),
+        _ => Err(CliError::from(anyhow::anyhow!(
+            "`{id}` starts more than one run's id: give more of it"
+        ))),
+    }
+}
+
+async fn show(ctx: &Context, id: &str, format: JobsFormat) -> CmdResult {
+    let (_, lh) = ctx.lakehouse().await?;
+    let run = one_run(&lh, id).await?;
+    let attempts = lh.metastore().task_attempts(&run.run_id).await?;
+    if format == JobsFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"run": run, "tasks": attempts}))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}",
+        table(
+            &[
+                "run", "job", "trigger", "state", "started", "took", "message"
+            ],
+            run_rows(std::slice::from_ref(&run))
+        )
+    );
+    let rows = attempts
+        .iter()
+        .map(|a| {
+            vec![
+                a.task.clone(),
+                if a.attempt == 0 {
+                    "-".into()
+                } else {
+                    a.attempt.to_string()
+                },
+                a.state.clone(),
+                time(a.started_ms),
+                a.ended_ms
+                    .map(|e| seconds(e - a.started_ms))
+                    .unwrap_or_default(),
+                a.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                a.values.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                a.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "task", "attempt", "state", "started", "took", "exit", "values", "message"
+            ],
+            rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn logs(ctx: &Context, id: &str, task: Option<String>) -> CmdResult {
+    let (_, lh) = ctx.lakehouse().await?;
+    let run = one_run(&lh, id).await?;
+    let attempts = lh.metastore().task_attempts(&run.run_id).await?;
+    if let Some(t) = &task
+        && !attempts.iter().any(|a| &a.task == t)
+    {
+        let names: Vec<&str> = attempts.iter().map(|a| a.task.as_str()).collect();
+        return Err(CliError::from(anyhow::anyhow!(
+            "run {} has no task `{t}`{}",
+            run.run_id,
+            confluo_core::suggest::hint(&confluo_core::suggest::nearest(t, names.into_iter()))
+        )));
+    }
+    for a in attempts
+        .iter()
+        .filter(|a| task.as_ref().is_none_or(|t| &a.task == t) && a.attempt > 0)
+    {
+        println!("=== {} attempt {} ({}) ===", a.task, a.attempt, a.state);
+        let log = a.log.as_deref().unwrap_or_default();
+        print!("{log}");
+        if !log.is_empty() && !log.ends_with('\n') {
+            println!();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,335 @@
+//! Jobs run by `confluo jobs run`: tasks in dependency order (ingest → pipeline → SQL check
+//! → condition → notification), values passed downstream, retries, run conditions,
+//! timeouts and cancels that stop the task's processes, and the history in the metastore.
+
+use std::time::{Duration, Instant};
+
+use crate::common::TestProject;
+
+const JOBS: &str = r#"
+pipelines:
+  shop:
+    libraries: ["pipelines/*.sql"]
+    schema: shop
+jobs:
+  nightly:
+    parameters: {min: "1"}
+    tasks:
+      - key: load
+        ingest: {path: data/orders.csv, into: bronze.orders}
+      - key: refresh
+        pipeline: shop
+        depends_on: [load]
+      - key: check
+        sql: "SELECT count(*) AS n, sum(amount) AS total FROM shop.big_orders"
+        depends_on: [refresh]
+      - key: flaky
+        shell: "test -f .attempted || { touch .attempted; echo first try fails >&2; exit 3; }"
+        retries: 2
+        retry_backoff: 100ms
+        depends_on: [check]
+      - key: enough
+        condition: "{{tasks.check.values.n}} >= {{job.parameters.min}}"
+        depends_on: [flaky]
+      - key: notify
+        shell: "echo orders={{tasks.check.values.n}} total={{tasks.check.values.total}} > notified.txt"
+        depends_on: [{task: enough, outcome: true}]
+      - key: alarm
+        shell: "echo too few > alarm.txt"
+        depends_on: [{task: enough, outcome: false}]
+"#;
+
+fn project() -> TestProject {
+    let p = TestProject::with_config(JOBS);
+    p.write("data/orders.csv", "id,amount\n1,5\n2,20\n3,30\n");
+    p.write(
+        "pipelines/shop.sql",
+        "CREATE OR REFRESH MATERIALIZED VIEW big_orders AS SELECT * FROM bronze.orders WHERE amount > 10;\n",
+    );
+    p
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// `state` of each task in `jobs show --format json`, attempts in order.
+fn states(p: &TestProject, run: &str) -> Vec<(String, i64, String)> {
+    let shown = json(&p.ok(&["jobs", "show", run, "--format", "json"]));
+    shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["task"].as_str().unwrap().to_string(),
+                a["attempt"].as_i64().unwrap(),
+                a["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_runs_its_tasks_in_order_passing_values_retrying_and_branching() {
+    let p = project();
+    let listed = p.ok(&["jobs", "list"]);
+    assert!(
+        listed.contains("load → refresh → check → flaky → enough"),
+        "{listed}"
+    );
+
+    // Without --quiet, as a user runs it: one line per event.
+    let out = std::process::Command::new(crate::common::bin())
+        .arg("--project")
+        .arg(p.path(""))
+        .args(["jobs", "run", "nightly"])
+        .output()
+        .unwrap();
+    let out = crate::common::succeeded(&["jobs", "run", "nightly"], out);
+    assert!(
+        out.contains("flaky: attempt 1 failed (exit code 3: first try fails); retrying"),
+        "{out}"
+    );
+    assert!(
+        out.contains("enough: succeeded") && out.contains("alarm: excluded"),
+        "{out}"
+    );
+    assert!(out.contains("nightly succeeded"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(p.path("notified.txt"))
+            .unwrap()
+            .trim(),
+        "orders=2 total=50"
+    );
+    assert!(!p.path("alarm.txt").exists());
+    assert_eq!(p.scalar("SELECT count(*) FROM shop.big_orders"), "2");
+
+    let runs = json(&p.ok(&["jobs", "runs", "nightly", "--format", "json"]));
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(runs[0]["state"], "succeeded");
+    assert_eq!(runs[0]["trigger"], "manual");
+    let s = states(&p, &run[..12]);
+    let of = |task: &str| -> Vec<(i64, String)> {
+        s.iter()
+            .filter(|(t, _, _)| t == task)
+            .map(|(_, a, st)| (*a, st.clone()))
+            .collect()
+    };
+    assert_eq!(
+        of("flaky"),
+        vec![(1, "failed".into()), (2, "succeeded".into())]
+    );
+    assert_eq!(of("alarm"), vec![(0, "excluded".into())]);
+    assert_eq!(of("check"), vec![(1, "succeeded".into())]);
+    let logs = p.ok(&["jobs", "logs", &run, "flaky"]);
+    assert!(
+        logs.contains("=== flaky attempt 1 (failed) ===") && logs.contains("first try fails"),
+        "{logs}"
+    );
+    let shown = json(&p.ok(&["jobs", "show", &run, "--format", "json"]));
+    let check = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["task"] == "check")
+        .unwrap()
+        .clone();
+    assert_eq!(check["values"]["n"], 2);
+
+    // A parameter for this run takes the other branch; the load adds nothing new.
+    let out = p.ok(&[
+        "jobs", "run", "nightly", "--param", "min=100", "--format", "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["state"], "succeeded");
+    let by_task = |t: &str| {
+        report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["task"] == t)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(by_task("notify"), "excluded");
+    assert_eq!(by_task("alarm"), "succeeded");
+    assert_eq!(p.scalar("SELECT count(*) FROM bronze.orders"), "3");
+    let e = p.fail(&["jobs", "run", "nightly", "--param", "mni=3"]);
+    assert!(e.contains("no parameter `mni`") && e.contains("min"), "{e}");
+}
+
+#[test]
+fn a_failed_task_skips_its_dependents_and_a_timeout_stops_the_process() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  broken:
+    tasks:
+      - key: bad
+        sql: "SELECT * FROM no_such_table"
+        retries: 1
+        retry_backoff: 50ms
+      - key: after
+        shell: "touch after.txt"
+        depends_on: [bad]
+      - key: cleanup
+        shell: "touch cleaned.txt"
+        depends_on: [bad]
+        run_if: at_least_one_failed
+  slow:
+    tasks:
+      - key: sleepy
+        shell: "sleep 30; touch woke.txt"
+        timeout: 1s
+"#,
+    );
+    let out = p.run(&["jobs", "run", "broken"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("broken failed") && text.contains("no_such_table"),
+        "{text}"
+    );
+    assert!(!p.path("after.txt").exists());
+    assert!(p.path("cleaned.txt").exists());
+    let runs = json(&p.ok(&["jobs", "runs", "--format", "json"]));
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let s = states(&p, &run);
+    assert!(s.contains(&("bad".into(), 2, "failed".into())), "{s:?}");
+    assert!(s.contains(&("after".into(), 0, "skipped".into())), "{s:?}");
+    assert!(
+        s.contains(&("cleanup".into(), 1, "succeeded".into())),
+        "{s:?}"
+    );
+
+    let started = Instant::now();
+    let out = p.run(&["jobs", "run", "slow"]);
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("slow failed")
+            && text.contains("task `sleepy` timed out: timed out after 1s"),
+        "{text}"
+    );
+    // The shell's child was stopped with it: nothing wakes up later.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!p.path("woke.txt").exists());
+}
+
+#[test]
+fn sigterm_cancels_a_run_and_stops_its_tasks() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  long:
+    tasks:
+      - key: wait
+        shell: "touch started.txt; sleep 30; touch woke.txt"
+      - key: next
+        shell: "touch next.txt"
+        depends_on: [wait]
+"#,
+    );
+    let child = p
+        .command(&["jobs", "run", "long"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.path("started.txt").exists() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("long cancelled"), "{text}");
+    let runs = json(&p.ok(&["jobs", "runs", "long", "--format", "json"]));
+    assert_eq!(runs[0]["state"], "cancelled");
+    let s = states(&p, runs[0]["run_id"].as_str().unwrap());
+    assert!(s.contains(&("wait".into(), 1, "cancelled".into())), "{s:?}");
+    assert!(s.contains(&("next".into(), 0, "cancelled".into())), "{s:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!p.path("woke.txt").exists() && !p.path("next.txt").exists());
+}
+
+#[test]
+fn job_definitions_are_checked_before_anything_runs() {
+    let p = TestProject::with_config(
+        "jobs:\n  j:\n    tasks:\n      - {key: a, shell: 'touch ran.txt', depends_on: [b]}\n      - {key: b, shell: x, depends_on: [a]}\n",
+    );
+    let e = p.fail(&["jobs", "run", "j"]);
+    assert!(e.contains("job `j`") && e.contains("cycle"), "{e}");
+    assert!(!p.path("ran.txt").exists());
+    let e = p.fail(&["jobs", "run", "nope"]);
+    assert!(e.contains("no job `nope`"), "{e}");
+    let p = TestProject::with_config("jobs:\n  j:\n    tasks:\n      - {key: a, shel: 'true'}\n");
+    let e = p.fail(&["jobs", "list"]);
+    assert!(e.contains("confluo.yaml:") && e.contains("shel"), "{e}");
+}
+
+#[test]
+fn sql_files_and_other_jobs_run_as_tasks() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  setup:
+    tasks:
+      - key: create
+        sql_file: sql/setup.sql
+  main:
+    parameters: {who: "ann"}
+    tasks:
+      - key: prepare
+        run_job: setup
+      - key: add
+        sql: "INSERT INTO people VALUES ('{{job.parameters.who}}')"
+        depends_on: [prepare]
+      - key: count
+        sql: "SELECT count(*) AS n FROM people"
+        depends_on: [add]
+"#,
+    );
+    p.write(
+        "sql/setup.sql",
+        "CREATE TABLE IF NOT EXISTS people (name STRING);\nINSERT INTO people VALUES ('setup');\n",
+    );
+    let report = json(&p.ok(&[
+        "jobs", "run", "main", "--param", "who=bob", "--format", "json",
+    ]));
+    assert_eq!(report["state"], "succeeded", "{report}");
+    assert_eq!(
+        p.rows("SELECT name FROM people ORDER BY name"),
+        vec![vec!["bob"], vec!["setup"]]
+    );
+    // The job run by `prepare` has its own run in the history.
+    let runs = json(&p.ok(&["jobs", "runs", "--format", "json"]));
+    let jobs: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap())
+        .collect();
+    // Newest first: `setup` started after `main`, from within it.
+    assert_eq!(jobs, vec!["setup", "main"]);
+    let shown = json(&p.ok(&[
+        "jobs",
+        "show",
+        runs[1]["run_id"].as_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let count = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["task"] == "count")
+        .unwrap()
+        .clone();
+    assert_eq!(count["values"]["n"], 2);
+}

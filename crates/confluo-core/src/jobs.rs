@@ -1,0 +1,138 @@
+//! Jobs in `confluo.yaml`: tasks with dependencies, run conditions, retries and timeouts.
+//!
+//! Only the shape lives here (unknown keys are errors with their line and column); the
+//! checks that need the whole job (names, cycles, durations, parameters) are
+//! `confluo-jobs`'.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A job: tasks run in dependency order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Parameters and their defaults; `confluo jobs run JOB --param k=v` overrides them.
+    /// Tasks read them as `{{job.parameters.k}}`.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// A limit on the whole run (`2h`, `30m`); tasks still running then are stopped.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// The tasks.
+    pub tasks: Vec<TaskConfig>,
+}
+
+/// One task: exactly one of `sql`, `sql_file`, `shell`, `pipeline`, `sync`, `ingest`,
+/// `condition` or `run_job` says what it does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// The task's name within the job.
+    pub key: String,
+    /// Tasks that must be done first.
+    #[serde(default)]
+    pub depends_on: Vec<Dependency>,
+    /// When the task runs, given how its dependencies ended.
+    #[serde(default)]
+    pub run_if: RunIf,
+    /// Attempts after the first when it fails.
+    #[serde(default)]
+    pub retries: u32,
+    /// Wait before the first retry (`10s`); each next wait doubles, with jitter.
+    #[serde(default)]
+    pub retry_backoff: Option<String>,
+    /// A limit per attempt (`15m`); the attempt is stopped when it passes.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Retry an attempt that timed out (by default a timeout is final).
+    #[serde(default)]
+    pub retry_on_timeout: bool,
+    /// SQL to run; the first row of the result becomes the task's values.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// A SQL file (relative to the project) to run as a script.
+    #[serde(default)]
+    pub sql_file: Option<String>,
+    /// A shell command (`sh -c`), run in the project folder.
+    #[serde(default)]
+    pub shell: Option<String>,
+    /// A pipeline to update.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// With `pipeline`: rebuild every dataset.
+    #[serde(default)]
+    pub full_refresh: bool,
+    /// An `ingest:` entry to sync.
+    #[serde(default)]
+    pub sync: Option<String>,
+    /// Files to load into a table.
+    #[serde(default)]
+    pub ingest: Option<IngestTask>,
+    /// A SQL condition; its outcome (`true` or `false`) picks which dependents run.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Another job to run as this task.
+    #[serde(default)]
+    pub run_job: Option<String>,
+}
+
+/// `ingest:` of a task: files into a table, as `confluo ingest` loads them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IngestTask {
+    /// A file, folder or glob.
+    pub path: String,
+    /// The target table.
+    pub into: String,
+    /// The format, when not guessed from the names.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// A dependency: a task's key, or a condition task's key with the outcome that lets this
+/// task run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Dependency {
+    /// `- load`
+    Task(String),
+    /// `- {task: check, outcome: true}`
+    Outcome {
+        /// The condition task.
+        task: String,
+        /// The outcome this task needs.
+        outcome: bool,
+    },
+}
+
+impl Dependency {
+    /// The task depended on.
+    pub fn task(&self) -> &str {
+        match self {
+            Dependency::Task(t) | Dependency::Outcome { task: t, .. } => t,
+        }
+    }
+}
+
+/// When a task runs, given how its dependencies ended (Lakeflow Jobs' names).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunIf {
+    /// Every dependency succeeded (the default).
+    #[default]
+    AllSuccess,
+    /// At least one dependency succeeded.
+    AtLeastOneSuccess,
+    /// No dependency failed (some may have been skipped).
+    NoneFailed,
+    /// Every dependency finished, however.
+    AllDone,
+    /// At least one dependency failed.
+    AtLeastOneFailed,
+    /// Every dependency failed.
+    AllFailed,
+}

@@ -1,0 +1,94 @@
+//! `{{...}}` references in task text: `{{job.parameters.p}}`, `{{job.run_id}}`,
+//! `{{job.start_time}}`, `{{tasks.k.values.v}}`.
+
+/// A reference found in a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ref {
+    /// `{{job.parameters.p}}`
+    Parameter(String),
+    /// `{{job.run_id}}`, `{{job.start_time}}`, `{{job.name}}`
+    Run(String),
+    /// `{{tasks.k.values.v}}`
+    TaskValue(String, String),
+}
+
+/// The references of `text`, or what is wrong with one.
+pub fn references(text: &str) -> Result<Vec<Ref>, String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("`{{{{` without `}}}}` in {text:?}"))?;
+        let inner = after[..end].trim();
+        let parts: Vec<&str> = inner.split('.').collect();
+        out.push(match parts.as_slice() {
+            ["job", "parameters", p] => Ref::Parameter(p.to_string()),
+            ["job", what @ ("run_id" | "start_time" | "name")] => Ref::Run(what.to_string()),
+            ["tasks", k, "values", v] => Ref::TaskValue(k.to_string(), v.to_string()),
+            _ => {
+                return Err(format!(
+                    "`{{{{{inner}}}}}` is not a reference Confluo knows: use {{{{job.parameters.NAME}}}}, {{{{job.run_id}}}}, {{{{job.start_time}}}}, {{{{job.name}}}} or {{{{tasks.KEY.values.NAME}}}}"
+                ));
+            }
+        });
+        rest = &after[end + 2..];
+    }
+    Ok(out)
+}
+
+/// `text` with each reference replaced by `value(reference)`.
+pub fn render(
+    text: &str,
+    value: &dyn Fn(&Ref) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("`{{{{` without `}}}}` in {text:?}"))?;
+        let piece = &rest[start..start + 2 + end + 2];
+        let r = references(piece)?.remove(0);
+        out.push_str(&value(&r)?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_and_rendering() {
+        let t = "day={{ job.parameters.day }} n={{tasks.check.values.n}} run={{job.run_id}}";
+        assert_eq!(
+            references(t).unwrap(),
+            vec![
+                Ref::Parameter("day".into()),
+                Ref::TaskValue("check".into(), "n".into()),
+                Ref::Run("run_id".into())
+            ]
+        );
+        let out = render(t, &|r| {
+            Ok(match r {
+                Ref::Parameter(p) => format!("<{p}>"),
+                Ref::TaskValue(k, v) => format!("{k}.{v}"),
+                Ref::Run(w) => w.clone(),
+            })
+        })
+        .unwrap();
+        assert_eq!(out, "day=<day> n=check.n run=run_id");
+        assert!(
+            references("{{job.paramters.x}}")
+                .unwrap_err()
+                .contains("job.parameters.NAME")
+        );
+        assert!(references("{{job.parameters.x").is_err());
+    }
+}

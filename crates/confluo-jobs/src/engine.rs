@@ -214,19 +214,23 @@ struct Ended {
 
 /// Runs a task's attempts until one succeeds, the retries are spent, or the run is
 /// cancelled.
+#[allow(clippy::too_many_arguments)]
 async fn attempts(
     ms: Metastore,
     launcher: Launcher,
     run_id: String,
     task: Task,
+    first: u32,
     scope: Scope,
     cancel: watch::Receiver<bool>,
     events: tokio::sync::mpsc::UnboundedSender<RunEvent>,
 ) -> Result<Ended> {
     let started = Instant::now();
-    let mut attempt = 0u32;
+    let mut attempt = first - 1;
     loop {
         attempt += 1;
+        // Retries count from this run's (or this repair's) first attempt.
+        let tries = attempt - first + 1;
         let started_ms = now_ms();
         let mut record = TaskAttempt {
             run_id: run_id.clone(),
@@ -269,8 +273,8 @@ async fn attempts(
         record.ended_ms = Some(now_ms());
         ms.record_task_attempt(&record).await?;
         let retry = match state {
-            "failed" => attempt <= task.retries,
-            "timed_out" => task.retry_on_timeout && attempt <= task.retries,
+            "failed" => tries <= task.retries,
+            "timed_out" => task.retry_on_timeout && tries <= task.retries,
             _ => false,
         };
         if !retry {
@@ -288,7 +292,7 @@ async fn attempts(
         }
         let wait = jittered(
             task.backoff
-                .saturating_mul(1u32 << (attempt - 1).min(16))
+                .saturating_mul(1u32 << (tries - 1).min(16))
                 .min(MAX_BACKOFF),
         );
         let _ = events.send(RunEvent::Retrying {
@@ -318,15 +322,21 @@ async fn attempts(
     }
 }
 
-/// Runs `job` once, to the end.
-pub async fn run(
-    ms: &Metastore,
-    job: &Job,
-    options: RunOptions,
-    on_event: &(dyn Fn(&RunEvent) + Sync),
-) -> Result<RunReport> {
-    let params = parameters(job, &options.parameters)?;
-    // Checked before anything runs; a reference to a missing value fails its task.
+/// A task that keeps how it ended in an earlier pass of the run (a repair).
+#[derive(Debug, Clone)]
+struct Kept {
+    state: String,
+    values: Option<serde_json::Value>,
+}
+
+/// What a run starts from: nothing, or the tasks a repair keeps.
+#[derive(Debug, Clone, Default)]
+struct Prior {
+    kept: HashMap<String, Kept>,
+    next_attempt: HashMap<String, u32>,
+}
+
+fn check_references(job: &Job) -> Result<()> {
     for t in &job.tasks {
         for text in texts(&t.kind) {
             template::references(text).map_err(|e| JobError::Invalid {
@@ -335,8 +345,19 @@ pub async fn run(
             })?;
         }
     }
+    Ok(())
+}
+
+/// Runs `job` once, to the end.
+pub async fn run(
+    ms: &Metastore,
+    job: &Job,
+    options: RunOptions,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<RunReport> {
+    let params = parameters(job, &options.parameters)?;
+    check_references(job)?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let start = Instant::now();
     ms.start_job_run(
         &run_id,
         &job.name,
@@ -344,6 +365,114 @@ pub async fn run(
         &serde_json::to_value(&params).unwrap_or_default(),
     )
     .await?;
+    execute(ms, job, run_id, params, options, Prior::default(), on_event).await
+}
+
+/// Repairs an ended run, in place: its failed, timed-out, cancelled and skipped tasks run
+/// again (as new attempts, the earlier ones kept in its history), and every task downstream
+/// of them; the tasks that succeeded keep their result and values.
+pub async fn repair(
+    ms: &Metastore,
+    job: &Job,
+    run_id: &str,
+    options: RunOptions,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<RunReport> {
+    check_references(job)?;
+    let run = match ms.job_run(run_id).await?.as_slice() {
+        [one] if one.run_id == run_id => one.clone(),
+        _ => return Err(JobError::NotFound(format!("no run `{run_id}`"))),
+    };
+    if run.state == "running" {
+        return Err(JobError::Invalid {
+            job: job.name.clone(),
+            message: format!("run {run_id} is still running: repair it once it ended"),
+        });
+    }
+    let attempts = ms.task_attempts(run_id).await?;
+    let mut latest: HashMap<String, &TaskAttempt> = HashMap::new();
+    let mut prior = Prior::default();
+    for a in &attempts {
+        let next = prior.next_attempt.entry(a.task.clone()).or_insert(1);
+        *next = (*next).max(a.attempt as u32 + 1);
+        match latest.get(&a.task) {
+            Some(l) if l.attempt > a.attempt => {}
+            _ => {
+                latest.insert(a.task.clone(), a);
+            }
+        }
+    }
+    // Again: what did not succeed (or never ran), and everything downstream of it.
+    let mut again: Vec<String> = job
+        .tasks
+        .iter()
+        .filter(|t| {
+            latest.get(&t.key).is_none_or(|a| {
+                matches!(
+                    a.state.as_str(),
+                    "failed" | "timed_out" | "cancelled" | "skipped" | "running"
+                )
+            })
+        })
+        .map(|t| t.key.clone())
+        .collect();
+    for t in &job.tasks {
+        if !again.contains(&t.key) && job.upstream(&t.key).iter().any(|u| again.contains(u)) {
+            again.push(t.key.clone());
+        }
+    }
+    if again.is_empty() {
+        return Err(JobError::Invalid {
+            job: job.name.clone(),
+            message: format!("run {run_id} has nothing to repair: every task succeeded"),
+        });
+    }
+    for t in &job.tasks {
+        if !again.contains(&t.key)
+            && let Some(a) = latest.get(&t.key)
+        {
+            prior.kept.insert(
+                t.key.clone(),
+                Kept {
+                    state: a.state.clone(),
+                    values: a.values.clone(),
+                },
+            );
+        }
+    }
+    let params: BTreeMap<String, String> = run
+        .parameters
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    ms.reopen_job_run(run_id).await?;
+    execute(
+        ms,
+        job,
+        run_id.to_string(),
+        params,
+        options,
+        prior,
+        on_event,
+    )
+    .await
+}
+
+/// Runs the tasks of `run_id` that `prior` does not keep, to the end.
+async fn execute(
+    ms: &Metastore,
+    job: &Job,
+    run_id: String,
+    params: BTreeMap<String, String>,
+    options: RunOptions,
+    prior: Prior,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<RunReport> {
+    let start = Instant::now();
     on_event(&RunEvent::Started {
         run_id: run_id.clone(),
     });
@@ -361,7 +490,24 @@ pub async fn run(
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut ended: HashMap<String, (String, Option<bool>)> = HashMap::new();
     let mut report: Vec<TaskOutcome> = Vec::new();
-    let mut pending: Vec<&Task> = job.tasks.iter().collect();
+    for (key, k) in &prior.kept {
+        // A condition's outcome is in its values (the row it computed).
+        let outcome = k
+            .values
+            .as_ref()
+            .and_then(|v| v.get("outcome"))
+            .and_then(|o| o.as_str())
+            .map(|o| o == "true");
+        ended.insert(key.clone(), (k.state.clone(), outcome));
+        if let Some(v) = &k.values {
+            scope.values.insert(key.clone(), v.clone());
+        }
+    }
+    let mut pending: Vec<&Task> = job
+        .tasks
+        .iter()
+        .filter(|t| !prior.kept.contains_key(&t.key))
+        .collect();
     let mut running: JoinSet<Result<Ended>> = JoinSet::new();
     let mut stopped: Option<&'static str> = None;
     loop {
@@ -415,6 +561,7 @@ pub async fn run(
                 options.launcher.clone(),
                 run_id.clone(),
                 t.clone(),
+                prior.next_attempt.get(&t.key).copied().unwrap_or(1).max(1),
                 scope.clone(),
                 stop_rx.clone(),
                 ev_tx.clone(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use confluo_jobs::engine::{self, Launcher, RunEvent, RunOptions};
+use confluo_jobs::engine::{self, Launcher, RunEvent, RunOptions, RunReport};
 use confluo_jobs::{Job, JobError};
 use confluo_lakehouse::JobRun;
 
@@ -44,6 +44,16 @@ enum JobsCommand {
         /// A parameter for this run (`--param day=2026-01-01`), over the job's default.
         #[arg(long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
         params: Vec<(String, String)>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
+        format: JobsFormat,
+    },
+    /// Repair an ended run in place: its failed, timed-out, cancelled and skipped tasks
+    /// run again, with everything downstream of them; tasks that succeeded keep their
+    /// results.
+    Repair {
+        /// The run's id (or a prefix of it).
+        run: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
         format: JobsFormat,
@@ -116,6 +126,7 @@ pub async fn run(ctx: &Context, args: JobsArgs) -> CmdResult {
             params,
             format,
         } => run_job(ctx, &job, params, format).await,
+        JobsCommand::Repair { run, format } => repair(ctx, &run, format).await,
         JobsCommand::Runs { job, limit, format } => runs(ctx, job, limit, format).await,
         JobsCommand::Show { run, format } => show(ctx, &run, format).await,
         JobsCommand::Logs { run, task } => logs(ctx, &run, task).await,
@@ -205,14 +216,8 @@ fn print_event(e: &RunEvent) {
     }
 }
 
-async fn run_job(
-    ctx: &Context,
-    name: &str,
-    params: Vec<(String, String)>,
-    format: JobsFormat,
-) -> CmdResult {
-    let (project, lh) = ctx.lakehouse().await?;
-    let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+/// A cancel that Ctrl-C or SIGTERM sets.
+fn cancel_on_signals() -> tokio::sync::watch::Receiver<bool> {
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let on_int = cancel_tx.clone();
     tokio::spawn(async move {
@@ -229,25 +234,27 @@ async fn run_job(
             let _ = cancel_tx.send(true);
         }
     });
-    let options = RunOptions {
+    cancel_rx
+}
+
+fn options(
+    project: &confluo_core::Project,
+    params: Vec<(String, String)>,
+) -> Result<RunOptions, CliError> {
+    Ok(RunOptions {
         launcher: Launcher {
             confluo: std::env::current_exe()?,
             project: project.root.clone(),
         },
         parameters: params.into_iter().collect::<BTreeMap<_, _>>(),
         trigger: "manual".into(),
-        cancel: cancel_rx,
-    };
-    let quiet = ctx.quiet || format == JobsFormat::Json;
-    let report = engine::run(lh.metastore(), &job, options, &|e| {
-        if !quiet {
-            print_event(e)
-        }
+        cancel: cancel_on_signals(),
     })
-    .await
-    .map_err(jobs_error)?;
+}
+
+fn finish(report: &RunReport, format: JobsFormat) -> CmdResult {
     if format == JobsFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         println!(
             "{} {} in {}{}",
@@ -266,6 +273,46 @@ async fn run_job(
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn run_job(
+    ctx: &Context,
+    name: &str,
+    params: Vec<(String, String)>,
+    format: JobsFormat,
+) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    let quiet = ctx.quiet || format == JobsFormat::Json;
+    let report = engine::run(lh.metastore(), &job, options(&project, params)?, &|e| {
+        if !quiet {
+            print_event(e)
+        }
+    })
+    .await
+    .map_err(jobs_error)?;
+    finish(&report, format)
+}
+
+async fn repair(ctx: &Context, id: &str, format: JobsFormat) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let run = one_run(&lh, id).await?;
+    let job = Job::check(&run.job, &project.config.jobs).map_err(jobs_error)?;
+    let quiet = ctx.quiet || format == JobsFormat::Json;
+    let report = engine::repair(
+        lh.metastore(),
+        &job,
+        &run.run_id,
+        options(&project, vec![])?,
+        &|e| {
+            if !quiet {
+                print_event(e)
+            }
+        },
+    )
+    .await
+    .map_err(jobs_error)?;
+    finish(&report, format)
 }
 
 fn run_rows(runs: &[JobRun]) -> Vec<Vec<String>> {

@@ -333,3 +333,59 @@ jobs:
         .clone();
     assert_eq!(count["values"]["n"], 2);
 }
+
+#[test]
+fn a_repair_reruns_the_failed_task_and_what_follows_it_in_the_same_run() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  fix:
+    tasks:
+      - key: first
+        shell: "echo once >> first.txt"
+      - key: needs_fix
+        shell: "test -f fixed.txt || { echo not fixed yet >&2; exit 1; }"
+        depends_on: [first]
+      - key: last
+        shell: "echo done >> last.txt"
+        depends_on: [needs_fix]
+"#,
+    );
+    let out = p.run(&["jobs", "run", "fix"]);
+    assert!(!out.status.success());
+    let runs = json(&p.ok(&["jobs", "runs", "--format", "json"]));
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(runs[0]["state"], "failed");
+    p.write("fixed.txt", "");
+    let report = json(&p.ok(&["jobs", "repair", &run[..10], "--format", "json"]));
+    assert_eq!(report["state"], "succeeded", "{report}");
+    assert_eq!(report["run_id"], run.as_str());
+    // `first` succeeded before and is not run again; the history keeps both attempts.
+    assert_eq!(
+        std::fs::read_to_string(p.path("first.txt")).unwrap(),
+        "once\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("last.txt")).unwrap(),
+        "done\n"
+    );
+    let s = states(&p, &run);
+    assert!(
+        s.contains(&("first".into(), 1, "succeeded".into())),
+        "{s:?}"
+    );
+    assert!(
+        s.contains(&("needs_fix".into(), 1, "failed".into())),
+        "{s:?}"
+    );
+    assert!(
+        s.contains(&("needs_fix".into(), 2, "succeeded".into())),
+        "{s:?}"
+    );
+    assert!(s.contains(&("last".into(), 1, "succeeded".into())), "{s:?}");
+    let runs = json(&p.ok(&["jobs", "runs", "--format", "json"]));
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["state"], "succeeded");
+    let e = p.fail(&["jobs", "repair", &run]);
+    assert!(e.contains("nothing to repair"), "{e}");
+}

@@ -97,6 +97,18 @@ impl Metastore {
         Ok(())
     }
 
+    /// Marks an ended run as running again (a repair).
+    pub async fn reopen_job_run(&self, run_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE job_runs SET state = 'running', message = NULL, ended_ms = NULL WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err("cannot record the job run"))?;
+        Ok(())
+    }
+
     /// Records a task attempt as it ends (or, with `ended` false, as it starts).
     pub async fn record_task_attempt(&self, a: &TaskAttempt) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;

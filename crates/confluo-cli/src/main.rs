@@ -51,6 +51,9 @@ enum Command {
     Events(commands::pipeline::EventsArgs),
     /// Jobs: list them, run one now, and read past runs, their tasks and logs.
     Jobs(commands::jobs::JobsArgs),
+    /// Run the project's job schedules until stopped (SIGTERM/Ctrl-C), resuming runs a
+    /// stopped worker left.
+    Serve(commands::serve::ServeArgs),
     /// Compare a source table with a lakehouse table: counts, checksums per key range, differing keys.
     Verify(commands::verify::VerifyArgs),
 }
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             Command::Connections(a) => commands::connections::run(&ctx, a).await,
             Command::Sync(a) => commands::sync::run(&ctx, a).await,
             Command::Jobs(a) => commands::jobs::run(&ctx, a).await,
+            Command::Serve(a) => commands::serve::run(&ctx, a).await,
             Command::Validate(a) => commands::pipeline::validate(&ctx, a).await,
             Command::Run(a) => commands::pipeline::run(&ctx, a).await,
             Command::Runs(a) => commands::pipeline::runs(&ctx, a).await,

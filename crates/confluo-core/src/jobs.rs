@@ -22,8 +22,42 @@ pub struct JobConfig {
     /// A limit on the whole run (`2h`, `30m`); tasks still running then are stopped.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Run on a cron schedule (under `confluo serve`).
+    #[serde(default)]
+    pub schedule: Option<ScheduleConfig>,
     /// The tasks.
     pub tasks: Vec<TaskConfig>,
+}
+
+/// A cron schedule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// A cron expression: 5 fields (minute hour day-of-month month day-of-week) or 6 with
+    /// seconds first; `@daily`, `@hourly` and the like work too.
+    pub cron: String,
+    /// The time zone the expression is read in (an IANA name; default UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// What to do with ticks missed while no scheduler ran.
+    #[serde(default)]
+    pub missed: MissedPolicy,
+    /// With `missed: all`, at most this many of them (the latest; default 10).
+    #[serde(default)]
+    pub max_catch_up: Option<u32>,
+}
+
+/// What happens to schedule ticks that passed while no scheduler ran (a restart, a pause).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MissedPolicy {
+    /// Run each missed tick (up to `max_catch_up`, the latest ones).
+    All,
+    /// Run the latest missed tick once (the default).
+    #[default]
+    Last,
+    /// Run none: wait for the next tick.
+    None,
 }
 
 /// One task: exactly one of `sql`, `sql_file`, `shell`, `pipeline`, `sync`, `ingest`,

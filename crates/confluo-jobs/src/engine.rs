@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use confluo_lakehouse::{Metastore, TaskAttempt};
+use confluo_lakehouse::{JobRun, Metastore, TaskAttempt};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -14,6 +14,17 @@ pub use crate::exec::Launcher;
 use crate::run_if::decide;
 use crate::spec::{Job, Task, TaskKind, texts};
 use crate::template::{self, Ref};
+
+/// How often a running run tells the metastore its worker is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// This process as a worker: `host:pid`.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
 
 /// Tasks of one run that may run at once.
 const PARALLEL_TASKS: usize = 4;
@@ -29,6 +40,11 @@ pub struct RunOptions {
     pub parameters: BTreeMap<String, String>,
     /// What started the run (`manual`).
     pub trigger: String,
+    /// Who runs it (`host:pid`), as recorded with the run and its heartbeats.
+    pub worker: String,
+    /// What a cancelled run ends as: `cancelled` (a user stopped it) or `interrupted` (a
+    /// worker shutting down; the next one resumes it).
+    pub cancelled_as: &'static str,
     /// Turns true to cancel the run: running tasks are stopped, the rest do not start.
     pub cancel: watch::Receiver<bool>,
 }
@@ -62,6 +78,43 @@ pub enum RunEvent {
     },
     /// A task ended for good.
     TaskEnded(TaskOutcome),
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+impl std::fmt::Display for RunEvent {
+    /// One line, as `confluo jobs run` and `confluo serve` print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunEvent::Started { run_id } => write!(f, "run {run_id}"),
+            RunEvent::TaskStarted { task, attempt: 1 } => write!(f, "  {task}: started"),
+            RunEvent::TaskStarted { task, attempt } => {
+                write!(f, "  {task}: attempt {attempt} started")
+            }
+            RunEvent::Retrying {
+                task,
+                attempt,
+                error,
+                wait_ms,
+            } => write!(
+                f,
+                "  {task}: attempt {attempt} failed ({error}); retrying in {}",
+                seconds(*wait_ms)
+            ),
+            RunEvent::TaskEnded(o) => {
+                write!(f, "  {}: {}", o.task, o.state.replace('_', " "))?;
+                if o.attempts > 0 {
+                    write!(f, " in {}", seconds(o.duration_ms))?;
+                }
+                if let Some(m) = &o.message {
+                    write!(f, ": {m}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// How a task ended.
@@ -103,6 +156,7 @@ struct Scope {
     job: String,
     run_id: String,
     start_time: String,
+    logical_time: String,
     parameters: BTreeMap<String, String>,
     values: HashMap<String, serde_json::Value>,
 }
@@ -118,6 +172,7 @@ impl Scope {
             Ref::Run(w) => Ok(match w.as_str() {
                 "run_id" => self.run_id.clone(),
                 "start_time" => self.start_time.clone(),
+                "logical_time" => self.logical_time.clone(),
                 _ => self.job.clone(),
             }),
             Ref::TaskValue(k, v) => {
@@ -304,7 +359,7 @@ async fn attempts(
         let mut c = cancel.clone();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = c.wait_for(|v| *v) => {}
+            _ = async { let _ = c.wait_for(|v| *v).await; } => {}
         }
         if *cancel.borrow() {
             return Ok(Ended {
@@ -363,9 +418,53 @@ pub async fn run(
         &job.name,
         &options.trigger,
         &serde_json::to_value(&params).unwrap_or_default(),
+        &options.worker,
     )
     .await?;
-    execute(ms, job, run_id, params, options, Prior::default(), on_event).await
+    execute(
+        ms,
+        job,
+        run_id,
+        params,
+        None,
+        options,
+        Prior::default(),
+        on_event,
+    )
+    .await
+}
+
+/// Runs a run a trigger recorded already (its parameters and logical time are the run's).
+pub async fn run_fired(
+    ms: &Metastore,
+    job: &Job,
+    run: &JobRun,
+    options: RunOptions,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<RunReport> {
+    check_references(job)?;
+    execute(
+        ms,
+        job,
+        run.run_id.clone(),
+        run_parameters(run),
+        run.logical_ms,
+        options,
+        Prior::default(),
+        on_event,
+    )
+    .await
+}
+
+fn run_parameters(run: &JobRun) -> BTreeMap<String, String> {
+    run.parameters
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Repairs an ended run, in place: its failed, timed-out, cancelled and skipped tasks run
@@ -378,17 +477,63 @@ pub async fn repair(
     options: RunOptions,
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<RunReport> {
-    check_references(job)?;
     let run = match ms.job_run(run_id).await?.as_slice() {
         [one] if one.run_id == run_id => one.clone(),
         _ => return Err(JobError::NotFound(format!("no run `{run_id}`"))),
     };
-    if run.state == "running" {
+    if matches!(run.state.as_str(), "running" | "interrupted") {
         return Err(JobError::Invalid {
             job: job.name.clone(),
-            message: format!("run {run_id} is still running: repair it once it ended"),
+            message: format!("run {run_id} has not ended: repair it once it has"),
         });
     }
+    redo(
+        ms,
+        job,
+        &run,
+        &["failed", "timed_out", "cancelled", "skipped", "running"],
+        true,
+        options,
+        on_event,
+    )
+    .await
+}
+
+/// Resumes a run its worker left (stopped, or gone without a word) and this worker claimed:
+/// the tasks that were running or not started yet run (again), the others keep how they
+/// ended.
+pub async fn resume(
+    ms: &Metastore,
+    job: &Job,
+    run: &JobRun,
+    options: RunOptions,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<RunReport> {
+    redo(
+        ms,
+        job,
+        run,
+        &["running", "cancelled"],
+        false,
+        options,
+        on_event,
+    )
+    .await
+}
+
+/// Runs again the tasks of `run` whose latest attempt ended in one of `states` (or never
+/// started), with everything downstream of them; `reopen` marks an ended run running again.
+async fn redo(
+    ms: &Metastore,
+    job: &Job,
+    run: &JobRun,
+    states: &[&str],
+    reopen: bool,
+    options: RunOptions,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<RunReport> {
+    check_references(job)?;
+    let run_id = run.run_id.as_str();
     let attempts = ms.task_attempts(run_id).await?;
     let mut latest: HashMap<String, &TaskAttempt> = HashMap::new();
     let mut prior = Prior::default();
@@ -402,17 +547,13 @@ pub async fn repair(
             }
         }
     }
-    // Again: what did not succeed (or never ran), and everything downstream of it.
     let mut again: Vec<String> = job
         .tasks
         .iter()
         .filter(|t| {
-            latest.get(&t.key).is_none_or(|a| {
-                matches!(
-                    a.state.as_str(),
-                    "failed" | "timed_out" | "cancelled" | "skipped" | "running"
-                )
-            })
+            latest
+                .get(&t.key)
+                .is_none_or(|a| states.contains(&a.state.as_str()))
         })
         .map(|t| t.key.clone())
         .collect();
@@ -421,7 +562,7 @@ pub async fn repair(
             again.push(t.key.clone());
         }
     }
-    if again.is_empty() {
+    if again.is_empty() && run.state != "running" && run.state != "interrupted" {
         return Err(JobError::Invalid {
             job: job.name.clone(),
             message: format!("run {run_id} has nothing to repair: every task succeeded"),
@@ -440,21 +581,15 @@ pub async fn repair(
             );
         }
     }
-    let params: BTreeMap<String, String> = run
-        .parameters
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    ms.reopen_job_run(run_id).await?;
+    if reopen {
+        ms.reopen_job_run(run_id, &options.worker).await?;
+    }
     execute(
         ms,
         job,
         run_id.to_string(),
-        params,
+        run_parameters(run),
+        run.logical_ms,
         options,
         prior,
         on_event,
@@ -463,11 +598,13 @@ pub async fn repair(
 }
 
 /// Runs the tasks of `run_id` that `prior` does not keep, to the end.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     ms: &Metastore,
     job: &Job,
     run_id: String,
     params: BTreeMap<String, String>,
+    logical_ms: Option<i64>,
     options: RunOptions,
     prior: Prior,
     on_event: &(dyn Fn(&RunEvent) + Sync),
@@ -484,6 +621,10 @@ async fn execute(
         job: job.name.clone(),
         run_id: run_id.clone(),
         start_time: chrono::Utc::now().to_rfc3339(),
+        logical_time: logical_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .unwrap_or_else(chrono::Utc::now)
+            .to_rfc3339(),
         parameters: params,
         values: HashMap::new(),
     };
@@ -510,6 +651,8 @@ async fn execute(
         .collect();
     let mut running: JoinSet<Result<Ended>> = JoinSet::new();
     let mut stopped: Option<&'static str> = None;
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Start (or settle) every task whose dependencies all ended.
         let mut i = 0;
@@ -577,6 +720,9 @@ async fn execute(
             }
         };
         tokio::select! {
+            _ = beat.tick() => {
+                ms.heartbeat(&run_id, &options.worker).await?;
+            }
             Some(joined) = running.join_next() => {
                 let done = joined.map_err(|e| JobError::Invalid {
                     job: job.name.clone(),
@@ -593,7 +739,8 @@ async fn execute(
                 report.push(done.outcome);
             }
             Some(e) = ev_rx.recv() => on_event(&e),
-            _ = caller.wait_for(|v| *v), if stopped.is_none() => {
+            // The guard `wait_for` returns must not live in the select (it is not Send).
+            _ = async { let _ = caller.wait_for(|v| *v).await; }, if stopped.is_none() => {
                 stopped = Some("cancelled");
                 let _ = stop_tx.send(true);
             }
@@ -610,6 +757,13 @@ async fn execute(
         .iter()
         .find(|o| matches!(o.state.as_str(), "failed" | "timed_out"));
     let (state, message) = match (stopped, first_failure) {
+        (Some("cancelled"), _) if options.cancelled_as == "interrupted" => (
+            "interrupted",
+            Some(format!(
+                "its worker {} stopped; the next one resumes it",
+                options.worker
+            )),
+        ),
         (Some("cancelled"), _) => ("cancelled", Some("cancelled".to_string())),
         (Some(_), _) => (
             "timed_out",

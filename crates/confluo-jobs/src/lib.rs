@@ -11,6 +11,8 @@ pub mod engine;
 pub mod error;
 mod exec;
 mod run_if;
+pub mod schedule;
+pub mod scheduler;
 pub mod spec;
 mod template;
 

@@ -72,7 +72,7 @@ pub struct Task {
 }
 
 /// A checked job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Job {
     /// Its name.
     pub name: String,
@@ -80,6 +80,8 @@ pub struct Job {
     pub parameters: BTreeMap<String, String>,
     /// Limit on the whole run.
     pub timeout: Option<Duration>,
+    /// Its schedule, checked.
+    pub schedule: Option<crate::schedule::Schedule>,
     /// The tasks, in the order written.
     pub tasks: Vec<Task>,
 }
@@ -247,6 +249,11 @@ impl Job {
         }
         let job = Job {
             name: name.into(),
+            schedule: cfg
+                .schedule
+                .as_ref()
+                .map(|s| crate::schedule::Schedule::parse(name, s))
+                .transpose()?,
             parameters: cfg.parameters.clone(),
             timeout: cfg
                 .timeout

@@ -6,7 +6,8 @@
 pub enum Ref {
     /// `{{job.parameters.p}}`
     Parameter(String),
-    /// `{{job.run_id}}`, `{{job.start_time}}`, `{{job.name}}`
+    /// `{{job.run_id}}`, `{{job.start_time}}`, `{{job.logical_time}}` (the schedule's tick,
+    /// or the start of a run started by hand), `{{job.name}}`
     Run(String),
     /// `{{tasks.k.values.v}}`
     TaskValue(String, String),
@@ -25,11 +26,13 @@ pub fn references(text: &str) -> Result<Vec<Ref>, String> {
         let parts: Vec<&str> = inner.split('.').collect();
         out.push(match parts.as_slice() {
             ["job", "parameters", p] => Ref::Parameter(p.to_string()),
-            ["job", what @ ("run_id" | "start_time" | "name")] => Ref::Run(what.to_string()),
+            ["job", what @ ("run_id" | "start_time" | "logical_time" | "name")] => {
+                Ref::Run(what.to_string())
+            }
             ["tasks", k, "values", v] => Ref::TaskValue(k.to_string(), v.to_string()),
             _ => {
                 return Err(format!(
-                    "`{{{{{inner}}}}}` is not a reference Confluo knows: use {{{{job.parameters.NAME}}}}, {{{{job.run_id}}}}, {{{{job.start_time}}}}, {{{{job.name}}}} or {{{{tasks.KEY.values.NAME}}}}"
+                    "`{{{{{inner}}}}}` is not a reference Confluo knows: use {{{{job.parameters.NAME}}}}, {{{{job.run_id}}}}, {{{{job.start_time}}}}, {{{{job.logical_time}}}}, {{{{job.name}}}} or {{{{tasks.KEY.values.NAME}}}}"
                 ));
             }
         });

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use confluo_jobs::engine::{self, Launcher, RunEvent, RunOptions, RunReport};
+use confluo_jobs::engine::{self, Launcher, RunOptions, RunReport};
 use confluo_jobs::{Job, JobError};
 use confluo_lakehouse::JobRun;
 
@@ -181,41 +181,6 @@ fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_event(e: &RunEvent) {
-    match e {
-        RunEvent::Started { run_id } => println!("run {run_id}"),
-        RunEvent::TaskStarted { task, attempt } => {
-            if *attempt == 1 {
-                println!("  {task}: started");
-            } else {
-                println!("  {task}: attempt {attempt} started");
-            }
-        }
-        RunEvent::Retrying {
-            task,
-            attempt,
-            error,
-            wait_ms,
-        } => println!(
-            "  {task}: attempt {attempt} failed ({error}); retrying in {}",
-            seconds(*wait_ms as i64)
-        ),
-        RunEvent::TaskEnded(o) => {
-            let why = o
-                .message
-                .as_deref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
-            let took = if o.attempts > 0 {
-                format!(" in {}", seconds(o.duration_ms as i64))
-            } else {
-                String::new()
-            };
-            println!("  {}: {}{took}{why}", o.task, o.state.replace('_', " "));
-        }
-    }
-}
-
 /// A cancel that Ctrl-C or SIGTERM sets.
 fn cancel_on_signals() -> tokio::sync::watch::Receiver<bool> {
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
@@ -248,6 +213,8 @@ fn options(
         },
         parameters: params.into_iter().collect::<BTreeMap<_, _>>(),
         trigger: "manual".into(),
+        worker: engine::worker_name(),
+        cancelled_as: "cancelled",
         cancel: cancel_on_signals(),
     })
 }
@@ -286,7 +253,7 @@ async fn run_job(
     let quiet = ctx.quiet || format == JobsFormat::Json;
     let report = engine::run(lh.metastore(), &job, options(&project, params)?, &|e| {
         if !quiet {
-            print_event(e)
+            println!("{e}")
         }
     })
     .await
@@ -306,7 +273,7 @@ async fn repair(ctx: &Context, id: &str, format: JobsFormat) -> CmdResult {
         options(&project, vec![])?,
         &|e| {
             if !quiet {
-                print_event(e)
+                println!("{e}")
             }
         },
     )

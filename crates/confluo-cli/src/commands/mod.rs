@@ -7,6 +7,7 @@ pub mod init;
 pub mod jobs;
 pub mod pipeline;
 pub mod query;
+pub mod serve;
 pub mod shell;
 pub mod sync;
 pub mod verify;

@@ -4,6 +4,13 @@
 use sqlx::Row;
 
 use super::{Metastore, now_ms};
+
+/// The columns [`job_run`] reads, in its order.
+macro_rules! run_columns {
+    () => {
+        "run_id, job, run_trigger, parameters_json, state, message, started_ms, ended_ms, logical_ms, worker"
+    };
+}
 use crate::error::Result;
 
 /// One run of a job.
@@ -13,11 +20,16 @@ pub struct JobRun {
     pub run_id: String,
     /// The job.
     pub job: String,
-    /// What started it (`manual`, ...).
+    /// What started it (`manual`, `cron`, ...).
     pub trigger: String,
+    /// The moment it stands for (a schedule's tick), milliseconds since the epoch.
+    pub logical_ms: Option<i64>,
+    /// The worker running it (`host:pid`).
+    pub worker: Option<String>,
     /// The parameters it ran with.
     pub parameters: serde_json::Value,
-    /// `running`, `succeeded`, `failed`, `cancelled`, `timed_out`.
+    /// `running`, `succeeded`, `failed`, `cancelled`, `timed_out`, or `interrupted` (its
+    /// worker stopped; the next one resumes it).
     pub state: String,
     /// Why it ended as it did.
     pub message: Option<String>,
@@ -54,27 +66,148 @@ pub struct TaskAttempt {
 }
 
 impl Metastore {
-    /// Records the start of a run.
+    /// Records the start of a run by `worker`.
     pub async fn start_job_run(
         &self,
         run_id: &str,
         job: &str,
         trigger: &str,
         parameters: &serde_json::Value,
+        worker: &str,
     ) -> Result<()> {
+        let now = now_ms();
         sqlx::query(
-            "INSERT INTO job_runs (run_id, job, run_trigger, parameters_json, state, started_ms)
-             VALUES ($1, $2, $3, $4, 'running', $5)",
+            "INSERT INTO job_runs (run_id, job, run_trigger, parameters_json, state, worker,
+             heartbeat_ms, started_ms, logical_ms) VALUES ($1, $2, $3, $4, 'running', $5, $6, $6, $6)",
         )
         .bind(run_id)
         .bind(job)
         .bind(trigger)
         .bind(parameters.to_string())
-        .bind(now_ms())
+        .bind(worker)
+        .bind(now)
         .execute(&self.pool)
         .await
         .map_err(Self::err("cannot record the job run"))?;
         Ok(())
+    }
+
+    /// Where a job's schedule stands: the last tick it handled (milliseconds).
+    pub async fn trigger_cursor(&self, job: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT cursor_ms FROM job_triggers WHERE job = $1")
+            .bind(job)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::err("cannot read the job's schedule"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Moves a schedule's cursor, and records `runs` (their keys, ids and logical times)
+    /// as started by `worker`, all in one transaction: a tick fires at most once however
+    /// many workers see it (a key already recorded is left as it is). Returns the ids of
+    /// the runs this call recorded.
+    pub async fn fire_trigger(
+        &self,
+        job: &str,
+        cursor_ms: i64,
+        runs: &[(String, String, i64)],
+        parameters: &serde_json::Value,
+        worker: &str,
+    ) -> Result<Vec<String>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
+        let mut fired = Vec::new();
+        for (key, run_id, logical_ms) in runs {
+            let seen = sqlx::query("SELECT run_id FROM job_runs WHERE run_key = $1")
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err("cannot read job runs"))?;
+            if seen.is_some() {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO job_runs (run_id, job, run_trigger, run_key, logical_ms,
+                 parameters_json, state, worker, heartbeat_ms, started_ms)
+                 VALUES ($1, $2, 'cron', $3, $4, $5, 'running', $6, $7, $7)",
+            )
+            .bind(run_id)
+            .bind(job)
+            .bind(key)
+            .bind(logical_ms)
+            .bind(parameters.to_string())
+            .bind(worker)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot record the job run"))?;
+            fired.push(run_id.clone());
+        }
+        sqlx::query("DELETE FROM job_triggers WHERE job = $1")
+            .bind(job)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot move the job's schedule"))?;
+        sqlx::query("INSERT INTO job_triggers (job, cursor_ms, updated_ms) VALUES ($1, $2, $3)")
+            .bind(job)
+            .bind(cursor_ms)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot move the job's schedule"))?;
+        // Two workers racing on one tick: the second's insert breaks the unique key and
+        // its whole transaction is dropped, cursor included; the first's stands.
+        match tx.commit().await {
+            Ok(()) => Ok(fired),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Keeps `worker`'s lease on a run.
+    pub async fn heartbeat(&self, run_id: &str, worker: &str) -> Result<()> {
+        sqlx::query("UPDATE job_runs SET heartbeat_ms = $1 WHERE run_id = $2 AND worker = $3")
+            .bind(now_ms())
+            .bind(run_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .map_err(Self::err("cannot record the heartbeat"))?;
+        Ok(())
+    }
+
+    /// Runs to resume: interrupted ones, and running ones whose worker's lease lapsed
+    /// (no heartbeat since `stale_ms`).
+    pub async fn orphaned_job_runs(&self, stale_ms: i64) -> Result<Vec<JobRun>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM job_runs WHERE state = 'interrupted'
+             OR (state = 'running' AND (heartbeat_ms IS NULL OR heartbeat_ms < $1))
+             ORDER BY started_ms"
+        ))
+        .bind(stale_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Self::err("cannot read job runs"))?;
+        Ok(rows.iter().map(job_run).collect())
+    }
+
+    /// Takes over an orphaned run for `worker`: true when this worker got it (another may
+    /// have been first).
+    pub async fn claim_job_run(&self, run_id: &str, worker: &str, stale_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE job_runs SET worker = $1, heartbeat_ms = $2, state = 'running'
+             WHERE run_id = $3 AND (state = 'interrupted'
+             OR (state = 'running' AND (heartbeat_ms IS NULL OR heartbeat_ms < $4)))",
+        )
+        .bind(worker)
+        .bind(now_ms())
+        .bind(run_id)
+        .bind(stale_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err("cannot claim the job run"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records how a run ended.
@@ -97,11 +230,14 @@ impl Metastore {
         Ok(())
     }
 
-    /// Marks an ended run as running again (a repair).
-    pub async fn reopen_job_run(&self, run_id: &str) -> Result<()> {
+    /// Marks an ended run as running again, by `worker` (a repair).
+    pub async fn reopen_job_run(&self, run_id: &str, worker: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE job_runs SET state = 'running', message = NULL, ended_ms = NULL WHERE run_id = $1",
+            "UPDATE job_runs SET state = 'running', message = NULL, ended_ms = NULL, worker = $1,
+             heartbeat_ms = $2 WHERE run_id = $3",
         )
+        .bind(worker)
+        .bind(now_ms())
         .bind(run_id)
         .execute(&self.pool)
         .await
@@ -143,8 +279,11 @@ impl Metastore {
     /// Runs, newest first: of one job, or of all.
     pub async fn job_runs(&self, job: Option<&str>, limit: usize) -> Result<Vec<JobRun>> {
         let rows = sqlx::query(
-            "SELECT run_id, job, run_trigger, parameters_json, state, message, started_ms, ended_ms
-             FROM job_runs WHERE ($1 = '' OR job = $1) ORDER BY started_ms DESC, run_id DESC LIMIT $2",
+            concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM job_runs WHERE ($1 = '' OR job = $1) ORDER BY started_ms DESC, run_id DESC LIMIT $2"
+            ),
         )
         .bind(job.unwrap_or(""))
         .bind(limit as i64)
@@ -156,10 +295,11 @@ impl Metastore {
 
     /// The run whose id is `id` or starts with it (an unambiguous prefix).
     pub async fn job_run(&self, id: &str) -> Result<Vec<JobRun>> {
-        let rows = sqlx::query(
-            "SELECT run_id, job, run_trigger, parameters_json, state, message, started_ms, ended_ms
-             FROM job_runs WHERE run_id LIKE $1 ORDER BY started_ms DESC LIMIT 2",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM job_runs WHERE run_id LIKE $1 ORDER BY started_ms DESC LIMIT 2"
+        ))
         .bind(format!("{}%", id.replace(['%', '_'], "")))
         .fetch_all(&self.pool)
         .await
@@ -208,5 +348,7 @@ fn job_run(r: &sqlx::any::AnyRow) -> JobRun {
         message: r.get(5),
         started_ms: r.get(6),
         ended_ms: r.get(7),
+        logical_ms: r.get(8),
+        worker: r.get(9),
     }
 }

@@ -88,9 +88,15 @@ async fn exercise(ms: &Metastore) {
     assert!(ms.drop_table(&name).await.unwrap().is_none());
 
     // Job runs and task attempts.
-    ms.start_job_run("r1", "nightly", "manual", &serde_json::json!({"day": "d"}))
-        .await
-        .unwrap();
+    ms.start_job_run(
+        "r1",
+        "nightly",
+        "manual",
+        &serde_json::json!({"day": "d"}),
+        "w1",
+    )
+    .await
+    .unwrap();
     let mut a = confluo_lakehouse::TaskAttempt {
         run_id: "r1".into(),
         task: "load".into(),
@@ -111,7 +117,7 @@ async fn exercise(ms: &Metastore) {
     a.ended_ms = Some(20);
     ms.record_task_attempt(&a).await.unwrap();
     ms.end_job_run("r1", "succeeded", None).await.unwrap();
-    ms.start_job_run("r2", "other", "manual", &serde_json::json!({}))
+    ms.start_job_run("r2", "other", "manual", &serde_json::json!({}), "w1")
         .await
         .unwrap();
     let runs = ms.job_runs(Some("nightly"), 10).await.unwrap();
@@ -124,6 +130,36 @@ async fn exercise(ms: &Metastore) {
     assert_eq!(ms.job_run("r2").await.unwrap()[0].state, "running");
     let attempts = ms.task_attempts("r1").await.unwrap();
     assert_eq!(attempts, vec![a]);
+
+    // A tick fires once: the second worker to see it records nothing, but the cursor moves.
+    assert_eq!(ms.trigger_cursor("nightly").await.unwrap(), None);
+    let tick = vec![("cron:nightly:1000".to_string(), "t1".to_string(), 1000)];
+    let fired = ms
+        .fire_trigger("nightly", 1000, &tick, &serde_json::json!({}), "w1")
+        .await
+        .unwrap();
+    assert_eq!(fired, vec!["t1".to_string()]);
+    let again = vec![("cron:nightly:1000".to_string(), "t2".to_string(), 1000)];
+    let fired = ms
+        .fire_trigger("nightly", 2000, &again, &serde_json::json!({}), "w2")
+        .await
+        .unwrap();
+    assert!(fired.is_empty());
+    assert_eq!(ms.trigger_cursor("nightly").await.unwrap(), Some(2000));
+    assert_eq!(ms.job_run("t2").await.unwrap().len(), 0);
+    let t1 = ms.job_run("t1").await.unwrap().remove(0);
+    assert_eq!((t1.trigger.as_str(), t1.logical_ms), ("cron", Some(1000)));
+    // Its worker goes silent: another claims it, once.
+    let later = chrono::Utc::now().timestamp_millis() + 60_000;
+    let orphans = ms.orphaned_job_runs(later).await.unwrap();
+    assert!(orphans.iter().any(|r| r.run_id == "t1"), "{orphans:?}");
+    assert!(ms.claim_job_run("t1", "w2", later).await.unwrap());
+    let now = chrono::Utc::now().timestamp_millis() - 10_000;
+    assert!(!ms.claim_job_run("t1", "w3", now).await.unwrap());
+    assert_eq!(
+        ms.job_run("t1").await.unwrap()[0].worker.as_deref(),
+        Some("w2")
+    );
 }
 
 #[tokio::test]

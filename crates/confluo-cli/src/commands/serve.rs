@@ -1,0 +1,110 @@
+//! `confluo serve`: the long-running process. For now it runs the project's job schedules
+//! (and resumes runs a stopped worker left); the SQL endpoint and the UI join it later.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use confluo_jobs::Job;
+use confluo_jobs::engine::{self, Launcher};
+use confluo_jobs::scheduler::{self, ServeOptions};
+
+use super::{CmdResult, Context};
+use crate::report::CliError;
+
+/// `confluo serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// How often schedules are looked at.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    poll: std::time::Duration,
+    /// How long a run's worker may stay silent before another worker takes it over.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    lease: std::time::Duration,
+}
+
+/// Runs until SIGTERM or Ctrl-C: stops the running tasks, leaves their runs `interrupted`
+/// (the next `confluo serve` resumes them) and exits 0.
+pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let mut jobs = BTreeMap::new();
+    for name in project.config.jobs.keys() {
+        let job = Job::check(name, &project.config.jobs)
+            .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
+        jobs.insert(name.clone(), job);
+    }
+    let scheduled: Vec<String> = jobs
+        .values()
+        .filter_map(|j| {
+            j.schedule
+                .as_ref()
+                .map(|s| format!("{} ({})", j.name, s.text))
+        })
+        .collect();
+    let worker = engine::worker_name();
+    println!(
+        "confluo serve: worker {worker}; {} scheduled job{}{}",
+        scheduled.len(),
+        if scheduled.len() == 1 { "" } else { "s" },
+        if scheduled.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", scheduled.join(", "))
+        }
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let on_int = stop_tx.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = on_int.send(true);
+        }
+    });
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate())
+            && term.recv().await.is_some()
+        {
+            let _ = stop_tx.send(true);
+        }
+    });
+    let quiet = ctx.quiet;
+    let observe: scheduler::Observer = Arc::new(move |job: &str, e| {
+        if !quiet {
+            println!("[{job}] {e}");
+        }
+    });
+    scheduler::serve(
+        lh.metastore(),
+        &jobs,
+        ServeOptions {
+            launcher: Launcher {
+                confluo: std::env::current_exe()?,
+                project: project.root.clone(),
+            },
+            worker,
+            poll: args.poll,
+            lease: args.lease,
+            shutdown: stop_rx,
+        },
+        observe,
+        &|r| {
+            println!(
+                "[{}] run {} {}{}",
+                r.job,
+                r.run_id,
+                r.state.replace('_', " "),
+                r.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )
+        },
+    )
+    .await
+    .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
+    println!("confluo serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -389,3 +389,159 @@ jobs:
     let e = p.fail(&["jobs", "repair", &run]);
     assert!(e.contains("nothing to repair"), "{e}");
 }
+
+/// `confluo serve` in the background for `p`.
+fn serve(p: &TestProject, extra: &[&str]) -> std::process::Child {
+    let mut args = vec!["serve", "--poll", "200ms"];
+    args.extend_from_slice(extra);
+    p.command(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn confluo serve")
+}
+
+fn lines(p: &TestProject, file: &str) -> Vec<String> {
+    std::fs::read_to_string(p.path(file))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_for(what: &str, within: Duration, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(child: std::process::Child, signal: i32) -> std::process::ExitStatus {
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let mut child = child;
+    child.wait().unwrap()
+}
+
+#[test]
+fn serve_fires_each_tick_exactly_once_across_restarts() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  every_second:
+    schedule: {cron: "* * * * * *", missed: all, max_catch_up: 100}
+    tasks:
+      - key: tick
+        shell: "echo {{job.logical_time}} >> ticks.txt"
+"#,
+    );
+    let s = serve(&p, &[]);
+    wait_for("3 ticks", Duration::from_secs(30), || {
+        lines(&p, "ticks.txt").len() >= 3
+    });
+    assert!(stop(s, libc::SIGTERM).success());
+    // Down for a while: the ticks missed meanwhile are caught up, none twice.
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = lines(&p, "ticks.txt").len();
+    let s = serve(&p, &[]);
+    wait_for("3 more ticks", Duration::from_secs(30), || {
+        lines(&p, "ticks.txt").len() >= before + 5
+    });
+    assert!(stop(s, libc::SIGTERM).success());
+    let ticks = lines(&p, "ticks.txt");
+    let mut seconds: Vec<i64> = ticks
+        .iter()
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp())
+        .collect();
+    let n = seconds.len();
+    seconds.sort_unstable();
+    seconds.dedup();
+    assert_eq!(seconds.len(), n, "a tick ran twice: {ticks:?}");
+    // Every second from the first tick to the last ran: none lost across the restart.
+    assert_eq!(
+        (seconds[n - 1] - seconds[0] + 1) as usize,
+        n,
+        "a tick was lost: {ticks:?}"
+    );
+    let runs = json(&p.ok(&[
+        "jobs",
+        "runs",
+        "every_second",
+        "--limit",
+        "1000",
+        "--format",
+        "json",
+    ]));
+    let runs = runs.as_array().unwrap();
+    assert!(runs.len() >= n, "{} runs for {n} ticks", runs.len());
+    assert!(
+        runs.iter().all(|r| r["trigger"] == "cron"
+            && matches!(r["state"].as_str(), Some("succeeded" | "interrupted"))),
+        "{runs:?}"
+    );
+}
+
+#[test]
+fn a_run_whose_worker_was_killed_is_resumed_by_the_next() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  once:
+    schedule: {cron: "* * * * * *", missed: none}
+    tasks:
+      - key: first
+        shell: "test -f started.txt && exit 0; echo first >> first.txt; touch started.txt"
+      - key: slow
+        shell: "test -f done.txt && exit 0; echo attempt >> slow.txt; sleep 3; touch done.txt"
+        depends_on: [first]
+"#,
+    );
+    let s = serve(&p, &["--lease", "2s"]);
+    wait_for("the slow task", Duration::from_secs(30), || {
+        p.path("slow.txt").exists()
+    });
+    // SIGKILL: no goodbye, the run stays `running` with a lease that lapses.
+    assert!(!stop(s, libc::SIGKILL).success());
+    let runs = json(&p.ok(&["jobs", "runs", "once", "--format", "json"]));
+    let killed = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "running")
+        .expect("a run left running")["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(2500));
+    let s = serve(&p, &["--lease", "2s"]);
+    wait_for(
+        "the killed run to be resumed",
+        Duration::from_secs(30),
+        || {
+            let r = json(&p.ok(&["jobs", "show", &killed, "--format", "json"]));
+            r["run"]["state"] == "succeeded"
+        },
+    );
+    assert!(stop(s, libc::SIGTERM).success());
+    // `first` had succeeded and was not run again; `slow` ran again as attempt 2.
+    assert_eq!(lines(&p, "first.txt"), vec!["first"]);
+    let s = states(&p, &killed);
+    assert!(
+        s.contains(&("first".into(), 1, "succeeded".into())),
+        "{s:?}"
+    );
+    assert!(s.contains(&("slow".into(), 2, "succeeded".into())), "{s:?}");
+    // Nothing is left running.
+    let runs = json(&p.ok(&[
+        "jobs", "runs", "once", "--limit", "1000", "--format", "json",
+    ]));
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["state"] != "running"),
+        "{runs}"
+    );
+}

@@ -722,6 +722,11 @@ async fn execute(
         tokio::select! {
             _ = beat.tick() => {
                 ms.heartbeat(&run_id, &options.worker).await?;
+                // `confluo jobs cancel RUN`, from any process sharing the metastore.
+                if stopped.is_none() && ms.cancel_asked(&run_id).await? {
+                    stopped = Some("cancelled on request");
+                    let _ = stop_tx.send(true);
+                }
             }
             Some(joined) = running.join_next() => {
                 let done = joined.map_err(|e| JobError::Invalid {
@@ -765,6 +770,10 @@ async fn execute(
             )),
         ),
         (Some("cancelled"), _) => ("cancelled", Some("cancelled".to_string())),
+        (Some("cancelled on request"), _) => (
+            "cancelled",
+            Some("cancelled on request (confluo jobs cancel)".to_string()),
+        ),
         (Some(_), _) => (
             "timed_out",
             Some(format!(

@@ -112,6 +112,11 @@ pub async fn serve(
             let Some(schedule) = &job.schedule else {
                 continue;
             };
+            // Paused: the cursor stays; on resume the ticks passed meanwhile follow the
+            // missed-tick policy, as after a restart.
+            if ms.trigger_paused(name).await? {
+                continue;
+            }
             let defaults = serde_json::to_value(&job.parameters).unwrap_or_default();
             let (due, cursor) = match ms.trigger_cursor(name).await? {
                 // A schedule starts when it is first served: ticks before are not missed.

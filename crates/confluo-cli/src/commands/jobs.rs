@@ -58,6 +58,22 @@ enum JobsCommand {
         #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
         format: JobsFormat,
     },
+    /// Stop a running run, from any process sharing the metastore: its worker stops its
+    /// tasks within a few seconds and the run ends cancelled.
+    Cancel {
+        /// The run's id (or a prefix of it).
+        run: String,
+    },
+    /// Pause a job's schedule: `confluo serve` starts no run of it until it is resumed.
+    Pause {
+        /// The job.
+        job: String,
+    },
+    /// Resume a paused schedule; ticks passed meanwhile follow its `missed` policy.
+    Resume {
+        /// The job.
+        job: String,
+    },
     /// Past runs, newest first.
     Runs {
         /// Only this job's.
@@ -127,6 +143,9 @@ pub async fn run(ctx: &Context, args: JobsArgs) -> CmdResult {
             format,
         } => run_job(ctx, &job, params, format).await,
         JobsCommand::Repair { run, format } => repair(ctx, &run, format).await,
+        JobsCommand::Cancel { run } => cancel(ctx, &run).await,
+        JobsCommand::Pause { job } => pause(ctx, &job, true).await,
+        JobsCommand::Resume { job } => pause(ctx, &job, false).await,
         JobsCommand::Runs { job, limit, format } => runs(ctx, job, limit, format).await,
         JobsCommand::Show { run, format } => show(ctx, &run, format).await,
         JobsCommand::Logs { run, task } => logs(ctx, &run, task).await,
@@ -280,6 +299,59 @@ async fn repair(ctx: &Context, id: &str, format: JobsFormat) -> CmdResult {
     .await
     .map_err(jobs_error)?;
     finish(&report, format)
+}
+
+async fn cancel(ctx: &Context, id: &str) -> CmdResult {
+    let (_, lh) = ctx.lakehouse().await?;
+    let run = one_run(&lh, id).await?;
+    match lh.metastore().request_cancel(&run.run_id).await?.as_deref() {
+        Some("running") => {
+            // Its worker stops it at its next heartbeat; wait to say how it ended.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let now = one_run(&lh, &run.run_id).await?;
+                if now.state != "running" {
+                    println!("run {} {}", now.run_id, now.state.replace('_', " "));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if std::time::Instant::now() > deadline {
+                    println!(
+                        "run {}: cancel asked; its worker ({}) has not stopped it yet",
+                        now.run_id,
+                        now.worker.unwrap_or_default()
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        Some(state) => {
+            println!("run {} {state}", run.run_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(CliError::from(anyhow::anyhow!(
+            "run {} has ended already ({})",
+            run.run_id,
+            run.state.replace('_', " ")
+        ))),
+    }
+}
+
+async fn pause(ctx: &Context, name: &str, paused: bool) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    if job.schedule.is_none() {
+        return Err(CliError::from(anyhow::anyhow!(
+            "job `{name}` has no schedule to {}",
+            if paused { "pause" } else { "resume" }
+        )));
+    }
+    lh.metastore().set_trigger_paused(name, paused).await?;
+    println!(
+        "{name}: schedule {}",
+        if paused { "paused" } else { "resumed" }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_rows(runs: &[JobRun]) -> Vec<Vec<String>> {

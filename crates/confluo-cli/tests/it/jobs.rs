@@ -545,3 +545,63 @@ jobs:
         "{runs}"
     );
 }
+
+#[test]
+fn a_run_is_cancelled_from_another_process_and_a_paused_schedule_waits() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  long:
+    tasks:
+      - key: wait
+        shell: "touch started.txt; sleep 30; touch woke.txt"
+  ticking:
+    schedule: {cron: "* * * * * *", missed: none}
+    tasks:
+      - key: tick
+        shell: "echo {{job.logical_time}} >> ticks.txt"
+"#,
+    );
+    let child = p
+        .command(&["jobs", "run", "long"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the task", Duration::from_secs(20), || {
+        p.path("started.txt").exists()
+    });
+    let runs = json(&p.ok(&["jobs", "runs", "long", "--format", "json"]));
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let out = p.ok(&["jobs", "cancel", &run]);
+    assert!(out.contains("cancelled"), "{out}");
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("long cancelled") && text.contains("jobs cancel"),
+        "{text}"
+    );
+    assert!(!p.path("woke.txt").exists());
+    let e = p.fail(&["jobs", "cancel", &run]);
+    assert!(e.contains("has ended already"), "{e}");
+
+    // Paused before serving: nothing runs; resumed: ticks run again (none caught up).
+    p.ok(&["jobs", "pause", "ticking"]);
+    let s = serve(&p, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(lines(&p, "ticks.txt").is_empty());
+    let resumed = chrono::Utc::now().timestamp();
+    p.ok(&["jobs", "resume", "ticking"]);
+    wait_for("ticks after resume", Duration::from_secs(20), || {
+        lines(&p, "ticks.txt").len() >= 2
+    });
+    assert!(stop(s, libc::SIGTERM).success());
+    for t in lines(&p, "ticks.txt") {
+        let at = chrono::DateTime::parse_from_rfc3339(&t)
+            .unwrap()
+            .timestamp();
+        assert!(at >= resumed - 1, "a tick from the pause ran: {t}");
+    }
+    let e = p.fail(&["jobs", "pause", "long"]);
+    assert!(e.contains("has no schedule"), "{e}");
+}

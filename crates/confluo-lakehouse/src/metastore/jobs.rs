@@ -143,24 +143,104 @@ impl Metastore {
             .map_err(Self::err("cannot record the job run"))?;
             fired.push(run_id.clone());
         }
-        sqlx::query("DELETE FROM job_triggers WHERE job = $1")
-            .bind(job)
-            .execute(&mut *tx)
-            .await
-            .map_err(Self::err("cannot move the job's schedule"))?;
-        sqlx::query("INSERT INTO job_triggers (job, cursor_ms, updated_ms) VALUES ($1, $2, $3)")
+        let moved =
+            sqlx::query("UPDATE job_triggers SET cursor_ms = $1, updated_ms = $2 WHERE job = $3")
+                .bind(cursor_ms)
+                .bind(now)
+                .bind(job)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err("cannot move the job's schedule"))?;
+        if moved.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO job_triggers (job, cursor_ms, paused, updated_ms) VALUES ($1, $2, 0, $3)",
+            )
             .bind(job)
             .bind(cursor_ms)
             .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(Self::err("cannot move the job's schedule"))?;
+        }
         // Two workers racing on one tick: the second's insert breaks the unique key and
         // its whole transaction is dropped, cursor included; the first's stands.
         match tx.commit().await {
             Ok(()) => Ok(fired),
             Err(_) => Ok(Vec::new()),
         }
+    }
+
+    /// Whether a job's schedule is paused.
+    pub async fn trigger_paused(&self, job: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT paused FROM job_triggers WHERE job = $1")
+            .bind(job)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::err("cannot read the job's schedule"))?;
+        Ok(row.is_some_and(|r| r.get::<i64, _>(0) != 0))
+    }
+
+    /// Pauses or resumes a job's schedule. A schedule never served yet starts from now.
+    pub async fn set_trigger_paused(&self, job: &str, paused: bool) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
+        let done =
+            sqlx::query("UPDATE job_triggers SET paused = $1, updated_ms = $2 WHERE job = $3")
+                .bind(i64::from(paused))
+                .bind(now)
+                .bind(job)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err("cannot pause the job's schedule"))?;
+        if done.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO job_triggers (job, cursor_ms, paused, updated_ms) VALUES ($1, $2, $3, $2)",
+            )
+            .bind(job)
+            .bind(now)
+            .bind(i64::from(paused))
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot pause the job's schedule"))?;
+        }
+        tx.commit().await.map_err(Self::err("cannot commit"))?;
+        Ok(())
+    }
+
+    /// Asks a run to stop: its worker sees it at its next heartbeat. A run no worker holds
+    /// (interrupted) ends cancelled at once. Returns the run's state afterwards, or None
+    /// when it had ended already.
+    pub async fn request_cancel(&self, run_id: &str) -> Result<Option<String>> {
+        let ended = sqlx::query(
+            "UPDATE job_runs SET state = 'cancelled', message = 'cancelled', ended_ms = $1
+             WHERE run_id = $2 AND state = 'interrupted'",
+        )
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err("cannot cancel the job run"))?;
+        if ended.rows_affected() == 1 {
+            return Ok(Some("cancelled".into()));
+        }
+        let asked = sqlx::query(
+            "UPDATE job_runs SET cancel_asked = 1 WHERE run_id = $1 AND state = 'running'",
+        )
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err("cannot cancel the job run"))?;
+        Ok((asked.rows_affected() == 1).then(|| "running".into()))
+    }
+
+    /// Whether someone asked the run to stop.
+    pub async fn cancel_asked(&self, run_id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT cancel_asked FROM job_runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::err("cannot read the job run"))?;
+        Ok(row.is_some_and(|r| r.get::<i64, _>(0) != 0))
     }
 
     /// Keeps `worker`'s lease on a run.

@@ -13,6 +13,7 @@ CREATE TABLE job_runs (
     message         TEXT,
     worker          TEXT,
     heartbeat_ms    BIGINT,
+    cancel_asked    BIGINT NOT NULL DEFAULT 0,
     started_ms      BIGINT NOT NULL,
     ended_ms        BIGINT
 );
@@ -36,5 +37,6 @@ CREATE TABLE task_runs (
 CREATE TABLE job_triggers (
     job        TEXT NOT NULL PRIMARY KEY,
     cursor_ms  BIGINT NOT NULL,
+    paused     BIGINT NOT NULL DEFAULT 0,
     updated_ms BIGINT NOT NULL
 );

@@ -7,6 +7,7 @@
 //! holds; a task runs as a child process of the `confluo` binary (or `sh -c`), so a timeout
 //! or a cancel stops it for real and its output is kept as the attempt's log.
 
+pub mod backfill;
 pub mod engine;
 pub mod error;
 mod exec;

@@ -58,6 +58,27 @@ enum JobsCommand {
         #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
         format: JobsFormat,
     },
+    /// Run a job once per logical time over a range (its schedule's ticks, or one per
+    /// day); times that ran in an earlier backfill are not run again.
+    Backfill {
+        /// The job.
+        job: String,
+        /// First logical time: a date (2026-01-01, midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = confluo_jobs::backfill::parse_time)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// Last logical time (included).
+        #[arg(long, value_parser = confluo_jobs::backfill::parse_time)]
+        to: chrono::DateTime<chrono::Utc>,
+        /// Runs at a time.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// A parameter for every run (`--param k=v`).
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
+        params: Vec<(String, String)>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
+        format: JobsFormat,
+    },
     /// Stop a running run, from any process sharing the metastore: its worker stops its
     /// tasks within a few seconds and the run ends cancelled.
     Cancel {
@@ -143,6 +164,14 @@ pub async fn run(ctx: &Context, args: JobsArgs) -> CmdResult {
             format,
         } => run_job(ctx, &job, params, format).await,
         JobsCommand::Repair { run, format } => repair(ctx, &run, format).await,
+        JobsCommand::Backfill {
+            job,
+            from,
+            to,
+            concurrency,
+            params,
+            format,
+        } => backfill(ctx, &job, from, to, concurrency, params, format).await,
         JobsCommand::Cancel { run } => cancel(ctx, &run).await,
         JobsCommand::Pause { job } => pause(ctx, &job, true).await,
         JobsCommand::Resume { job } => pause(ctx, &job, false).await,
@@ -299,6 +328,78 @@ async fn repair(ctx: &Context, id: &str, format: JobsFormat) -> CmdResult {
     .await
     .map_err(jobs_error)?;
     finish(&report, format)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn backfill(
+    ctx: &Context,
+    name: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    concurrency: usize,
+    params: Vec<(String, String)>,
+    format: JobsFormat,
+) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    let times = confluo_jobs::backfill::logical_times(&job, from, to).map_err(jobs_error)?;
+    let mut options = options(&project, params)?;
+    options.trigger = "backfill".into();
+    let quiet = ctx.quiet || format == JobsFormat::Json;
+    let report = confluo_jobs::backfill::backfill(
+        lh.metastore(),
+        &job,
+        &times,
+        concurrency,
+        options,
+        &|e| {
+            if !quiet {
+                println!("{e}")
+            }
+        },
+    )
+    .await
+    .map_err(jobs_error)?;
+    let failed = report.ran.iter().filter(|r| r.state != "succeeded").count();
+    if format == JobsFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for r in &report.ran {
+            let run = one_run(&lh, &r.run_id).await?;
+            rows.push(vec![
+                run.logical_ms.map(time).unwrap_or_default(),
+                r.run_id.clone(),
+                r.state.clone(),
+                r.message.clone().unwrap_or_default(),
+            ]);
+        }
+        for run in &report.already {
+            rows.push(vec![
+                run.logical_ms.map(time).unwrap_or_default(),
+                run.run_id.clone(),
+                format!("{} (ran before)", run.state),
+                String::new(),
+            ]);
+        }
+        rows.sort();
+        println!(
+            "{}",
+            table(&["logical time", "run", "state", "message"], rows)
+        );
+        println!(
+            "{name}: {} run{} ({} failed), {} ran before",
+            report.ran.len(),
+            if report.ran.len() == 1 { "" } else { "s" },
+            failed,
+            report.already.len()
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn cancel(ctx: &Context, id: &str) -> CmdResult {

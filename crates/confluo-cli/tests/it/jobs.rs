@@ -605,3 +605,99 @@ jobs:
     let e = p.fail(&["jobs", "pause", "long"]);
     assert!(e.contains("has no schedule"), "{e}");
 }
+
+#[test]
+fn a_backfill_runs_each_logical_date_once() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  daily:
+    parameters: {tag: "x"}
+    tasks:
+      - key: load
+        shell: "echo {{job.logical_time}} {{job.parameters.tag}} >> days.txt"
+  hourly:
+    schedule: {cron: "0 */6 * * *"}
+    tasks:
+      - key: load
+        shell: "echo {{job.logical_time}} >> hours.txt"
+"#,
+    );
+    let report = json(&p.ok(&[
+        "jobs",
+        "backfill",
+        "daily",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-05",
+        "--concurrency",
+        "3",
+        "--param",
+        "tag=y",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(report["ran"].as_array().unwrap().len(), 5);
+    let mut days = lines(&p, "days.txt");
+    days.sort();
+    assert_eq!(days.len(), 5);
+    assert_eq!(days[0], "2026-01-01T00:00:00+00:00 y");
+    assert_eq!(days[4], "2026-01-05T00:00:00+00:00 y");
+    // Asked again over a wider range: only the new dates run.
+    let out = p.ok(&[
+        "jobs",
+        "backfill",
+        "daily",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-07",
+    ]);
+    assert!(
+        out.contains("daily: 2 runs (0 failed), 5 ran before"),
+        "{out}"
+    );
+    assert_eq!(lines(&p, "days.txt").len(), 7);
+    // A scheduled job's logical times are its ticks.
+    p.ok(&[
+        "jobs",
+        "backfill",
+        "hourly",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-01T23:59:59Z",
+    ]);
+    let mut hours = lines(&p, "hours.txt");
+    hours.sort();
+    assert_eq!(
+        hours,
+        vec![
+            "2026-01-01T00:00:00+00:00",
+            "2026-01-01T06:00:00+00:00",
+            "2026-01-01T12:00:00+00:00",
+            "2026-01-01T18:00:00+00:00"
+        ]
+    );
+    let e = p.fail(&[
+        "jobs",
+        "backfill",
+        "daily",
+        "--from",
+        "2026-02-01",
+        "--to",
+        "2026-01-01",
+    ]);
+    assert!(e.contains("is before"), "{e}");
+    let e = p.fail(&[
+        "jobs",
+        "backfill",
+        "daily",
+        "--from",
+        "yesterday",
+        "--to",
+        "2026-01-01",
+    ]);
+    assert!(e.contains("is not a date"), "{e}");
+}

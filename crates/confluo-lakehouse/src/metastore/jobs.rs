@@ -114,6 +114,22 @@ impl Metastore {
         parameters: &serde_json::Value,
         worker: &str,
     ) -> Result<Vec<String>> {
+        self.record_keyed_runs(job, "cron", Some(cursor_ms), runs, parameters, worker)
+            .await
+    }
+
+    /// Records runs (key, id, logical time) started by `trigger`, skipping keys recorded
+    /// already, and moves the job's schedule cursor when one is given, in one transaction.
+    /// Returns the ids of the runs recorded.
+    pub async fn record_keyed_runs(
+        &self,
+        job: &str,
+        trigger: &str,
+        cursor_ms: Option<i64>,
+        runs: &[(String, String, i64)],
+        parameters: &serde_json::Value,
+        worker: &str,
+    ) -> Result<Vec<String>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
         let mut fired = Vec::new();
@@ -129,10 +145,11 @@ impl Metastore {
             sqlx::query(
                 "INSERT INTO job_runs (run_id, job, run_trigger, run_key, logical_ms,
                  parameters_json, state, worker, heartbeat_ms, started_ms)
-                 VALUES ($1, $2, 'cron', $3, $4, $5, 'running', $6, $7, $7)",
+                 VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $8)",
             )
             .bind(run_id)
             .bind(job)
+            .bind(trigger)
             .bind(key)
             .bind(logical_ms)
             .bind(parameters.to_string())
@@ -143,24 +160,27 @@ impl Metastore {
             .map_err(Self::err("cannot record the job run"))?;
             fired.push(run_id.clone());
         }
-        let moved =
-            sqlx::query("UPDATE job_triggers SET cursor_ms = $1, updated_ms = $2 WHERE job = $3")
-                .bind(cursor_ms)
-                .bind(now)
-                .bind(job)
-                .execute(&mut *tx)
-                .await
-                .map_err(Self::err("cannot move the job's schedule"))?;
-        if moved.rows_affected() == 0 {
-            sqlx::query(
-                "INSERT INTO job_triggers (job, cursor_ms, paused, updated_ms) VALUES ($1, $2, 0, $3)",
+        if let Some(cursor_ms) = cursor_ms {
+            let moved = sqlx::query(
+                "UPDATE job_triggers SET cursor_ms = $1, updated_ms = $2 WHERE job = $3",
             )
-            .bind(job)
             .bind(cursor_ms)
             .bind(now)
+            .bind(job)
             .execute(&mut *tx)
             .await
             .map_err(Self::err("cannot move the job's schedule"))?;
+            if moved.rows_affected() == 0 {
+                sqlx::query(
+                    "INSERT INTO job_triggers (job, cursor_ms, paused, updated_ms) VALUES ($1, $2, 0, $3)",
+                )
+                .bind(job)
+                .bind(cursor_ms)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err("cannot move the job's schedule"))?;
+            }
         }
         // Two workers racing on one tick: the second's insert breaks the unique key and
         // its whole transaction is dropped, cursor included; the first's stands.
@@ -168,6 +188,26 @@ impl Metastore {
             Ok(()) => Ok(fired),
             Err(_) => Ok(Vec::new()),
         }
+    }
+
+    /// The runs recorded under these keys: (key, run).
+    pub async fn runs_by_key(&self, keys: &[String]) -> Result<Vec<(String, JobRun)>> {
+        let mut out = Vec::new();
+        for key in keys {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM job_runs WHERE run_key = $1"
+            ))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::err("cannot read job runs"))?;
+            if let Some(r) = row {
+                out.push((key.clone(), job_run(&r)));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether a job's schedule is paused.

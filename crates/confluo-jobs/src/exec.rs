@@ -11,6 +11,9 @@ use tokio::sync::watch;
 
 use crate::spec::TaskKind;
 
+/// How long a stopped task may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// How much of an attempt's output is kept (its end).
 const LOG_LIMIT: usize = 1 << 20;
 
@@ -159,9 +162,16 @@ impl Launcher {
         if (timed_out || was_cancelled)
             && let Some(pid) = group
         {
-            // The whole group: `sh -c` leaves its children otherwise.
+            // The whole group (`sh -c` leaves its children otherwise): SIGTERM first, so a
+            // `confluo` task stops cleanly (a pipeline update, a nested job run stopping its
+            // own tasks), then SIGKILL for whatever is left after the grace period.
             // SAFETY: kill(2) with a negative pid signals a process group; no memory is
             // touched.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGTERM);
+            }
+            let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+            // SAFETY: as above.
             unsafe {
                 libc::kill(-(pid as i32), libc::SIGKILL);
             }

@@ -79,13 +79,15 @@ fn spawn_run(
 }
 
 /// Runs the scheduler until `options.shutdown` turns true; returns once every run it
-/// started has ended or been interrupted.
+/// started has ended or been interrupted. `on_error` hears of passes that failed (they are
+/// tried again at the next poll) and of runs whose runner failed (resumed after the lease).
 pub async fn serve(
     ms: &Metastore,
     jobs: &BTreeMap<String, Job>,
     options: ServeOptions,
     observe: Observer,
     on_report: &(dyn Fn(&RunReport) + Sync),
+    on_error: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
     let mut shutdown = options.shutdown.clone();
     let mut runs: JoinSet<(String, Result<RunReport>)> = JoinSet::new();
@@ -93,61 +95,11 @@ pub async fn serve(
         if *shutdown.borrow() {
             break;
         }
-        let now = Utc::now();
-        // Runs left by a stopped or vanished worker.
-        let stale = millis(now) - options.lease.as_millis() as i64;
-        for run in ms.orphaned_job_runs(stale).await? {
-            let Some(job) = jobs.get(&run.job) else {
-                continue;
-            };
-            if ms
-                .claim_job_run(&run.run_id, &options.worker, stale)
-                .await?
-            {
-                spawn_run(&mut runs, ms, job, run, true, &options, &observe);
-            }
-        }
-        // Due ticks.
-        for (name, job) in jobs {
-            let Some(schedule) = &job.schedule else {
-                continue;
-            };
-            // Paused: the cursor stays; on resume the ticks passed meanwhile follow the
-            // missed-tick policy, as after a restart.
-            if ms.trigger_paused(name).await? {
-                continue;
-            }
-            let defaults = serde_json::to_value(&job.parameters).unwrap_or_default();
-            let (due, cursor) = match ms.trigger_cursor(name).await? {
-                // A schedule starts when it is first served: ticks before are not missed.
-                None => (vec![], now),
-                Some(c) => {
-                    let c = DateTime::from_timestamp_millis(c).unwrap_or(now);
-                    let (due, next) = schedule.due(c, now);
-                    if due.is_empty() && next == c {
-                        continue;
-                    }
-                    (due, next)
-                }
-            };
-            let planned: Vec<(String, String, i64)> = due
-                .iter()
-                .map(|t| {
-                    (
-                        run_key(name, *t),
-                        uuid::Uuid::now_v7().simple().to_string(),
-                        millis(*t),
-                    )
-                })
-                .collect();
-            for run_id in ms
-                .fire_trigger(name, millis(cursor), &planned, &defaults, &options.worker)
-                .await?
-            {
-                if let Some(run) = ms.job_run(&run_id).await?.into_iter().next() {
-                    spawn_run(&mut runs, ms, job, run, false, &options, &observe);
-                }
-            }
+        // A metastore that fails for a moment (a busy SQLite, a PostgreSQL restart) must not
+        // stop the scheduler: nothing a failed pass did not commit happened, and the next
+        // poll tries again.
+        if let Err(e) = poll(ms, jobs, &options, &observe, &mut runs).await {
+            on_error(&format!("{e}; trying again in {:?}", options.poll));
         }
         // Wait for the next poll, a shutdown, or a run's end.
         let sleep = tokio::time::sleep(options.poll);
@@ -156,18 +108,92 @@ pub async fn serve(
             tokio::select! {
                 _ = &mut sleep => break,
                 _ = shutdown.changed() => break,
-                Some(done) = runs.join_next() => {
-                    if let Ok((_, Ok(report))) = done {
-                        on_report(&report);
-                    }
-                }
+                Some(done) = runs.join_next() => finished(done, on_report, on_error),
             }
         }
     }
     // Shutting down: the runs' tasks were told to stop with the same signal.
     while let Some(done) = runs.join_next().await {
-        if let Ok((_, Ok(report))) = done {
-            on_report(&report);
+        finished(done, on_report, on_error);
+    }
+    Ok(())
+}
+
+fn finished(
+    done: std::result::Result<(String, Result<RunReport>), tokio::task::JoinError>,
+    on_report: &(dyn Fn(&RunReport) + Sync),
+    on_error: &(dyn Fn(&str) + Sync),
+) {
+    match done {
+        Ok((_, Ok(report))) => on_report(&report),
+        // The run stays `running` without heartbeats: after the lease a worker resumes it.
+        Ok((job, Err(e))) => on_error(&format!(
+            "job `{job}`: {e}; its run is resumed once its lease lapses"
+        )),
+        Err(e) => on_error(&format!("a run's runner stopped: {e}")),
+    }
+}
+
+/// One pass: resume the runs a stopped or vanished worker left, then fire due ticks.
+async fn poll(
+    ms: &Metastore,
+    jobs: &BTreeMap<String, Job>,
+    options: &ServeOptions,
+    observe: &Observer,
+    runs: &mut JoinSet<(String, Result<RunReport>)>,
+) -> Result<()> {
+    let now = Utc::now();
+    let stale = millis(now) - options.lease.as_millis() as i64;
+    for run in ms.orphaned_job_runs(stale).await? {
+        let Some(job) = jobs.get(&run.job) else {
+            continue;
+        };
+        if ms
+            .claim_job_run(&run.run_id, &options.worker, stale)
+            .await?
+        {
+            spawn_run(runs, ms, job, run, true, options, observe);
+        }
+    }
+    for (name, job) in jobs {
+        let Some(schedule) = &job.schedule else {
+            continue;
+        };
+        // Paused: the cursor stays; on resume the ticks passed meanwhile follow the
+        // missed-tick policy, as after a restart.
+        if ms.trigger_paused(name).await? {
+            continue;
+        }
+        let defaults = serde_json::to_value(&job.parameters).unwrap_or_default();
+        let (due, cursor) = match ms.trigger_cursor(name).await? {
+            // A schedule starts when it is first served: ticks before are not missed.
+            None => (vec![], now),
+            Some(c) => {
+                let c = DateTime::from_timestamp_millis(c).unwrap_or(now);
+                let (due, next) = schedule.due(c, now);
+                if due.is_empty() && next == c {
+                    continue;
+                }
+                (due, next)
+            }
+        };
+        let planned: Vec<(String, String, i64)> = due
+            .iter()
+            .map(|t| {
+                (
+                    run_key(name, *t),
+                    uuid::Uuid::now_v7().simple().to_string(),
+                    millis(*t),
+                )
+            })
+            .collect();
+        for run_id in ms
+            .fire_trigger(name, millis(cursor), &planned, &defaults, &options.worker)
+            .await?
+        {
+            if let Some(run) = ms.job_run(&run_id).await?.into_iter().next() {
+                spawn_run(runs, ms, job, run, false, options, observe);
+            }
         }
     }
     Ok(())

@@ -102,6 +102,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
                     .unwrap_or_default()
             )
         },
+        &|e| eprintln!("confluo serve: {e}"),
     )
     .await
     .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;

@@ -132,6 +132,14 @@ impl Metastore {
     ) -> Result<Vec<String>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
+        // A write first: SQLite then takes its write lock now (waiting for other writers),
+        // rather than at the first INSERT after a read, where it fails at once if another
+        // connection wrote in between; PostgreSQL locks the job's trigger row.
+        sqlx::query("UPDATE job_triggers SET updated_ms = updated_ms WHERE job = $1")
+            .bind(job)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err("cannot lock the job's schedule"))?;
         let mut fired = Vec::new();
         for (key, run_id, logical_ms) in runs {
             let seen = sqlx::query("SELECT run_id FROM job_runs WHERE run_key = $1")

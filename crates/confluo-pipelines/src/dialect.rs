@@ -440,7 +440,7 @@ fn parse_create(p: &mut Parser, path: &Path, pos: Pos) -> Result<Definition, Par
                 && peek_word(p, 1).as_deref() == Some("ON"))
         {
             return not_supported(
-                "SCHEDULE / TRIGGER ON UPDATE: Confluo has no scheduler yet; remove the clause and run `confluo run` from cron or a service manager (or `confluo run --continuous`)",
+                "SCHEDULE / TRIGGER ON UPDATE: a dataset's own schedule is not supported yet; remove the clause and schedule the pipeline with a job in confluo.yaml (jobs: NAME: {schedule: {cron: '0 6 * * *'}, tasks: [{key: update, pipeline: PIPELINE}]}) run by `confluo serve`, or use `confluo run --continuous`",
             );
         }
         if peek_word(p, 0).as_deref() == Some("WITH")

@@ -565,6 +565,23 @@ pipelines: {{}}
 #     schema: analytics
 #     configuration:
 #       source_path: data/orders
+
+# Jobs: tasks run in dependency order, with retries, timeouts and parameters.
+# `confluo jobs run NAME` runs one now; `confluo serve` runs the schedules.
+jobs: {{}}
+#   nightly:
+#     schedule: {{cron: "0 6 * * *", timezone: UTC, missed: last}}
+#     tasks:
+#       - key: sync
+#         sync: crm
+#       - key: refresh
+#         pipeline: shop
+#         depends_on: [sync]
+#       - key: check
+#         sql: "SELECT count(*) AS n FROM analytics.orders"
+#         depends_on: [refresh]
+#         retries: 2
+#         retry_backoff: 30s
 "#
     )
 }

@@ -295,6 +295,54 @@ impl Job {
         Ok(job)
     }
 
+    /// Checks what the tasks name against the project: a `pipeline` among its pipelines
+    /// (when it lists them), a `sync` among its ingest entries, a `sql_file` that exists.
+    /// Names built from `{{...}}` are known only at run time and are left to it.
+    pub fn check_targets(&self, project: &confluo_core::Project) -> Result<()> {
+        let invalid = |message: String| JobError::Invalid {
+            job: self.name.clone(),
+            message,
+        };
+        let hint = |name: &str, names: &mut dyn Iterator<Item = &String>| {
+            let names: Vec<&str> = names.map(String::as_str).collect();
+            confluo_core::suggest::hint(&confluo_core::suggest::nearest(name, names))
+        };
+        for t in &self.tasks {
+            match &t.kind {
+                TaskKind::Pipeline { name, .. }
+                    if !name.contains("{{")
+                        && !project.config.pipelines.is_empty()
+                        && !project.config.pipelines.contains_key(name) =>
+                {
+                    return Err(invalid(format!(
+                        "task `{}` updates pipeline `{name}`, which confluo.yaml does not define{}",
+                        t.key,
+                        hint(name, &mut project.config.pipelines.keys())
+                    )));
+                }
+                TaskKind::Sync(entry)
+                    if !entry.contains("{{") && !project.config.ingest.contains_key(entry) =>
+                {
+                    return Err(invalid(format!(
+                        "task `{}` syncs `{entry}`, which is not an ingest entry of confluo.yaml{}",
+                        t.key,
+                        hint(entry, &mut project.config.ingest.keys())
+                    )));
+                }
+                TaskKind::SqlFile(file)
+                    if !file.contains("{{") && !project.root.join(file).is_file() =>
+                {
+                    return Err(invalid(format!(
+                        "task `{}` runs {file}, which is not a file in the project",
+                        t.key
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Task keys in an order where each comes after its dependencies, or the cycle.
     pub fn order(&self) -> std::result::Result<Vec<String>, String> {
         let mut done: Vec<String> = Vec::new();

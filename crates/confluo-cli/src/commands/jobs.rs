@@ -186,7 +186,9 @@ fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
     let jobs = &project.config.jobs;
     let mut checked = Vec::new();
     for name in jobs.keys() {
-        checked.push(Job::check(name, jobs).map_err(jobs_error)?);
+        let job = Job::check(name, jobs).map_err(jobs_error)?;
+        job.check_targets(&project).map_err(jobs_error)?;
+        checked.push(job);
     }
     if format == JobsFormat::Json {
         let list: Vec<_> = checked
@@ -298,6 +300,7 @@ async fn run_job(
 ) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
     let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    job.check_targets(&project).map_err(jobs_error)?;
     let quiet = ctx.quiet || format == JobsFormat::Json;
     let report = engine::run(lh.metastore(), &job, options(&project, params)?, &|e| {
         if !quiet {
@@ -342,6 +345,7 @@ async fn backfill(
 ) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
     let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    job.check_targets(&project).map_err(jobs_error)?;
     let times = confluo_jobs::backfill::logical_times(&job, from, to).map_err(jobs_error)?;
     let mut options = options(&project, params)?;
     options.trigger = "backfill".into();

@@ -32,6 +32,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
     let mut jobs = BTreeMap::new();
     for name in project.config.jobs.keys() {
         let job = Job::check(name, &project.config.jobs)
+            .and_then(|j| j.check_targets(&project).map(|_| j))
             .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
         jobs.insert(name.clone(), job);
     }

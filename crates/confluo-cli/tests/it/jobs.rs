@@ -701,3 +701,19 @@ jobs:
     ]);
     assert!(e.contains("is not a date"), "{e}");
 }
+
+#[test]
+fn what_tasks_name_is_checked_against_the_project() {
+    let p = TestProject::with_config(
+        "jobs:\n  j:\n    tasks:\n      - {key: a, sync: crmm}\n  k:\n    tasks:\n      - {key: b, sql_file: nope.sql}\n",
+    );
+    let e = p.fail(&["jobs", "run", "j"]);
+    assert!(
+        e.contains("syncs `crmm`, which is not an ingest entry"),
+        "{e}"
+    );
+    let e = p.fail(&["jobs", "run", "k"]);
+    assert!(e.contains("runs nope.sql, which is not a file"), "{e}");
+    let e = p.fail(&["jobs", "list"]);
+    assert!(e.contains("job `j`"), "{e}");
+}

@@ -4,6 +4,7 @@ mod commands;
 mod progress;
 mod render;
 mod report;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

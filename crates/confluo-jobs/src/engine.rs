@@ -140,6 +140,8 @@ pub struct RunReport {
     pub run_id: String,
     /// The job.
     pub job: String,
+    /// The moment it stands for (a schedule's tick or a backfill's date), if any.
+    pub logical_ms: Option<i64>,
     /// `succeeded`, `failed`, `cancelled` or `timed_out`.
     pub state: String,
     /// Why it ended so.
@@ -473,14 +475,11 @@ fn run_parameters(run: &JobRun) -> BTreeMap<String, String> {
 pub async fn repair(
     ms: &Metastore,
     job: &Job,
-    run_id: &str,
+    run: &JobRun,
     options: RunOptions,
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<RunReport> {
-    let run = match ms.job_run(run_id).await?.as_slice() {
-        [one] if one.run_id == run_id => one.clone(),
-        _ => return Err(JobError::NotFound(format!("no run `{run_id}`"))),
-    };
+    let run_id = run.run_id.as_str();
     if matches!(run.state.as_str(), "running" | "interrupted") {
         return Err(JobError::Invalid {
             job: job.name.clone(),
@@ -490,7 +489,7 @@ pub async fn repair(
     redo(
         ms,
         job,
-        &run,
+        run,
         &["failed", "timed_out", "cancelled", "skipped", "running"],
         true,
         options,
@@ -796,6 +795,7 @@ async fn execute(
     Ok(RunReport {
         run_id,
         job: job.name.clone(),
+        logical_ms,
         state: state.into(),
         message,
         tasks: report,

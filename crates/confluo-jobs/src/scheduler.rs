@@ -159,16 +159,13 @@ async fn poll(
         let Some(schedule) = &job.schedule else {
             continue;
         };
-        // Paused: the cursor stays; on resume the ticks passed meanwhile follow the
-        // missed-tick policy, as after a restart.
-        if ms.trigger_paused(name).await? {
-            continue;
-        }
-        let defaults = serde_json::to_value(&job.parameters).unwrap_or_default();
-        let (due, cursor) = match ms.trigger_cursor(name).await? {
+        let (due, cursor) = match ms.trigger_state(name).await? {
             // A schedule starts when it is first served: ticks before are not missed.
             None => (vec![], now),
-            Some(c) => {
+            // Paused: the cursor stays; on resume the ticks passed meanwhile follow the
+            // missed-tick policy, as after a restart.
+            Some((_, true)) => continue,
+            Some((c, false)) => {
                 let c = DateTime::from_timestamp_millis(c).unwrap_or(now);
                 let (due, next) = schedule.due(c, now);
                 if due.is_empty() && next == c {
@@ -177,6 +174,7 @@ async fn poll(
                 (due, next)
             }
         };
+        let defaults = serde_json::to_value(&job.parameters).unwrap_or_default();
         let planned: Vec<(String, String, i64)> = due
             .iter()
             .map(|t| {

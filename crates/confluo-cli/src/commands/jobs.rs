@@ -231,27 +231,6 @@ fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A cancel that Ctrl-C or SIGTERM sets.
-fn cancel_on_signals() -> tokio::sync::watch::Receiver<bool> {
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let on_int = cancel_tx.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = on_int.send(true);
-        }
-    });
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate())
-            && term.recv().await.is_some()
-        {
-            let _ = cancel_tx.send(true);
-        }
-    });
-    cancel_rx
-}
-
 fn options(
     project: &confluo_core::Project,
     params: Vec<(String, String)>,
@@ -265,7 +244,7 @@ fn options(
         trigger: "manual".into(),
         worker: engine::worker_name(),
         cancelled_as: "cancelled",
-        cancel: cancel_on_signals(),
+        cancel: crate::signals::stop_requested(),
     })
 }
 
@@ -320,7 +299,7 @@ async fn repair(ctx: &Context, id: &str, format: JobsFormat) -> CmdResult {
     let report = engine::repair(
         lh.metastore(),
         &job,
-        &run.run_id,
+        &run,
         options(&project, vec![])?,
         &|e| {
             if !quiet {
@@ -370,9 +349,8 @@ async fn backfill(
     } else {
         let mut rows: Vec<Vec<String>> = Vec::new();
         for r in &report.ran {
-            let run = one_run(&lh, &r.run_id).await?;
             rows.push(vec![
-                run.logical_ms.map(time).unwrap_or_default(),
+                r.logical_ms.map(time).unwrap_or_default(),
                 r.run_id.clone(),
                 r.state.clone(),
                 r.message.clone().unwrap_or_default(),

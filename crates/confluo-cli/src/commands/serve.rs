@@ -55,22 +55,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
             format!(": {}", scheduled.join(", "))
         }
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let on_int = stop_tx.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = on_int.send(true);
-        }
-    });
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate())
-            && term.recv().await.is_some()
-        {
-            let _ = stop_tx.send(true);
-        }
-    });
+    let stop_rx = crate::signals::stop_requested();
     let quiet = ctx.quiet;
     let observe: scheduler::Observer = Arc::new(move |job: &str, e| {
         if !quiet {

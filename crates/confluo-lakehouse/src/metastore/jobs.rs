@@ -94,12 +94,18 @@ impl Metastore {
 
     /// Where a job's schedule stands: the last tick it handled (milliseconds).
     pub async fn trigger_cursor(&self, job: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT cursor_ms FROM job_triggers WHERE job = $1")
+        Ok(self.trigger_state(job).await?.map(|(cursor, _)| cursor))
+    }
+
+    /// A job's schedule in one read: its cursor and whether it is paused (None before it
+    /// was first served or paused).
+    pub async fn trigger_state(&self, job: &str) -> Result<Option<(i64, bool)>> {
+        let row = sqlx::query("SELECT cursor_ms, paused FROM job_triggers WHERE job = $1")
             .bind(job)
             .fetch_optional(&self.pool)
             .await
             .map_err(Self::err("cannot read the job's schedule"))?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| (r.get(0), r.get::<i64, _>(1) != 0)))
     }
 
     /// Moves a schedule's cursor, and records `runs` (their keys, ids and logical times)
@@ -216,16 +222,6 @@ impl Metastore {
             }
         }
         Ok(out)
-    }
-
-    /// Whether a job's schedule is paused.
-    pub async fn trigger_paused(&self, job: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT paused FROM job_triggers WHERE job = $1")
-            .bind(job)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Self::err("cannot read the job's schedule"))?;
-        Ok(row.is_some_and(|r| r.get::<i64, _>(0) != 0))
     }
 
     /// Pauses or resumes a job's schedule. A schedule never served yet starts from now.

@@ -8,9 +8,10 @@ use confluo_pipelines::managed::mysql_cdc::MysqlCdcEntry;
 use confluo_pipelines::managed::postgres_cdc::CdcEntry;
 
 use super::RunOptions;
-use super::display::{RunDisplay, watch_signals};
+use super::display::RunDisplay;
 use crate::progress::count;
 use crate::report::CliError;
+use crate::signals::watch_signals;
 
 /// A change-capture entry of any source.
 #[derive(Debug, Clone, Copy)]

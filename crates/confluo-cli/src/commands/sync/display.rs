@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use confluo_pipelines::managed::capture::Progress;
@@ -13,26 +11,6 @@ use confluo_pipelines::managed::copy::CopiedTable;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::progress::count;
-
-/// Ctrl-C and SIGTERM stop a continuous run at the next batch boundary: what is read is
-/// committed and acknowledged, nothing is left half done.
-pub fn watch_signals(stop: Arc<AtomicBool>) {
-    let on_int = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_int.store(true, Ordering::Relaxed);
-        }
-    });
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate())
-            && term.recv().await.is_some()
-        {
-            stop.store(true, Ordering::Relaxed);
-        }
-    });
-}
 
 /// The screen of one database entry's run.
 pub struct RunDisplay {

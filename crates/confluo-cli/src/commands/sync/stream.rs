@@ -16,9 +16,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use confluo_pipelines::managed::{ensure_schema, target_schema};
 
 use super::RunOptions;
-use super::display::watch_signals;
 use crate::progress::count;
 use crate::report::CliError;
+use crate::signals::watch_signals;
 
 /// Keys that only database entries have.
 const DATABASE_KEYS: &[&str] = &["tables", "mode", "scd_type", "parallelism"];

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Python virtual environment with the independent Delta reader/writer (deltalake) and
-# pyarrow, used by tests that cross-check Confluo's tables. Prints the interpreter's path.
+# pyarrow, used by tests that cross-check Confluo's tables, and an SMTP server for
+# notification tests. Prints the interpreter's path.
 set -euo pipefail
 venv="${CONFLUO_VENV:-$HOME/.cache/confluo-venv}"
 if [ ! -x "$venv/bin/python" ]; then
@@ -8,5 +9,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if ! "$venv/bin/python" -c "import deltalake, pyarrow" >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "deltalake>=1.1,<2" "pyarrow>=18" >&2
+fi
+# A real SMTP server (aiosmtpd) that job notification tests send e-mail to.
+if ! "$venv/bin/python" -c "import aiosmtpd" >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd>=1.4,<2" >&2
 fi
 echo "$venv/bin/python"

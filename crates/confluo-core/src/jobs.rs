@@ -25,6 +25,19 @@ pub struct JobConfig {
     /// Run on a cron schedule (under `confluo serve`).
     #[serde(default)]
     pub schedule: Option<ScheduleConfig>,
+    /// Run when something happens (under `confluo serve`): files arrive, a table gets a
+    /// new version, another job ends, or continuously. A job has a schedule or a trigger.
+    #[serde(default)]
+    pub trigger: Option<TriggerConfig>,
+    /// Runs of the job that may run at once (default 1); more wait, queued, in order.
+    #[serde(default)]
+    pub max_concurrent_runs: Option<u32>,
+    /// Who hears of the job's runs, and when.
+    #[serde(default)]
+    pub notifications: Vec<NotificationConfig>,
+    /// A run longer than this (`30m`) sends the `duration` notifications, once.
+    #[serde(default)]
+    pub duration_warning: Option<String>,
     /// The tasks.
     pub tasks: Vec<TaskConfig>,
 }
@@ -45,6 +58,131 @@ pub struct ScheduleConfig {
     /// With `missed: all`, at most this many of them (the latest; default 10).
     #[serde(default)]
     pub max_catch_up: Option<u32>,
+}
+
+/// What starts a job besides a schedule: exactly one of the keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// New files under a folder.
+    #[serde(default)]
+    pub file_arrival: Option<FileArrivalTrigger>,
+    /// New versions of Delta tables.
+    #[serde(default)]
+    pub table_update: Option<TableUpdateTrigger>,
+    /// The end of another job's runs.
+    #[serde(default)]
+    pub job_completion: Option<JobCompletionTrigger>,
+    /// A new run as soon as the last one ended (failures back off).
+    #[serde(default)]
+    pub continuous: bool,
+}
+
+/// `file_arrival:` a run for the files that appeared under `path` since the last run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileArrivalTrigger {
+    /// A folder of the project (or an absolute one).
+    pub path: String,
+    /// The least time between two runs (default 0: at the next poll).
+    #[serde(default)]
+    pub min_interval: Option<String>,
+    /// A file counts once it has not changed for this long (default 2s), so a file still
+    /// being written is not picked up half-way.
+    #[serde(default)]
+    pub wait_after_last_change: Option<String>,
+}
+
+/// `table_update:` a run when any of `tables` has a new version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableUpdateTrigger {
+    /// Lakehouse tables (`schema.table` or three parts).
+    pub tables: Vec<String>,
+    /// The least time between two runs (default 0).
+    #[serde(default)]
+    pub min_interval: Option<String>,
+}
+
+/// `job_completion:` a run after each run of `job` that ended in one of `on`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobCompletionTrigger {
+    /// The upstream job.
+    pub job: String,
+    /// Its end states that start this job (`succeeded`, `failed`, `timed_out`,
+    /// `cancelled`; default `[succeeded]`).
+    #[serde(default)]
+    pub on: Vec<String>,
+}
+
+/// A notification: where it goes and which moments of a run send it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// Moments: `start`, `success`, `failure` (failed, timed out or cancelled), `duration`
+    /// (the run passed `duration_warning`).
+    pub on: Vec<NotifyOn>,
+    /// An HTTP(S) URL that gets the run as JSON in a POST.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// With `webhook`: a key (`${env:NAME}`) to sign each body with HMAC-SHA256, sent in
+    /// `X-Confluo-Signature`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// E-mail addresses, sent through the project's `smtp:` server.
+    #[serde(default)]
+    pub email: Vec<String>,
+}
+
+/// A moment of a run that sends notifications.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    /// The run started.
+    Start,
+    /// The run succeeded.
+    Success,
+    /// The run failed, timed out or was cancelled.
+    Failure,
+    /// The run passed the job's `duration_warning`.
+    Duration,
+}
+
+/// The SMTP server e-mail notifications go through (`smtp:` in `confluo.yaml`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The server's host name.
+    pub host: String,
+    /// Its port (default 587 with `starttls`, 465 with `tls`, 25 with `none`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (the default), `tls` (implicit TLS) or `none` (a relay on a trusted
+    /// network, or a test server).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// The sender address.
+    pub from: String,
+    /// A user name, when the server asks for one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Its password (`${env:NAME}`).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Upgrade a plain connection with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+    /// No encryption.
+    None,
 }
 
 /// What happens to schedule ticks that passed while no scheduler ran (a restart, a pause).

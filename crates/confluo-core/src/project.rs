@@ -43,6 +43,9 @@ pub struct ProjectConfig {
     /// Jobs: tasks run in dependency order, by job name.
     #[serde(default)]
     pub jobs: BTreeMap<String, crate::jobs::JobConfig>,
+    /// The SMTP server jobs' e-mail notifications go through.
+    #[serde(default)]
+    pub smtp: Option<crate::jobs::SmtpConfig>,
 }
 
 /// A managed ingestion entry: what a connection feeds, kept as lakehouse tables in
@@ -331,6 +334,7 @@ impl ProjectConfig {
             pipelines: BTreeMap::new(),
             ingest: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            smtp: None,
         }
     }
 

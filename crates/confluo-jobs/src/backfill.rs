@@ -5,7 +5,7 @@
 //! before it starts, so a backfill asked again runs only what never ran.
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
-use confluo_lakehouse::{JobRun, Metastore};
+use confluo_lakehouse::{JobRun, Metastore, PlannedRun};
 use futures::StreamExt;
 
 use crate::engine::{self, RunEvent, RunOptions, RunReport};
@@ -81,16 +81,17 @@ pub async fn backfill(
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<BackfillReport> {
     let params = engine::parameters(job, &options.parameters)?;
-    let planned: Vec<(String, String, i64)> = times
+    let planned: Vec<PlannedRun> = times
         .iter()
-        .map(|t| {
-            (
-                format!("backfill:{}:{}", job.name, t.timestamp_millis()),
-                uuid::Uuid::now_v7().simple().to_string(),
-                t.timestamp_millis(),
-            )
+        .map(|t| PlannedRun {
+            key: format!("backfill:{}:{}", job.name, t.timestamp_millis()),
+            run_id: uuid::Uuid::now_v7().simple().to_string(),
+            logical_ms: t.timestamp_millis(),
+            trigger_info: Default::default(),
         })
         .collect();
+    // Recorded queued, as this process's: they take free slots of the job as they come, so
+    // a backfill never runs more at once than the job's `max_concurrent_runs`.
     let fired = ms
         .record_keyed_runs(
             &job.name,
@@ -98,13 +99,13 @@ pub async fn backfill(
             None,
             &planned,
             &serde_json::to_value(&params).unwrap_or_default(),
-            &options.worker,
+            Some(&options.worker),
         )
         .await?;
     let before: Vec<String> = planned
         .iter()
-        .filter(|(_, id, _)| !fired.contains(id))
-        .map(|(k, _, _)| k.clone())
+        .filter(|p| !fired.contains(&p.run_id))
+        .map(|p| p.key.clone())
         .collect();
     let already = ms
         .runs_by_key(&before)
@@ -119,7 +120,14 @@ pub async fn backfill(
         }
     }
     let mut ran: Vec<RunReport> = futures::stream::iter(runs.iter())
-        .map(|run| engine::run_fired(ms, job, run, options.clone(), on_event))
+        .map(|run| async {
+            let ended =
+                engine::wait_turn(ms, job, &run.run_id, run.logical_ms, &options, on_event).await?;
+            match ended {
+                Some(report) => Ok(report),
+                None => engine::run_fired(ms, job, run, options.clone(), on_event).await,
+            }
+        })
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
         .await

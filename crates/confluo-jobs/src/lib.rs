@@ -11,11 +11,13 @@ pub mod backfill;
 pub mod engine;
 pub mod error;
 mod exec;
+pub mod notify;
 mod run_if;
 pub mod schedule;
 pub mod scheduler;
 pub mod spec;
 mod template;
+pub mod trigger;
 
 pub use engine::{RunEvent, RunOptions, RunReport, TaskOutcome};
 pub use error::{JobError, Result};

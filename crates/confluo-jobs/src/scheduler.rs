@@ -1,5 +1,6 @@
-//! The scheduler `confluo serve` runs: fires each due tick of every scheduled job exactly
-//! once, and resumes runs whose worker stopped or vanished.
+//! The scheduler `confluo serve` runs: fires each due tick of every schedule and each event
+//! of every trigger exactly once, starts queued runs as their jobs have room, and resumes
+//! runs whose worker stopped or vanished.
 //!
 //! A tick becomes a run in the same metastore transaction that moves the schedule's cursor,
 //! under a key made of the job and the tick; a second worker (or this one after a crash)
@@ -12,16 +13,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use confluo_lakehouse::{JobRun, Metastore};
+use confluo_lakehouse::{JobRun, Lakehouse, Metastore};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::engine::{self, Launcher, RunEvent, RunOptions, RunReport};
-use crate::error::Result;
+use crate::error::{JobError, Result};
+use crate::notify::Notifier;
 use crate::spec::Job;
+use crate::trigger;
 
 /// What happens under the scheduler, for its log.
 pub type Observer = Arc<dyn Fn(&str, &RunEvent) + Send + Sync>;
+
+/// The scheduler's clock: the wall clock, or a simulated one for tests that run days of
+/// schedules in minutes.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The wall clock.
+pub fn wall_clock() -> Clock {
+    Arc::new(Utc::now)
+}
 
 /// How the scheduler runs.
 #[derive(Clone)]
@@ -34,6 +46,10 @@ pub struct ServeOptions {
     pub poll: Duration,
     /// How long a run's worker may stay silent before another takes the run over.
     pub lease: Duration,
+    /// What time it is, for schedules and triggers.
+    pub clock: Clock,
+    /// Sends the jobs' notifications.
+    pub notifier: Notifier,
     /// Turns true to stop: no new runs, running tasks are stopped and their runs left
     /// `interrupted` for the next worker.
     pub shutdown: watch::Receiver<bool>,
@@ -45,11 +61,18 @@ fn millis(t: DateTime<Utc>) -> i64 {
 
 /// The key a tick's run is recorded under: one run per job and tick, ever.
 pub fn run_key(job: &str, tick: DateTime<Utc>) -> String {
-    format!("cron:{job}:{}", millis(tick))
+    crate::trigger::cron_key(job, tick)
+}
+
+/// The runs this worker is running, by id, and their runners.
+#[derive(Default)]
+struct Running {
+    set: JoinSet<(String, String, Result<RunReport>)>,
+    ids: std::collections::HashSet<String>,
 }
 
 fn spawn_run(
-    runs: &mut JoinSet<(String, Result<RunReport>)>,
+    runs: &mut Running,
     ms: &Metastore,
     job: &Job,
     run: JobRun,
@@ -57,16 +80,19 @@ fn spawn_run(
     options: &ServeOptions,
     observe: &Observer,
 ) {
+    runs.ids.insert(run.run_id.clone());
     let (ms, job, observe) = (ms.clone(), job.clone(), observe.clone());
     let run_options = RunOptions {
         launcher: options.launcher.clone(),
         parameters: BTreeMap::new(),
-        trigger: "cron".into(),
+        trigger: run.trigger.clone(),
         worker: options.worker.clone(),
         cancelled_as: "interrupted",
         cancel: options.shutdown.clone(),
+        lease: options.lease,
+        notifier: options.notifier.clone(),
     };
-    runs.spawn(async move {
+    runs.set.spawn(async move {
         let name = job.name.clone();
         let on_event = |e: &RunEvent| observe(&name, e);
         let report = if resume {
@@ -74,7 +100,7 @@ fn spawn_run(
         } else {
             engine::run_fired(&ms, &job, &run, run_options, &on_event).await
         };
-        (job.name.clone(), report)
+        (job.name.clone(), run.run_id.clone(), report)
     });
 }
 
@@ -82,7 +108,7 @@ fn spawn_run(
 /// started has ended or been interrupted. `on_error` hears of passes that failed (they are
 /// tried again at the next poll) and of runs whose runner failed (resumed after the lease).
 pub async fn serve(
-    ms: &Metastore,
+    lh: &Lakehouse,
     jobs: &BTreeMap<String, Job>,
     options: ServeOptions,
     observe: Observer,
@@ -90,7 +116,7 @@ pub async fn serve(
     on_error: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
     let mut shutdown = options.shutdown.clone();
-    let mut runs: JoinSet<(String, Result<RunReport>)> = JoinSet::new();
+    let mut runs = Running::default();
     loop {
         if *shutdown.borrow() {
             break;
@@ -98,101 +124,114 @@ pub async fn serve(
         // A metastore that fails for a moment (a busy SQLite, a PostgreSQL restart) must not
         // stop the scheduler: nothing a failed pass did not commit happened, and the next
         // poll tries again.
-        if let Err(e) = poll(ms, jobs, &options, &observe, &mut runs).await {
+        for e in poll(lh, jobs, &options, &observe, &mut runs).await {
             on_error(&format!("{e}; trying again in {:?}", options.poll));
         }
-        // Wait for the next poll, a shutdown, or a run's end.
-        let sleep = tokio::time::sleep(options.poll);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => break,
-                _ = shutdown.changed() => break,
-                Some(done) = runs.join_next() => finished(done, on_report, on_error),
-            }
+        // Wait for the next poll, a shutdown, or a run's end (a slot came free: a queued
+        // run may start now rather than at the next poll).
+        tokio::select! {
+            _ = tokio::time::sleep(options.poll) => {}
+            _ = shutdown.changed() => {}
+            Some(done) = runs.set.join_next() => finished(&mut runs.ids, done, on_report, on_error),
         }
     }
     // Shutting down: the runs' tasks were told to stop with the same signal.
-    while let Some(done) = runs.join_next().await {
-        finished(done, on_report, on_error);
+    while let Some(done) = runs.set.join_next().await {
+        finished(&mut runs.ids, done, on_report, on_error);
     }
     Ok(())
 }
 
 fn finished(
-    done: std::result::Result<(String, Result<RunReport>), tokio::task::JoinError>,
+    ids: &mut std::collections::HashSet<String>,
+    done: std::result::Result<(String, String, Result<RunReport>), tokio::task::JoinError>,
     on_report: &(dyn Fn(&RunReport) + Sync),
     on_error: &(dyn Fn(&str) + Sync),
 ) {
     match done {
-        Ok((_, Ok(report))) => on_report(&report),
+        Ok((_, id, Ok(report))) => {
+            ids.remove(&id);
+            on_report(&report)
+        }
         // The run stays `running` without heartbeats: after the lease a worker resumes it.
-        Ok((job, Err(e))) => on_error(&format!(
-            "job `{job}`: {e}; its run is resumed once its lease lapses"
-        )),
+        Ok((job, id, Err(e))) => {
+            ids.remove(&id);
+            on_error(&format!(
+                "job `{job}`: {e}; its run is resumed once its lease lapses"
+            ))
+        }
         Err(e) => on_error(&format!("a run's runner stopped: {e}")),
     }
 }
 
-/// One pass: resume the runs a stopped or vanished worker left, then fire due ticks.
+/// One pass: resume the runs a stopped or vanished worker left, fire what schedules and
+/// triggers have due, and start queued runs their jobs have room for. A failure in one
+/// job's trigger does not hold up the others; the failures are returned.
 async fn poll(
-    ms: &Metastore,
+    lh: &Lakehouse,
     jobs: &BTreeMap<String, Job>,
     options: &ServeOptions,
     observe: &Observer,
-    runs: &mut JoinSet<(String, Result<RunReport>)>,
-) -> Result<()> {
-    let now = Utc::now();
-    let stale = millis(now) - options.lease.as_millis() as i64;
-    for run in ms.orphaned_job_runs(stale).await? {
-        let Some(job) = jobs.get(&run.job) else {
-            continue;
-        };
-        if ms
-            .claim_job_run(&run.run_id, &options.worker, stale)
-            .await?
-        {
-            spawn_run(runs, ms, job, run, true, options, observe);
-        }
-    }
-    for (name, job) in jobs {
-        let Some(schedule) = &job.schedule else {
-            continue;
-        };
-        let (due, cursor) = match ms.trigger_state(name).await? {
-            // A schedule starts when it is first served: ticks before are not missed.
-            None => (vec![], now),
-            // Paused: the cursor stays; on resume the ticks passed meanwhile follow the
-            // missed-tick policy, as after a restart.
-            Some((_, true)) => continue,
-            Some((c, false)) => {
-                let c = DateTime::from_timestamp_millis(c).unwrap_or(now);
-                let (due, next) = schedule.due(c, now);
-                if due.is_empty() && next == c {
+    runs: &mut Running,
+) -> Vec<JobError> {
+    let ms = lh.metastore();
+    let mut errors = Vec::new();
+    let stale = millis(Utc::now()) - options.lease.as_millis() as i64;
+    match ms.orphaned_job_runs(stale).await {
+        Ok(orphans) => {
+            for run in orphans {
+                // A run of this worker's own whose heartbeat is late (a busy metastore) is
+                // not an orphan.
+                let Some(job) = jobs
+                    .get(&run.job)
+                    .filter(|_| !runs.ids.contains(&run.run_id))
+                else {
                     continue;
+                };
+                match ms.claim_job_run(&run.run_id, &options.worker, stale).await {
+                    Ok(true) => spawn_run(runs, ms, job, run, true, options, observe),
+                    Ok(false) => {}
+                    Err(e) => errors.push(e.into()),
                 }
-                (due, next)
-            }
-        };
-        let defaults = serde_json::to_value(&job.parameters).unwrap_or_default();
-        let planned: Vec<(String, String, i64)> = due
-            .iter()
-            .map(|t| {
-                (
-                    run_key(name, *t),
-                    uuid::Uuid::now_v7().simple().to_string(),
-                    millis(*t),
-                )
-            })
-            .collect();
-        for run_id in ms
-            .fire_trigger(name, millis(cursor), &planned, &defaults, &options.worker)
-            .await?
-        {
-            if let Some(run) = ms.job_run(&run_id).await?.into_iter().next() {
-                spawn_run(runs, ms, job, run, false, options, observe);
             }
         }
+        Err(e) => errors.push(e.into()),
     }
-    Ok(())
+    let now = (options.clock)();
+    for job in jobs.values() {
+        if job.schedule.is_none() && job.trigger.is_none() {
+            continue;
+        }
+        if let Err(e) = trigger::fire_due(lh, &options.launcher.project, job, now).await {
+            errors.push(e);
+        }
+    }
+    if *options.shutdown.borrow() {
+        return errors;
+    }
+    match ms.queued_job_runs(stale).await {
+        Ok(queued) => {
+            for run in queued {
+                let Some(job) = jobs.get(&run.job) else {
+                    continue;
+                };
+                match ms
+                    .start_queued_run(
+                        &run.run_id,
+                        &job.name,
+                        job.max_concurrent_runs,
+                        &options.worker,
+                        stale,
+                    )
+                    .await
+                {
+                    Ok(true) => spawn_run(runs, ms, job, run, false, options, observe),
+                    Ok(false) => {}
+                    Err(e) => errors.push(e.into()),
+                }
+            }
+        }
+        Err(e) => errors.push(e.into()),
+    }
+    errors
 }

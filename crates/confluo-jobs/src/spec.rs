@@ -82,6 +82,14 @@ pub struct Job {
     pub timeout: Option<Duration>,
     /// Its schedule, checked.
     pub schedule: Option<crate::schedule::Schedule>,
+    /// What else starts it, checked.
+    pub trigger: Option<crate::trigger::Trigger>,
+    /// Runs that may run at once; more wait, queued.
+    pub max_concurrent_runs: u32,
+    /// Who hears of its runs.
+    pub notifications: Vec<confluo_core::jobs::NotificationConfig>,
+    /// A run longer than this sends the `duration` notifications.
+    pub duration_warning: Option<Duration>,
     /// The tasks, in the order written.
     pub tasks: Vec<Task>,
 }
@@ -89,7 +97,7 @@ pub struct Job {
 /// The wait before the first retry when none is given.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(10);
 
-fn duration(job: &str, what: &str, text: &str) -> Result<Duration> {
+pub(crate) fn duration(job: &str, what: &str, text: &str) -> Result<Duration> {
     humantime::parse_duration(text).map_err(|e| JobError::Invalid {
         job: job.into(),
         message: format!("{what}: `{text}` is not a duration ({e}); write e.g. 30s, 5m, 2h"),
@@ -260,8 +268,33 @@ impl Job {
                 .as_deref()
                 .map(|d| duration(name, "timeout", d))
                 .transpose()?,
+            trigger: cfg
+                .trigger
+                .as_ref()
+                .map(|t| crate::trigger::Trigger::check(name, t, jobs))
+                .transpose()?,
+            max_concurrent_runs: match cfg.max_concurrent_runs {
+                Some(0) => {
+                    return Err(invalid(
+                        "max_concurrent_runs: 0 would never run; give at least 1".into(),
+                    ));
+                }
+                n => n.unwrap_or(1),
+            },
+            notifications: cfg.notifications.clone(),
+            duration_warning: cfg
+                .duration_warning
+                .as_deref()
+                .map(|d| duration(name, "duration_warning", d))
+                .transpose()?,
             tasks,
         };
+        if job.schedule.is_some() && job.trigger.is_some() {
+            return Err(invalid(
+                "it has both `schedule:` and `trigger:`; a job has one of them (make a second job that runs this one with a `run_job` task)".into(),
+            ));
+        }
+        crate::notify::check(&job).map_err(invalid)?;
         job.order().map_err(invalid)?;
         for t in &job.tasks {
             let upstream = job.upstream(&t.key);
@@ -279,6 +312,15 @@ impl Job {
                                 "task `{}` uses parameter `{p}`, which the job does not declare under `parameters:`{}",
                                 t.key,
                                 confluo_core::suggest::hint(&near)
+                            )));
+                        }
+                        Ref::Trigger(key)
+                            if !crate::trigger::passes(job.trigger.as_ref(), &key) =>
+                        {
+                            return Err(invalid(format!(
+                                "task `{}` uses {{{{job.trigger.{key}}}}}, which {}",
+                                t.key,
+                                crate::trigger::passed_keys(job.trigger.as_ref())
                             )));
                         }
                         Ref::TaskValue(k, _) if !upstream.contains(&k) => {
@@ -307,6 +349,14 @@ impl Job {
             let names: Vec<&str> = names.map(String::as_str).collect();
             confluo_core::suggest::hint(&confluo_core::suggest::nearest(name, names))
         };
+        if project.config.smtp.is_none()
+            && let Some(n) = self.notifications.iter().find(|n| !n.email.is_empty())
+        {
+            return Err(invalid(format!(
+                "notifications to {} need an SMTP server: add `smtp:` (host, port, from) to confluo.yaml",
+                n.email.join(", ")
+            )));
+        }
         for t in &self.tasks {
             match &t.kind {
                 TaskKind::Pipeline { name, .. }

@@ -1,5 +1,5 @@
 //! `{{...}}` references in task text: `{{job.parameters.p}}`, `{{job.run_id}}`,
-//! `{{job.start_time}}`, `{{tasks.k.values.v}}`.
+//! `{{job.start_time}}`, `{{job.trigger.files}}`, `{{tasks.k.values.v}}`.
 
 /// A reference found in a text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +11,9 @@ pub enum Ref {
     Run(String),
     /// `{{tasks.k.values.v}}`
     TaskValue(String, String),
+    /// `{{job.trigger.type}}`, `{{job.trigger.files}}`, ...: what started the run and
+    /// what its trigger passed (empty when another trigger started it).
+    Trigger(String),
 }
 
 /// The references of `text`, or what is wrong with one.
@@ -30,9 +33,10 @@ pub fn references(text: &str) -> Result<Vec<Ref>, String> {
                 Ref::Run(what.to_string())
             }
             ["tasks", k, "values", v] => Ref::TaskValue(k.to_string(), v.to_string()),
+            ["job", "trigger", k] => Ref::Trigger(k.to_string()),
             _ => {
                 return Err(format!(
-                    "`{{{{{inner}}}}}` is not a reference Confluo knows: use {{{{job.parameters.NAME}}}}, {{{{job.run_id}}}}, {{{{job.start_time}}}}, {{{{job.logical_time}}}}, {{{{job.name}}}} or {{{{tasks.KEY.values.NAME}}}}"
+                    "`{{{{{inner}}}}}` is not a reference Confluo knows: use {{{{job.parameters.NAME}}}}, {{{{job.run_id}}}}, {{{{job.start_time}}}}, {{{{job.logical_time}}}}, {{{{job.name}}}}, {{{{job.trigger.NAME}}}} or {{{{tasks.KEY.values.NAME}}}}"
                 ));
             }
         });
@@ -83,10 +87,15 @@ mod tests {
                 Ref::Parameter(p) => format!("<{p}>"),
                 Ref::TaskValue(k, v) => format!("{k}.{v}"),
                 Ref::Run(w) => w.clone(),
+                Ref::Trigger(k) => format!("[{k}]"),
             })
         })
         .unwrap();
         assert_eq!(out, "day=<day> n=check.n run=run_id");
+        assert_eq!(
+            references("{{job.trigger.files}}").unwrap(),
+            vec![Ref::Trigger("files".into())]
+        );
         assert!(
             references("{{job.paramters.x}}")
                 .unwrap_err()

@@ -117,6 +117,33 @@ pub async fn table_exists(storage: &StorageRoot, location: &str) -> Result<bool>
         .is_some())
 }
 
+/// The newest commit's version at `location` (-1 without commits), from the names in
+/// `_delta_log` alone: a trigger polling a table every second must not replay its log.
+pub async fn latest_version(storage: &StorageRoot, location: &str) -> Result<i64> {
+    let url = Url::parse(location)
+        .map_err(|e| LakehouseError::Invalid(format!("invalid table location {location}: {e}")))?;
+    let store = storage.store_for(&url)?;
+    let log = ObjectPath::from_url_path(format!("{}/_delta_log", url.path().trim_end_matches('/')))
+        .map_err(|e| LakehouseError::Invalid(format!("invalid location {location}: {e}")))?;
+    let mut listing = store.list(Some(&log));
+    let mut newest = -1;
+    while let Some(meta) = listing
+        .try_next()
+        .await
+        .map_err(LakehouseError::storage(location))?
+    {
+        let name = meta.location.filename().unwrap_or_default();
+        if let Some(v) = name
+            .strip_suffix(".json")
+            .filter(|v| v.len() == 20)
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            newest = newest.max(v);
+        }
+    }
+    Ok(newest)
+}
+
 /// Makes an Arrow schema storable in Delta: view types become plain ones, timestamps are
 /// microseconds in UTC, small unsigned ints widen to signed, and every column is nullable
 /// unless the caller insists (Delta readers treat NOT NULL as a constraint).

@@ -184,6 +184,13 @@ impl Lakehouse {
             })
     }
 
+    /// The newest version of table `name` (-1 before its first commit), read from its
+    /// log's file names.
+    pub async fn latest_version(&self, name: &TableName) -> Result<i64> {
+        let info = self.table(name).await?;
+        crate::delta::latest_version(&self.storage, &info.location).await
+    }
+
     /// Opens a Delta table by path or URL (for `delta.\`/path\`` and external tables).
     pub async fn open_path(&self, location: &str, version: TableVersion) -> Result<DeltaTable> {
         let url = location_url(location)?;

@@ -15,5 +15,7 @@ pub use delta::TableVersion;
 pub use error::{LakehouseError, Result};
 pub use ingest::{IngestBuilder, IngestReport};
 pub use lakehouse::{Lakehouse, NewTable};
-pub use metastore::{JobRun, Metastore, TableInfo, TaskAttempt};
+pub use metastore::{
+    CursorMove, JobRun, Metastore, PlannedRun, TableInfo, TaskAttempt, TriggerState,
+};
 pub use storage::StorageRoot;

@@ -99,17 +99,27 @@ impl CatalogProviderList for MetastoreCatalogList {
     }
 
     fn catalog_names(&self) -> Vec<String> {
-        self.names
+        let mut names: Vec<String> = self
+            .names
             .read()
             .expect("names lock")
             .keys()
             .cloned()
-            .collect()
+            .collect();
+        if !names.iter().any(|n| n == crate::system::SYSTEM_CATALOG) {
+            names.push(crate::system::SYSTEM_CATALOG.into());
+        }
+        names
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
         if name == SCRATCH_CATALOG {
             return Some(self.scratch.clone());
+        }
+        if name == crate::system::SYSTEM_CATALOG {
+            return Some(Arc::new(crate::system::SystemCatalog::new(
+                self.lakehouse.clone(),
+            )));
         }
         self.names
             .read()

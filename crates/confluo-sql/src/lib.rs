@@ -10,6 +10,7 @@ pub mod rewrite;
 pub mod session;
 pub mod spark;
 pub mod statements;
+pub mod system;
 
 pub use error::{Result, SqlError};
 pub use session::{SqlOutput, SqlSession};

@@ -85,12 +85,14 @@ enum JobsCommand {
         /// The run's id (or a prefix of it).
         run: String,
     },
-    /// Pause a job's schedule: `confluo serve` starts no run of it until it is resumed.
+    /// Pause a job's schedule or trigger: `confluo serve` starts no run of it until it is
+    /// resumed.
     Pause {
         /// The job.
         job: String,
     },
-    /// Resume a paused schedule; ticks passed meanwhile follow its `missed` policy.
+    /// Resume a paused job; ticks passed meanwhile follow its `missed` policy, files and
+    /// table versions that arrived meanwhile start a run.
     Resume {
         /// The job.
         job: String,
@@ -196,6 +198,8 @@ fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
             .map(|j| {
                 serde_json::json!({
                     "job": j.name,
+                    "trigger": trigger_text(j),
+                    "max_concurrent_runs": j.max_concurrent_runs,
                     "parameters": j.parameters,
                     "tasks": j.tasks.iter().map(|t| serde_json::json!({
                         "task": t.key,
@@ -218,6 +222,7 @@ fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
             let order = j.order().unwrap_or_default();
             vec![
                 j.name.clone(),
+                trigger_text(j),
                 order.join(" → "),
                 j.parameters
                     .iter()
@@ -227,8 +232,20 @@ fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
             ]
         })
         .collect();
-    println!("{}", table(&["job", "tasks", "parameters"], rows));
+    println!(
+        "{}",
+        table(&["job", "trigger", "tasks", "parameters"], rows)
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a job starts besides `confluo jobs run`: its schedule or its trigger.
+fn trigger_text(j: &Job) -> String {
+    match (&j.schedule, &j.trigger) {
+        (Some(s), _) => format!("cron {}", s.text),
+        (None, Some(t)) => t.describe(),
+        (None, None) => "manual".into(),
+    }
 }
 
 fn options(
@@ -245,6 +262,8 @@ fn options(
         worker: engine::worker_name(),
         cancelled_as: "cancelled",
         cancel: crate::signals::stop_requested(),
+        lease: engine::DEFAULT_LEASE,
+        notifier: confluo_jobs::notify::Notifier::new(project.config.smtp.clone()),
     })
 }
 
@@ -423,15 +442,20 @@ async fn cancel(ctx: &Context, id: &str) -> CmdResult {
 async fn pause(ctx: &Context, name: &str, paused: bool) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
     let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
-    if job.schedule.is_none() {
+    if job.schedule.is_none() && job.trigger.is_none() {
         return Err(CliError::from(anyhow::anyhow!(
-            "job `{name}` has no schedule to {}",
+            "job `{name}` has no schedule or trigger to {}",
             if paused { "pause" } else { "resume" }
         )));
     }
     lh.metastore().set_trigger_paused(name, paused).await?;
     println!(
-        "{name}: schedule {}",
+        "{name}: {} {}",
+        if job.schedule.is_some() {
+            "schedule"
+        } else {
+            "trigger"
+        },
         if paused { "paused" } else { "resumed" }
     );
     Ok(ExitCode::SUCCESS)

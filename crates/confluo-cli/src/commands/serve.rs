@@ -38,15 +38,15 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
     }
     let scheduled: Vec<String> = jobs
         .values()
-        .filter_map(|j| {
-            j.schedule
-                .as_ref()
-                .map(|s| format!("{} ({})", j.name, s.text))
+        .filter_map(|j| match (&j.schedule, &j.trigger) {
+            (Some(s), _) => Some(format!("{} ({})", j.name, s.text)),
+            (None, Some(t)) => Some(format!("{} ({})", j.name, t.describe())),
+            (None, None) => None,
         })
         .collect();
     let worker = engine::worker_name();
     println!(
-        "confluo serve: worker {worker}; {} scheduled job{}{}",
+        "confluo serve: worker {worker}; {} triggered job{}{}",
         scheduled.len(),
         if scheduled.len() == 1 { "" } else { "s" },
         if scheduled.is_empty() {
@@ -63,7 +63,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
         }
     });
     scheduler::serve(
-        lh.metastore(),
+        &lh,
         &jobs,
         ServeOptions {
             launcher: Launcher {
@@ -73,6 +73,8 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
             worker,
             poll: args.poll,
             lease: args.lease,
+            clock: clock()?,
+            notifier: confluo_jobs::notify::Notifier::new(project.config.smtp.clone()),
             shutdown: stop_rx,
         },
         observe,
@@ -94,4 +96,25 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
     .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
     println!("confluo serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scheduler's clock: the wall clock, unless `CONFLUO_SIMULATED_CLOCK` is set to
+/// `ANCHOR_MS:START_MS:SPEED` (tests only): then the time is `START_MS` at the real moment
+/// `ANCHOR_MS` and runs `SPEED` times faster, the same for every process that reads it, so
+/// a test can SIGKILL and restart `confluo serve` over simulated days of schedules.
+fn clock() -> Result<scheduler::Clock, CliError> {
+    let Ok(text) = std::env::var("CONFLUO_SIMULATED_CLOCK") else {
+        return Ok(scheduler::wall_clock());
+    };
+    let parts: Vec<f64> = text.split(':').filter_map(|p| p.parse().ok()).collect();
+    let [anchor, start, speed] = parts[..] else {
+        return Err(CliError::from(anyhow::anyhow!(
+            "CONFLUO_SIMULATED_CLOCK `{text}`: write ANCHOR_MS:START_MS:SPEED"
+        )));
+    };
+    Ok(Arc::new(move || {
+        let real = chrono::Utc::now().timestamp_millis() as f64;
+        let simulated = start + (real - anchor) * speed;
+        chrono::DateTime::from_timestamp_millis(simulated as i64).unwrap_or_else(chrono::Utc::now)
+    }))
 }

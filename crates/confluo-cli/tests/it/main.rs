@@ -7,6 +7,8 @@ mod errors;
 mod ingest;
 mod interop;
 mod jobs;
+mod jobs_durability;
+mod jobs_triggers;
 mod kafka;
 mod kafka_avro;
 mod kill;

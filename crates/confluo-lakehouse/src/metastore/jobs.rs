@@ -8,10 +8,11 @@ use super::{Metastore, now_ms};
 /// The columns [`job_run`] reads, in its order.
 macro_rules! run_columns {
     () => {
-        "run_id, job, run_trigger, parameters_json, state, message, started_ms, ended_ms, logical_ms, worker"
+        "run_id, job, run_trigger, parameters_json, state, message, started_ms, ended_ms, logical_ms, worker, trigger_json"
     };
 }
 use crate::error::Result;
+pub(super) use run_columns;
 
 /// One run of a job.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -24,12 +25,16 @@ pub struct JobRun {
     pub trigger: String,
     /// The moment it stands for (a schedule's tick), milliseconds since the epoch.
     pub logical_ms: Option<i64>,
-    /// The worker running it (`host:pid`).
+    /// The worker running it (`host:pid`); for a queued run, the process waiting to run it
+    /// (none: whichever scheduler finds it first).
     pub worker: Option<String>,
+    /// What its trigger passed (`files`, `from_version`, ...), read as `{{job.trigger.*}}`.
+    pub trigger_info: std::collections::BTreeMap<String, String>,
     /// The parameters it ran with.
     pub parameters: serde_json::Value,
-    /// `running`, `succeeded`, `failed`, `cancelled`, `timed_out`, or `interrupted` (its
-    /// worker stopped; the next one resumes it).
+    /// `queued` (waiting for a free slot of its job), `running`, `succeeded`, `failed`,
+    /// `cancelled`, `timed_out`, or `interrupted` (its worker stopped; the next one resumes
+    /// it).
     pub state: String,
     /// Why it ended as it did.
     pub message: Option<String>,
@@ -66,7 +71,8 @@ pub struct TaskAttempt {
 }
 
 impl Metastore {
-    /// Records the start of a run by `worker`.
+    /// Records a run `worker` means to start: `queued` until it takes a slot of its job
+    /// ([`Metastore::start_queued_run`]); the worker's heartbeats keep it its own.
     pub async fn start_job_run(
         &self,
         run_id: &str,
@@ -78,7 +84,7 @@ impl Metastore {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO job_runs (run_id, job, run_trigger, parameters_json, state, worker,
-             heartbeat_ms, started_ms, logical_ms) VALUES ($1, $2, $3, $4, 'running', $5, $6, $6, $6)",
+             heartbeat_ms, started_ms, logical_ms) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6, $6)",
         )
         .bind(run_id)
         .bind(job)
@@ -92,172 +98,13 @@ impl Metastore {
         Ok(())
     }
 
-    /// Where a job's schedule stands: the last tick it handled (milliseconds).
-    pub async fn trigger_cursor(&self, job: &str) -> Result<Option<i64>> {
-        Ok(self.trigger_state(job).await?.map(|(cursor, _)| cursor))
-    }
-
-    /// A job's schedule in one read: its cursor and whether it is paused (None before it
-    /// was first served or paused).
-    pub async fn trigger_state(&self, job: &str) -> Result<Option<(i64, bool)>> {
-        let row = sqlx::query("SELECT cursor_ms, paused FROM job_triggers WHERE job = $1")
-            .bind(job)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Self::err("cannot read the job's schedule"))?;
-        Ok(row.map(|r| (r.get(0), r.get::<i64, _>(1) != 0)))
-    }
-
-    /// Moves a schedule's cursor, and records `runs` (their keys, ids and logical times)
-    /// as started by `worker`, all in one transaction: a tick fires at most once however
-    /// many workers see it (a key already recorded is left as it is). Returns the ids of
-    /// the runs this call recorded.
-    pub async fn fire_trigger(
-        &self,
-        job: &str,
-        cursor_ms: i64,
-        runs: &[(String, String, i64)],
-        parameters: &serde_json::Value,
-        worker: &str,
-    ) -> Result<Vec<String>> {
-        self.record_keyed_runs(job, "cron", Some(cursor_ms), runs, parameters, worker)
-            .await
-    }
-
-    /// Records runs (key, id, logical time) started by `trigger`, skipping keys recorded
-    /// already, and moves the job's schedule cursor when one is given, in one transaction.
-    /// Returns the ids of the runs recorded.
-    pub async fn record_keyed_runs(
-        &self,
-        job: &str,
-        trigger: &str,
-        cursor_ms: Option<i64>,
-        runs: &[(String, String, i64)],
-        parameters: &serde_json::Value,
-        worker: &str,
-    ) -> Result<Vec<String>> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
-        // A write first: SQLite then takes its write lock now (waiting for other writers),
-        // rather than at the first INSERT after a read, where it fails at once if another
-        // connection wrote in between; PostgreSQL locks the job's trigger row.
-        sqlx::query("UPDATE job_triggers SET updated_ms = updated_ms WHERE job = $1")
-            .bind(job)
-            .execute(&mut *tx)
-            .await
-            .map_err(Self::err("cannot lock the job's schedule"))?;
-        let mut fired = Vec::new();
-        for (key, run_id, logical_ms) in runs {
-            let seen = sqlx::query("SELECT run_id FROM job_runs WHERE run_key = $1")
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(Self::err("cannot read job runs"))?;
-            if seen.is_some() {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO job_runs (run_id, job, run_trigger, run_key, logical_ms,
-                 parameters_json, state, worker, heartbeat_ms, started_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $8)",
-            )
-            .bind(run_id)
-            .bind(job)
-            .bind(trigger)
-            .bind(key)
-            .bind(logical_ms)
-            .bind(parameters.to_string())
-            .bind(worker)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(Self::err("cannot record the job run"))?;
-            fired.push(run_id.clone());
-        }
-        if let Some(cursor_ms) = cursor_ms {
-            let moved = sqlx::query(
-                "UPDATE job_triggers SET cursor_ms = $1, updated_ms = $2 WHERE job = $3",
-            )
-            .bind(cursor_ms)
-            .bind(now)
-            .bind(job)
-            .execute(&mut *tx)
-            .await
-            .map_err(Self::err("cannot move the job's schedule"))?;
-            if moved.rows_affected() == 0 {
-                sqlx::query(
-                    "INSERT INTO job_triggers (job, cursor_ms, paused, updated_ms) VALUES ($1, $2, 0, $3)",
-                )
-                .bind(job)
-                .bind(cursor_ms)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(Self::err("cannot move the job's schedule"))?;
-            }
-        }
-        // Two workers racing on one tick: the second's insert breaks the unique key and
-        // its whole transaction is dropped, cursor included; the first's stands.
-        match tx.commit().await {
-            Ok(()) => Ok(fired),
-            Err(_) => Ok(Vec::new()),
-        }
-    }
-
-    /// The runs recorded under these keys: (key, run).
-    pub async fn runs_by_key(&self, keys: &[String]) -> Result<Vec<(String, JobRun)>> {
-        let mut out = Vec::new();
-        for key in keys {
-            let row = sqlx::query(concat!(
-                "SELECT ",
-                run_columns!(),
-                " FROM job_runs WHERE run_key = $1"
-            ))
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Self::err("cannot read job runs"))?;
-            if let Some(r) = row {
-                out.push((key.clone(), job_run(&r)));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Pauses or resumes a job's schedule. A schedule never served yet starts from now.
-    pub async fn set_trigger_paused(&self, job: &str, paused: bool) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
-        let done =
-            sqlx::query("UPDATE job_triggers SET paused = $1, updated_ms = $2 WHERE job = $3")
-                .bind(i64::from(paused))
-                .bind(now)
-                .bind(job)
-                .execute(&mut *tx)
-                .await
-                .map_err(Self::err("cannot pause the job's schedule"))?;
-        if done.rows_affected() == 0 {
-            sqlx::query(
-                "INSERT INTO job_triggers (job, cursor_ms, paused, updated_ms) VALUES ($1, $2, $3, $2)",
-            )
-            .bind(job)
-            .bind(now)
-            .bind(i64::from(paused))
-            .execute(&mut *tx)
-            .await
-            .map_err(Self::err("cannot pause the job's schedule"))?;
-        }
-        tx.commit().await.map_err(Self::err("cannot commit"))?;
-        Ok(())
-    }
-
     /// Asks a run to stop: its worker sees it at its next heartbeat. A run no worker holds
-    /// (interrupted) ends cancelled at once. Returns the run's state afterwards, or None
+    /// (interrupted, or queued) ends cancelled at once. Returns the run's state afterwards, or None
     /// when it had ended already.
     pub async fn request_cancel(&self, run_id: &str) -> Result<Option<String>> {
         let ended = sqlx::query(
             "UPDATE job_runs SET state = 'cancelled', message = 'cancelled', ended_ms = $1
-             WHERE run_id = $2 AND state = 'interrupted'",
+             WHERE run_id = $2 AND state IN ('interrupted', 'queued')",
         )
         .bind(now_ms())
         .bind(run_id)
@@ -431,6 +278,21 @@ impl Metastore {
         Ok(rows.iter().map(job_run).collect())
     }
 
+    /// The newest `limit` task attempts of all runs, each with its run's job.
+    pub async fn all_task_attempts(&self, limit: usize) -> Result<Vec<(String, TaskAttempt)>> {
+        let rows = sqlx::query(
+            "SELECT t.run_id, t.task, t.attempt, t.state, t.message, t.exit_code, t.values_json,
+             t.log, t.started_ms, t.ended_ms, r.job FROM task_runs t
+             JOIN job_runs r ON r.run_id = t.run_id
+             ORDER BY t.started_ms DESC, t.run_id, t.task, t.attempt LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Self::err("cannot read task runs"))?;
+        Ok(rows.iter().map(|r| (r.get(10), attempt(r))).collect())
+    }
+
     /// A run's task attempts, in start order.
     pub async fn task_attempts(&self, run_id: &str) -> Result<Vec<TaskAttempt>> {
         let rows = sqlx::query(
@@ -442,27 +304,28 @@ impl Metastore {
         .fetch_all(&self.pool)
         .await
         .map_err(Self::err("cannot read task runs"))?;
-        Ok(rows
-            .iter()
-            .map(|r| TaskAttempt {
-                run_id: r.get(0),
-                task: r.get(1),
-                attempt: r.get(2),
-                state: r.get(3),
-                message: r.get(4),
-                exit_code: r.get(5),
-                values: r
-                    .get::<Option<String>, _>(6)
-                    .and_then(|v| serde_json::from_str(&v).ok()),
-                log: r.get(7),
-                started_ms: r.get(8),
-                ended_ms: r.get(9),
-            })
-            .collect())
+        Ok(rows.iter().map(attempt).collect())
     }
 }
 
-fn job_run(r: &sqlx::any::AnyRow) -> JobRun {
+fn attempt(r: &sqlx::any::AnyRow) -> TaskAttempt {
+    TaskAttempt {
+        run_id: r.get(0),
+        task: r.get(1),
+        attempt: r.get(2),
+        state: r.get(3),
+        message: r.get(4),
+        exit_code: r.get(5),
+        values: r
+            .get::<Option<String>, _>(6)
+            .and_then(|v| serde_json::from_str(&v).ok()),
+        log: r.get(7),
+        started_ms: r.get(8),
+        ended_ms: r.get(9),
+    }
+}
+
+pub(super) fn job_run(r: &sqlx::any::AnyRow) -> JobRun {
     JobRun {
         run_id: r.get(0),
         job: r.get(1),
@@ -474,5 +337,9 @@ fn job_run(r: &sqlx::any::AnyRow) -> JobRun {
         ended_ms: r.get(7),
         logical_ms: r.get(8),
         worker: r.get(9),
+        trigger_info: r
+            .get::<Option<String>, _>(10)
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
     }
 }

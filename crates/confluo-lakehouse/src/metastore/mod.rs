@@ -4,6 +4,7 @@
 //! PostgreSQL when several workers share state. One set of portable migrations serves both;
 //! every statement uses `$n` placeholders, which both drivers accept.
 
+mod job_triggers;
 mod jobs;
 mod models;
 mod sources;
@@ -18,6 +19,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlStr};
 
+pub use job_triggers::{CursorMove, PlannedRun, TriggerState};
 pub use jobs::{JobRun, TaskAttempt};
 pub use models::{CatalogInfo, IngestedFile, SchemaInfo, TableInfo};
 pub use sources::SourceOffset;
@@ -88,6 +90,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("jobs"),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("migrations/0005_jobs.sql")),
+            false,
+        ),
+        Migration::new(
+            6,
+            Cow::Borrowed("job_triggers"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0006_job_triggers.sql")),
             false,
         ),
     ])

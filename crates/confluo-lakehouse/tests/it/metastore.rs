@@ -97,6 +97,13 @@ async fn exercise(ms: &Metastore) {
     )
     .await
     .unwrap();
+    assert_eq!(ms.job_run("r1").await.unwrap()[0].state, "queued");
+    let fresh = chrono::Utc::now().timestamp_millis() - 30_000;
+    assert!(
+        ms.start_queued_run("r1", "nightly", 1, "w1", fresh)
+            .await
+            .unwrap()
+    );
     let mut a = confluo_lakehouse::TaskAttempt {
         run_id: "r1".into(),
         task: "load".into(),
@@ -127,28 +134,115 @@ async fn exercise(ms: &Metastore) {
     assert!(runs[0].ended_ms.is_some());
     assert_eq!(ms.job_runs(None, 10).await.unwrap().len(), 2);
     assert_eq!(ms.job_run("r").await.unwrap().len(), 2);
-    assert_eq!(ms.job_run("r2").await.unwrap()[0].state, "running");
+    assert_eq!(ms.job_run("r2").await.unwrap()[0].state, "queued");
+    // One slot: a second run of the job waits while the first runs, and starts once it
+    // ended.
+    ms.start_job_run("r3", "other", "manual", &serde_json::json!({}), "w1")
+        .await
+        .unwrap();
+    assert!(
+        ms.start_queued_run("r2", "other", 1, "w1", fresh)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ms.start_queued_run("r3", "other", 1, "w2", fresh)
+            .await
+            .unwrap()
+    );
+    assert!(
+        ms.start_queued_run("r3", "other", 2, "w2", fresh)
+            .await
+            .unwrap()
+    );
+    assert_eq!(ms.unfinished_job_runs("other").await.unwrap(), 2);
+    ms.end_job_run("r2", "succeeded", None).await.unwrap();
+    ms.end_job_run("r3", "failed", Some("x")).await.unwrap();
+    let ended = ms.ended_job_runs("other", 0).await.unwrap();
+    assert_eq!(ended.len(), 2);
+    // A queued run is cancelled at once.
+    ms.start_job_run("r4", "other", "manual", &serde_json::json!({}), "w1")
+        .await
+        .unwrap();
+    assert_eq!(
+        ms.request_cancel("r4").await.unwrap().as_deref(),
+        Some("cancelled")
+    );
     let attempts = ms.task_attempts("r1").await.unwrap();
     assert_eq!(attempts, vec![a]);
 
-    // A tick fires once: the second worker to see it records nothing, but the cursor moves.
+    // A tick fires once: the second worker to see it records nothing, and a worker whose
+    // reading of the cursor is out of date moves nothing.
     assert_eq!(ms.trigger_cursor("nightly").await.unwrap(), None);
-    let tick = vec![("cron:nightly:1000".to_string(), "t1".to_string(), 1000)];
+    let planned = |key: &str, id: &str| confluo_lakehouse::PlannedRun {
+        key: key.into(),
+        run_id: id.into(),
+        logical_ms: 1000,
+        trigger_info: [("files".to_string(), "a.csv".to_string())].into(),
+    };
+    let first = confluo_lakehouse::CursorMove {
+        from: None,
+        to: 1000,
+        state: Some("[\"a.csv\"]".into()),
+    };
     let fired = ms
-        .fire_trigger("nightly", 1000, &tick, &serde_json::json!({}), "w1")
+        .fire_trigger(
+            "nightly",
+            "cron",
+            &first,
+            &[planned("cron:nightly:1000", "t1")],
+            &serde_json::json!({}),
+        )
         .await
         .unwrap();
     assert_eq!(fired, vec!["t1".to_string()]);
-    let again = vec![("cron:nightly:1000".to_string(), "t2".to_string(), 1000)];
     let fired = ms
-        .fire_trigger("nightly", 2000, &again, &serde_json::json!({}), "w2")
+        .fire_trigger(
+            "nightly",
+            "cron",
+            &first,
+            &[planned("cron:nightly:1000", "t2")],
+            &serde_json::json!({}),
+        )
         .await
         .unwrap();
-    assert!(fired.is_empty());
+    assert!(fired.is_empty(), "the cursor moved: this fire is stale");
+    let state = ms.trigger_state("nightly").await.unwrap().unwrap();
+    assert_eq!(
+        (state.cursor, state.state.as_deref()),
+        (1000, Some("[\"a.csv\"]"))
+    );
+    let again = confluo_lakehouse::CursorMove {
+        from: Some(state),
+        to: 2000,
+        state: None,
+    };
+    let fired = ms
+        .fire_trigger(
+            "nightly",
+            "cron",
+            &again,
+            &[planned("cron:nightly:1000", "t2")],
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert!(fired.is_empty(), "the key was recorded already");
     assert_eq!(ms.trigger_cursor("nightly").await.unwrap(), Some(2000));
     assert_eq!(ms.job_run("t2").await.unwrap().len(), 0);
     let t1 = ms.job_run("t1").await.unwrap().remove(0);
-    assert_eq!((t1.trigger.as_str(), t1.logical_ms), ("cron", Some(1000)));
+    assert_eq!(
+        (t1.trigger.as_str(), t1.logical_ms, t1.state.as_str()),
+        ("cron", Some(1000), "queued")
+    );
+    assert_eq!(t1.trigger_info["files"], "a.csv");
+    let queued = ms.queued_job_runs(fresh).await.unwrap();
+    assert!(queued.iter().any(|r| r.run_id == "t1"), "{queued:?}");
+    assert!(
+        ms.start_queued_run("t1", "nightly", 1, "w1", fresh)
+            .await
+            .unwrap()
+    );
     // Its worker goes silent: another claims it, once.
     let later = chrono::Utc::now().timestamp_millis() + 60_000;
     let orphans = ms.orphaned_job_runs(later).await.unwrap();

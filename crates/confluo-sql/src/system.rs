@@ -1,0 +1,212 @@
+//! The `system` catalog: the metastore's own records as tables, read at the moment a query
+//! names them. `system.jobs.runs` and `system.jobs.task_runs` hold every job run and task
+//! attempt, so run history can be filtered, joined and aggregated in SQL like any table.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result};
+
+use confluo_lakehouse::Lakehouse;
+
+/// The catalog's name (reserved, as in Unity Catalog).
+pub const SYSTEM_CATALOG: &str = "system";
+/// The most rows a system table holds (the newest).
+const MAX_ROWS: usize = 100_000;
+
+/// `system`.
+#[derive(Debug)]
+pub struct SystemCatalog {
+    lakehouse: Arc<Lakehouse>,
+}
+
+impl SystemCatalog {
+    /// The catalog over `lakehouse`'s metastore.
+    pub fn new(lakehouse: Arc<Lakehouse>) -> Self {
+        SystemCatalog { lakehouse }
+    }
+}
+
+impl CatalogProvider for SystemCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec!["jobs".into()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        (name == "jobs").then(|| {
+            Arc::new(JobsSchema {
+                lakehouse: self.lakehouse.clone(),
+            }) as Arc<dyn SchemaProvider>
+        })
+    }
+}
+
+/// `system.jobs`.
+#[derive(Debug)]
+struct JobsSchema {
+    lakehouse: Arc<Lakehouse>,
+}
+
+fn ts(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        true,
+    )
+}
+
+fn text(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+#[async_trait]
+impl SchemaProvider for JobsSchema {
+    fn table_names(&self) -> Vec<String> {
+        vec!["runs".into(), "task_runs".into()]
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let ms = self.lakehouse.metastore();
+        let batch = match name {
+            "runs" => {
+                let runs = ms.job_runs(None, MAX_ROWS).await.map_err(external)?;
+                let schema = Arc::new(Schema::new(vec![
+                    text("run_id", false),
+                    text("job", false),
+                    text("trigger", false),
+                    text("state", false),
+                    text("message", true),
+                    ts("logical_time"),
+                    ts("start_time"),
+                    ts("end_time"),
+                    Field::new("duration_ms", DataType::Int64, true),
+                    text("worker", true),
+                    text("parameters", false),
+                    text("trigger_info", true),
+                ]));
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(
+                        runs.iter().map(|r| &r.run_id),
+                    )),
+                    Arc::new(StringArray::from_iter_values(runs.iter().map(|r| &r.job))),
+                    Arc::new(StringArray::from_iter_values(
+                        runs.iter().map(|r| &r.trigger),
+                    )),
+                    Arc::new(StringArray::from_iter_values(runs.iter().map(|r| &r.state))),
+                    Arc::new(StringArray::from_iter(
+                        runs.iter().map(|r| r.message.as_deref()),
+                    )),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter(runs.iter().map(|r| r.logical_ms))
+                            .with_timezone("UTC"),
+                    ),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter_values(
+                            runs.iter().map(|r| r.started_ms),
+                        )
+                        .with_timezone("UTC"),
+                    ),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter(runs.iter().map(|r| r.ended_ms))
+                            .with_timezone("UTC"),
+                    ),
+                    Arc::new(Int64Array::from_iter(
+                        runs.iter().map(|r| r.ended_ms.map(|e| e - r.started_ms)),
+                    )),
+                    Arc::new(StringArray::from_iter(
+                        runs.iter().map(|r| r.worker.as_deref()),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        runs.iter().map(|r| r.parameters.to_string()),
+                    )),
+                    Arc::new(StringArray::from_iter(runs.iter().map(|r| {
+                        (!r.trigger_info.is_empty())
+                            .then(|| serde_json::to_string(&r.trigger_info).unwrap_or_default())
+                    }))),
+                ];
+                RecordBatch::try_new(schema, columns)?
+            }
+            "task_runs" => {
+                let attempts = ms.all_task_attempts(MAX_ROWS).await.map_err(external)?;
+                let schema = Arc::new(Schema::new(vec![
+                    text("run_id", false),
+                    text("job", false),
+                    text("task", false),
+                    Field::new("attempt", DataType::Int64, false),
+                    text("state", false),
+                    text("message", true),
+                    Field::new("exit_code", DataType::Int64, true),
+                    text("task_values", true),
+                    ts("start_time"),
+                    ts("end_time"),
+                    Field::new("duration_ms", DataType::Int64, true),
+                ]));
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(
+                        attempts.iter().map(|(_, a)| &a.run_id),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        attempts.iter().map(|(job, _)| job),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        attempts.iter().map(|(_, a)| &a.task),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        attempts.iter().map(|(_, a)| a.attempt),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        attempts.iter().map(|(_, a)| &a.state),
+                    )),
+                    Arc::new(StringArray::from_iter(
+                        attempts.iter().map(|(_, a)| a.message.as_deref()),
+                    )),
+                    Arc::new(Int64Array::from_iter(
+                        attempts.iter().map(|(_, a)| a.exit_code),
+                    )),
+                    Arc::new(StringArray::from_iter(
+                        attempts
+                            .iter()
+                            .map(|(_, a)| a.values.as_ref().map(|v| v.to_string())),
+                    )),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter_values(
+                            attempts.iter().map(|(_, a)| a.started_ms),
+                        )
+                        .with_timezone("UTC"),
+                    ),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter(
+                            attempts.iter().map(|(_, a)| a.ended_ms),
+                        )
+                        .with_timezone("UTC"),
+                    ),
+                    Arc::new(Int64Array::from_iter(
+                        attempts
+                            .iter()
+                            .map(|(_, a)| a.ended_ms.map(|e| e - a.started_ms)),
+                    )),
+                ];
+                RecordBatch::try_new(schema, columns)?
+            }
+            _ => return Ok(None),
+        };
+        let schema = batch.schema();
+        Ok(Some(Arc::new(MemTable::try_new(
+            schema,
+            vec![vec![batch]],
+        )?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        matches!(name, "runs" | "task_runs")
+    }
+}

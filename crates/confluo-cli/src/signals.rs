@@ -6,24 +6,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
-/// A receiver that turns true at the first Ctrl-C or SIGTERM.
+/// A receiver that turns true at the first Ctrl-C or SIGTERM. The handlers are installed
+/// before it returns (not when a spawned task first runs), so a signal that arrives right
+/// after is a stop request, never the default action that kills the process.
 pub fn stop_requested() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = watch::channel(false);
-    let on_int = tx.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = on_int.send(true);
-        }
-    });
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate())
-            && term.recv().await.is_some()
-        {
-            let _ = tx.send(true);
-        }
-    });
+    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        let Ok(mut stream) = signal(kind) else {
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if stream.recv().await.is_some() {
+                let _ = tx.send(true);
+            }
+        });
+    }
     rx
 }
 

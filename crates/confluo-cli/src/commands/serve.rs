@@ -28,6 +28,8 @@ pub struct ServeArgs {
 /// Runs until SIGTERM or Ctrl-C: stops the running tasks, leaves their runs `interrupted`
 /// (the next `confluo serve` resumes them) and exits 0.
 pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
+    // First: a SIGTERM while the project and metastore open must still stop it cleanly.
+    let stop_rx = crate::signals::stop_requested();
     let (project, lh) = ctx.lakehouse().await?;
     let mut jobs = BTreeMap::new();
     for name in project.config.jobs.keys() {
@@ -55,7 +57,6 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
             format!(": {}", scheduled.join(", "))
         }
     );
-    let stop_rx = crate::signals::stop_requested();
     let quiet = ctx.quiet;
     let observe: scheduler::Observer = Arc::new(move |job: &str, e| {
         if !quiet {

@@ -25,10 +25,25 @@ fn serve_with(p: &TestProject, args: &[&str], env: &[(&str, String)]) -> std::pr
     for (k, v) in env {
         c.env(k, v);
     }
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    // Every worker's output, one after the other, for the assertion messages.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p.path("serve.log"))
+        .unwrap();
+    c.stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .expect("spawn confluo serve")
+}
+
+fn stopped_cleanly(p: &TestProject, s: std::process::Child) {
+    let status = stop(s, libc::SIGTERM);
+    assert!(
+        status.success(),
+        "confluo serve ended {status} on SIGTERM; the workers printed:\n{}",
+        std::fs::read_to_string(p.path("serve.log")).unwrap_or_default()
+    );
 }
 
 /// A small xorshift: the kill moments differ per run but need no crate.
@@ -71,15 +86,17 @@ jobs:
     // Let the last worker catch up, then stop it cleanly; paused, the schedule fires no
     // more, and one more worker resumes and ends every run the kills left.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(stop(s, libc::SIGTERM).success());
+    stopped_cleanly(&p, s);
     p.ok(&["jobs", "pause", "hourly"]);
     let s = serve_with(&p, &args, &env);
+    // Its first poll resumes what the kills left (after their lease).
+    std::thread::sleep(Duration::from_millis(1500));
     wait_for("every run to end", Duration::from_secs(60), || {
         all_runs(&p, "hourly")
             .iter()
             .all(|r| r["state"] == "succeeded")
     });
-    assert!(stop(s, libc::SIGTERM).success());
+    stopped_cleanly(&p, s);
 
     let runs = all_runs(&p, "hourly");
     let mut ticks: Vec<i64> = runs
@@ -150,7 +167,7 @@ jobs:
             .iter()
             .any(|r| r["state"] == "succeeded" && r["worker"].as_str().is_some()),
     );
-    assert!(stop(b, libc::SIGTERM).success());
+    stopped_cleanly(&p, b);
     p.ok(&["jobs", "pause", "every_second"]);
     let b = serve_with(&p, &args, &[]);
     wait_for("every run to end", Duration::from_secs(60), || {
@@ -158,7 +175,7 @@ jobs:
             .iter()
             .all(|r| r["state"] == "succeeded")
     });
-    assert!(stop(b, libc::SIGTERM).success());
+    stopped_cleanly(&p, b);
     let runs = all_runs(&p, "every_second");
     let mut ticks: Vec<i64> = runs
         .iter()

@@ -199,11 +199,12 @@ pub enum MissedPolicy {
 }
 
 /// One task: exactly one of `sql`, `sql_file`, `shell`, `pipeline`, `sync`, `ingest`,
-/// `condition` or `run_job` says what it does.
+/// `condition`, `run_job` or `for_each` says what it does.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// The task's name within the job.
+    /// The task's name within the job (a `for_each`'s inner task may leave it out).
+    #[serde(default)]
     pub key: String,
     /// Tasks that must be done first.
     #[serde(default)]
@@ -250,6 +251,27 @@ pub struct TaskConfig {
     /// Another job to run as this task.
     #[serde(default)]
     pub run_job: Option<String>,
+    /// A task run once per input.
+    #[serde(default)]
+    pub for_each: Option<Box<ForEachTask>>,
+}
+
+/// `for_each:` the inner `task` runs once per input (read in it as `{{input}}`), at most
+/// `concurrency` at a time; the for-each task succeeds when every iteration did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForEachTask {
+    /// The inputs, as a list.
+    #[serde(default)]
+    pub inputs: Option<Vec<String>>,
+    /// Or a query: each row's first column is an input.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// Iterations at once (default 1).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// What each iteration does: a task without `key` or `depends_on`.
+    pub task: TaskConfig,
 }
 
 /// `ingest:` of a task: files into a table, as `confluo ingest` loads them.

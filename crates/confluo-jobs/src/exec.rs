@@ -35,6 +35,8 @@ pub(crate) struct Attempt {
     pub log: String,
     /// Values for downstream tasks (a SQL task's first row).
     pub values: Option<serde_json::Value>,
+    /// Every row of a SQL task's result (a `for_each`'s inputs).
+    pub rows: Option<Vec<serde_json::Value>>,
     /// A condition's outcome.
     pub outcome: Option<bool>,
     /// Why it failed, when it did.
@@ -59,7 +61,9 @@ impl Launcher {
                 Some(sql.clone()),
             ),
             TaskKind::SqlFile(file) => {
-                let text = std::fs::read_to_string(self.project.join(file))?;
+                let text = std::fs::read_to_string(self.project.join(file)).map_err(|e| {
+                    std::io::Error::other(format!("cannot read the task's SQL file {file}: {e}"))
+                })?;
                 (confluo(&["query", "-", "--format", "json"]), Some(text))
             }
             TaskKind::Condition(cond) => (
@@ -89,6 +93,11 @@ impl Launcher {
                 (c, None)
             }
             TaskKind::RunJob(job) => (confluo(&["jobs", "run", job]), None),
+            TaskKind::ForEach { .. } => {
+                return Err(std::io::Error::other(
+                    "a for_each task runs its inner task, not a process",
+                ));
+            }
         })
     }
 
@@ -103,7 +112,7 @@ impl Launcher {
             Ok(c) => c,
             Err(e) => {
                 return Attempt {
-                    error: Some(format!("cannot read the task's SQL file: {e}")),
+                    error: Some(e.to_string()),
                     ..Attempt::default()
                 };
             }
@@ -122,7 +131,7 @@ impl Launcher {
             Ok(c) => c,
             Err(e) => {
                 return Attempt {
-                    error: Some(format!("cannot start the task: {e}")),
+                    error: Some(e.to_string()),
                     ..Attempt::default()
                 };
             }
@@ -225,9 +234,11 @@ impl Launcher {
             TaskKind::Sql(_) | TaskKind::SqlFile(_) | TaskKind::Condition(_)
         ) {
             // The JSON of the last statement's rows: its first row is the task's values.
-            let first = serde_json::from_slice::<serde_json::Value>(&o)
+            let rows = serde_json::from_slice::<serde_json::Value>(&o)
                 .ok()
-                .and_then(|v| v.as_array().and_then(|rows| rows.first().cloned()));
+                .and_then(|v| v.as_array().cloned());
+            let first = rows.as_ref().and_then(|r| r.first().cloned());
+            a.rows = rows;
             if let TaskKind::Condition(_) = kind {
                 a.outcome = first
                     .as_ref()

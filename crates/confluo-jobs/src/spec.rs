@@ -32,7 +32,28 @@ pub enum TaskKind {
     Condition(String),
     /// Another job.
     RunJob(String),
+    /// The inner task once per input.
+    ForEach {
+        /// Where the inputs come from.
+        inputs: ForEachInputs,
+        /// Iterations at once.
+        concurrency: usize,
+        /// What each iteration does (its key is the for-each task's).
+        task: Box<Task>,
+    },
 }
+
+/// Where a `for_each` task's inputs come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForEachInputs {
+    /// Given in the job.
+    List(Vec<String>),
+    /// Each row's first column.
+    Sql(String),
+}
+
+/// The most iterations one `for_each` task runs.
+pub const MAX_ITERATIONS: usize = 10_000;
 
 impl TaskKind {
     /// Its name, as in `confluo.yaml`.
@@ -46,6 +67,7 @@ impl TaskKind {
             TaskKind::Ingest(_) => "ingest",
             TaskKind::Condition(_) => "condition",
             TaskKind::RunJob(_) => "run_job",
+            TaskKind::ForEach { .. } => "for_each",
         }
     }
 }
@@ -133,6 +155,46 @@ fn kind_of(job: &str, t: &TaskConfig) -> Result<TaskKind> {
     if let Some(j) = &t.run_job {
         kinds.push(TaskKind::RunJob(j.clone()));
     }
+    if let Some(f) = &t.for_each {
+        let inner = &f.task;
+        let at = format!("task `{}`: for_each", t.key);
+        let invalid = |m: String| JobError::Invalid {
+            job: job.into(),
+            message: format!("{at}: {m}"),
+        };
+        if inner.for_each.is_some() {
+            return Err(invalid(
+                "its task is a for_each too; nest a `run_job` of a job with a for_each instead"
+                    .into(),
+            ));
+        }
+        if !inner.depends_on.is_empty() {
+            return Err(invalid(
+                "its task runs once per input and has no `depends_on` of its own; put it on the for_each task".into(),
+            ));
+        }
+        if inner.condition.is_some() {
+            return Err(invalid("its task cannot be a condition".into()));
+        }
+        let inputs = match (&f.inputs, &f.sql) {
+            (Some(list), None) => ForEachInputs::List(list.clone()),
+            (None, Some(sql)) => ForEachInputs::Sql(sql.clone()),
+            _ => {
+                return Err(invalid(
+                    "give `inputs: [...]` or `sql:` (each row's first column is an input), one of them".into(),
+                ));
+            }
+        };
+        let concurrency = f.concurrency.unwrap_or(1);
+        if !(1..=100).contains(&concurrency) {
+            return Err(invalid(format!("concurrency {concurrency}: give 1 to 100")));
+        }
+        kinds.push(TaskKind::ForEach {
+            inputs,
+            concurrency: concurrency as usize,
+            task: Box::new(build_task(job, inner, &t.key)?),
+        });
+    }
     let invalid = |message: String| JobError::Invalid {
         job: job.into(),
         message,
@@ -146,7 +208,7 @@ fn kind_of(job: &str, t: &TaskConfig) -> Result<TaskKind> {
     match kinds.len() {
         1 => Ok(kinds.remove(0)),
         0 => Err(invalid(format!(
-            "task `{}` does nothing: give it one of sql, sql_file, shell, pipeline, sync, ingest, condition, run_job",
+            "task `{}` does nothing: give it one of sql, sql_file, shell, pipeline, sync, ingest, condition, run_job, for_each",
             t.key
         ))),
         _ => Err(invalid(format!(
@@ -161,9 +223,47 @@ fn kind_of(job: &str, t: &TaskConfig) -> Result<TaskKind> {
     }
 }
 
+/// A task from its configuration, named `key`.
+fn build_task(job: &str, t: &TaskConfig, key: &str) -> Result<Task> {
+    Ok(Task {
+        key: key.to_string(),
+        kind: kind_of(job, t)?,
+        depends_on: t.depends_on.clone(),
+        run_if: t.run_if,
+        retries: t.retries,
+        backoff: match &t.retry_backoff {
+            Some(b) => duration(job, &format!("task `{key}` retry_backoff"), b)?,
+            None => DEFAULT_BACKOFF,
+        },
+        timeout: t
+            .timeout
+            .as_deref()
+            .map(|d| duration(job, &format!("task `{key}` timeout"), d))
+            .transpose()?,
+        retry_on_timeout: t.retry_on_timeout,
+    })
+}
+
+/// The texts of a task that may hold `{{...}}` references, with whether each is inside a
+/// `for_each` iteration (where `{{input}}` is set).
+pub(crate) fn scoped_texts(kind: &TaskKind) -> Vec<(&str, bool)> {
+    match kind {
+        TaskKind::ForEach { inputs, task, .. } => {
+            let mut out: Vec<(&str, bool)> = match inputs {
+                ForEachInputs::List(l) => l.iter().map(|i| (i.as_str(), false)).collect(),
+                ForEachInputs::Sql(s) => vec![(s.as_str(), false)],
+            };
+            out.extend(texts(&task.kind).into_iter().map(|t| (t, true)));
+            out
+        }
+        other => texts(other).into_iter().map(|t| (t, false)).collect(),
+    }
+}
+
 /// The texts of a task that may hold `{{...}}` references.
 pub(crate) fn texts(kind: &TaskKind) -> Vec<&str> {
     match kind {
+        TaskKind::ForEach { .. } => scoped_texts(kind).into_iter().map(|(t, _)| t).collect(),
         TaskKind::Sql(s)
         | TaskKind::SqlFile(s)
         | TaskKind::Shell(s)
@@ -197,11 +297,22 @@ impl Job {
         let mut tasks = Vec::with_capacity(cfg.tasks.len());
         let mut seen = BTreeSet::new();
         for t in &cfg.tasks {
+            if t.key.trim().is_empty() {
+                return Err(invalid("a task has no `key`; every task needs one".into()));
+            }
             if !seen.insert(t.key.as_str()) {
                 return Err(invalid(format!("two tasks are called `{}`", t.key)));
             }
-            let kind = kind_of(name, t)?;
-            if let TaskKind::RunJob(other) = &kind {
+            let task = build_task(name, t, &t.key)?;
+            let runs = match &task.kind {
+                TaskKind::RunJob(other) => Some(other),
+                TaskKind::ForEach { task, .. } => match &task.kind {
+                    TaskKind::RunJob(other) => Some(other),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(other) = runs {
                 if other == name {
                     return Err(invalid(format!("task `{}` runs its own job", t.key)));
                 }
@@ -215,23 +326,7 @@ impl Job {
                     )));
                 }
             }
-            tasks.push(Task {
-                key: t.key.clone(),
-                kind,
-                depends_on: t.depends_on.clone(),
-                run_if: t.run_if,
-                retries: t.retries,
-                backoff: match &t.retry_backoff {
-                    Some(b) => duration(name, &format!("task `{}` retry_backoff", t.key), b)?,
-                    None => DEFAULT_BACKOFF,
-                },
-                timeout: t
-                    .timeout
-                    .as_deref()
-                    .map(|d| duration(name, &format!("task `{}` timeout", t.key), d))
-                    .transpose()?,
-                retry_on_timeout: t.retry_on_timeout,
-            });
+            tasks.push(task);
         }
         let by_key: HashMap<&str, &Task> = tasks.iter().map(|t| (t.key.as_str(), t)).collect();
         for t in &tasks {
@@ -298,11 +393,17 @@ impl Job {
         job.order().map_err(invalid)?;
         for t in &job.tasks {
             let upstream = job.upstream(&t.key);
-            for text in texts(&t.kind) {
+            for (text, in_loop) in scoped_texts(&t.kind) {
                 for r in template::references(text)
                     .map_err(|e| invalid(format!("task `{}`: {e}", t.key)))?
                 {
                     match r {
+                        Ref::Input if !in_loop => {
+                            return Err(invalid(format!(
+                                "task `{}` uses {{{{input}}}}, which only a for_each task's inner task has",
+                                t.key
+                            )));
+                        }
                         Ref::Parameter(p) if !job.parameters.contains_key(&p) => {
                             let near = confluo_core::suggest::nearest(
                                 &p,

@@ -14,6 +14,8 @@ pub enum Ref {
     /// `{{job.trigger.type}}`, `{{job.trigger.files}}`, ...: what started the run and
     /// what its trigger passed (empty when another trigger started it).
     Trigger(String),
+    /// `{{input}}`: a `for_each` iteration's input.
+    Input,
 }
 
 /// The references of `text`, or what is wrong with one.
@@ -34,9 +36,10 @@ pub fn references(text: &str) -> Result<Vec<Ref>, String> {
             }
             ["tasks", k, "values", v] => Ref::TaskValue(k.to_string(), v.to_string()),
             ["job", "trigger", k] => Ref::Trigger(k.to_string()),
+            ["input"] => Ref::Input,
             _ => {
                 return Err(format!(
-                    "`{{{{{inner}}}}}` is not a reference Confluo knows: use {{{{job.parameters.NAME}}}}, {{{{job.run_id}}}}, {{{{job.start_time}}}}, {{{{job.logical_time}}}}, {{{{job.name}}}}, {{{{job.trigger.NAME}}}} or {{{{tasks.KEY.values.NAME}}}}"
+                    "`{{{{{inner}}}}}` is not a reference Confluo knows: use {{{{job.parameters.NAME}}}}, {{{{job.run_id}}}}, {{{{job.start_time}}}}, {{{{job.logical_time}}}}, {{{{job.name}}}}, {{{{job.trigger.NAME}}}}, {{{{tasks.KEY.values.NAME}}}} or {{{{input}}}}"
                 ));
             }
         });
@@ -88,6 +91,7 @@ mod tests {
                 Ref::TaskValue(k, v) => format!("{k}.{v}"),
                 Ref::Run(w) => w.clone(),
                 Ref::Trigger(k) => format!("[{k}]"),
+                Ref::Input => "input".into(),
             })
         })
         .unwrap();

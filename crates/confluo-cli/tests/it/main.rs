@@ -8,6 +8,7 @@ mod ingest;
 mod interop;
 mod jobs;
 mod jobs_durability;
+mod jobs_for_each;
 mod jobs_triggers;
 mod kafka;
 mod kafka_avro;

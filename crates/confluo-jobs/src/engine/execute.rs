@@ -11,11 +11,12 @@ use tokio::task::JoinSet;
 
 use super::attempts::{Ended, attempts};
 use super::events::{RunEvent, RunReport, TaskOutcome, moment_name};
+use super::for_each::for_each;
 use super::scope::Scope;
 use super::{HEARTBEAT, RunOptions, now_ms};
 use crate::error::{JobError, Result};
 use crate::run_if::decide;
-use crate::spec::{Job, Task};
+use crate::spec::{Job, Task, TaskKind};
 
 /// Tasks of one run that may run at once.
 const PARALLEL_TASKS: usize = 4;
@@ -103,6 +104,7 @@ pub(super) async fn execute(
         parameters: params,
         trigger: trigger.clone(),
         values: HashMap::new(),
+        input: None,
     };
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut ended: HashMap<String, (String, Option<bool>)> = HashMap::new();
@@ -180,12 +182,27 @@ pub(super) async fn execute(
                 break;
             }
             pending.remove(i);
+            let first = prior.next_attempt.get(&t.key).copied().unwrap_or(1).max(1);
+            if let TaskKind::ForEach { .. } = &t.kind {
+                running.spawn(for_each(
+                    ms.clone(),
+                    options.launcher.clone(),
+                    run_id.clone(),
+                    t.clone(),
+                    first,
+                    prior.next_attempt.clone(),
+                    scope.clone(),
+                    stop_rx.clone(),
+                    ev_tx.clone(),
+                ));
+                continue;
+            }
             running.spawn(attempts(
                 ms.clone(),
                 options.launcher.clone(),
                 run_id.clone(),
                 t.clone(),
-                prior.next_attempt.get(&t.key).copied().unwrap_or(1).max(1),
+                first,
                 scope.clone(),
                 stop_rx.clone(),
                 ev_tx.clone(),

@@ -4,6 +4,7 @@
 mod attempts;
 mod events;
 mod execute;
+mod for_each;
 mod scope;
 
 use std::collections::{BTreeMap, HashMap};

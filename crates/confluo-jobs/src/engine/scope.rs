@@ -15,6 +15,8 @@ pub(super) struct Scope {
     pub(super) parameters: BTreeMap<String, String>,
     pub(super) trigger: BTreeMap<String, String>,
     pub(super) values: HashMap<String, serde_json::Value>,
+    /// A `for_each` iteration's input.
+    pub(super) input: Option<String>,
 }
 
 impl Scope {
@@ -28,6 +30,10 @@ impl Scope {
             // A key this run's trigger did not pass (a manual run of a file-arrival job) is
             // empty, as in Lakeflow Jobs.
             Ref::Trigger(k) => Ok(self.trigger.get(k).cloned().unwrap_or_default()),
+            Ref::Input => self
+                .input
+                .clone()
+                .ok_or_else(|| "{{input}} is set only inside a for_each task".to_string()),
             Ref::Run(w) => Ok(match w.as_str() {
                 "run_id" => self.run_id.clone(),
                 "start_time" => self.start_time.clone(),
@@ -55,6 +61,11 @@ impl Scope {
         }
     }
 
+    /// `text` with every `{{...}}` replaced.
+    pub(super) fn render_text(&self, text: &str) -> std::result::Result<String, String> {
+        template::render(text, &|x| self.value(x))
+    }
+
     /// The task with every `{{...}}` of its texts replaced.
     pub(super) fn render(&self, kind: &TaskKind) -> std::result::Result<TaskKind, String> {
         let r = |t: &str| template::render(t, &|x| self.value(x));
@@ -65,6 +76,8 @@ impl Scope {
             TaskKind::Condition(s) => TaskKind::Condition(r(s)?),
             TaskKind::Sync(s) => TaskKind::Sync(r(s)?),
             TaskKind::RunJob(s) => TaskKind::RunJob(r(s)?),
+            // Its inner task is rendered per iteration, with its input.
+            TaskKind::ForEach { .. } => kind.clone(),
             TaskKind::Pipeline { name, full_refresh } => TaskKind::Pipeline {
                 name: r(name)?,
                 full_refresh: *full_refresh,

@@ -101,12 +101,14 @@ impl Launcher {
         })
     }
 
-    /// Runs one attempt, stopping it at `timeout` or when `cancel` turns true.
+    /// Runs one attempt, stopping it at `timeout` or when `cancel` turns true; `started`
+    /// hears the process group it runs as (`pgid:start-time`) once it started.
     pub(crate) async fn run(
         &self,
         kind: &TaskKind,
         timeout: Option<Duration>,
         mut cancel: watch::Receiver<bool>,
+        started: Option<tokio::sync::oneshot::Sender<String>>,
     ) -> Attempt {
         let (mut cmd, input) = match self.command(kind) {
             Ok(c) => c,
@@ -137,6 +139,11 @@ impl Launcher {
             }
         };
         let group = child.id();
+        if let (Some(tx), Some(pid)) = (started, group)
+            && let Some(start) = start_time(pid)
+        {
+            let _ = tx.send(format!("{pid}:{start}"));
+        }
         if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
             tokio::spawn(async move {
                 let _ = stdin.write_all(text.as_bytes()).await;
@@ -253,4 +260,29 @@ impl Launcher {
         }
         a
     }
+}
+
+/// When process `pid` started (clock ticks since boot, from `/proc/PID/stat`): with the pid,
+/// it names a process for good, where a pid alone may be reused.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Stops process group `process` (`pgid:start-time`, as [`Launcher::run`] reports it) if
+/// its leader is still the process that started then; true when it signalled it.
+pub(crate) fn kill_group(process: &str) -> bool {
+    let Some((pid, start)) = process.split_once(':') else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    if pid <= 1 || start_time(pid) != Some(start) {
+        return false;
+    }
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) == 0 }
 }

@@ -497,7 +497,7 @@ jobs:
       - key: first
         shell: "test -f started.txt && exit 0; echo first >> first.txt; touch started.txt"
       - key: slow
-        shell: "test -f done.txt && exit 0; echo attempt >> slow.txt; sleep 3; touch done.txt"
+        shell: "test -f slow.pid && exit 0; echo $$ > slow.pid; echo attempt >> slow.txt; sleep 20; touch late.txt"
         depends_on: [first]
 "#,
     );
@@ -505,6 +505,8 @@ jobs:
     wait_for("the slow task", Duration::from_secs(30), || {
         p.path("slow.txt").exists()
     });
+    // Its process is noted in the metastore just after it starts.
+    std::thread::sleep(Duration::from_millis(500));
     // SIGKILL: no goodbye, the run stays `running` with a lease that lapses.
     assert!(!stop(s, libc::SIGKILL).success());
     let runs = json(&p.ok(&["jobs", "runs", "once", "--format", "json"]));
@@ -528,14 +530,32 @@ jobs:
         },
     );
     assert!(stop(s, libc::SIGTERM).success());
-    // `first` had succeeded and was not run again; `slow` ran again as attempt 2.
+    // `first` had succeeded and was not run again; `slow` ran again as attempt 2, and the
+    // killed worker's attempt was stopped rather than left running beside it.
     assert_eq!(lines(&p, "first.txt"), vec!["first"]);
     let s = states(&p, &killed);
     assert!(
         s.contains(&("first".into(), 1, "succeeded".into())),
         "{s:?}"
     );
+    assert!(
+        s.contains(&("slow".into(), 1, "interrupted".into())),
+        "{s:?}"
+    );
     assert!(s.contains(&("slow".into(), 2, "succeeded".into())), "{s:?}");
+    let pid = lines(&p, "slow.pid")[0].clone();
+    // Gone, or a zombie nobody reaped yet (a container's init may not).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, r)| r.chars().next());
+    assert!(
+        matches!(state, None | Some(Some('Z'))),
+        "the killed worker's task {pid} still runs: {stat}"
+    );
+    let shown = json(&p.ok(&["jobs", "show", &killed, "--format", "json"]));
+    assert!(
+        shown.to_string().contains("its processes were stopped"),
+        "{shown}"
+    );
     // Nothing is left running.
     let runs = json(&p.ok(&[
         "jobs", "runs", "once", "--limit", "1000", "--format", "json",

@@ -68,7 +68,21 @@ pub(super) async fn attempts(
             attempt,
         });
         let result = match scope.render(&task.kind) {
-            Ok(kind) => launcher.run(&kind, task.timeout, cancel.clone()).await,
+            Ok(kind) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let run = launcher.run(&kind, task.timeout, cancel.clone(), Some(tx));
+                tokio::pin!(run);
+                tokio::select! {
+                    done = &mut run => done,
+                    Ok(process) = rx => {
+                        // Kept while it runs, so a worker resuming this run after this one
+                        // was killed can stop it.
+                        ms.set_attempt_process(&run_id, &task.key, attempt as i64, &process)
+                            .await?;
+                        run.await
+                    }
+                }
+            }
             Err(e) => crate::exec::Attempt {
                 error: Some(e),
                 ..Default::default()

@@ -30,7 +30,7 @@ async fn inputs(
             .collect::<std::result::Result<Vec<_>, _>>()?,
         ForEachInputs::Sql(sql) => {
             let sql = scope.render_text(sql)?;
-            let done = launcher.run(&TaskKind::Sql(sql), None, cancel).await;
+            let done = launcher.run(&TaskKind::Sql(sql), None, cancel, None).await;
             if let Some(e) = done.error {
                 return Err(format!("its inputs query failed: {e}"));
             }

@@ -365,12 +365,29 @@ async fn redo(
         }
     }
     // Attempts its worker never finished (killed mid-task) end now, as `interrupted`: the
-    // task runs again as a new attempt, and nothing stays `running` for ever.
+    // task runs again as a new attempt, and nothing stays `running` for ever. Their
+    // processes, when they ran on this machine and still run, are stopped first, so the
+    // old attempt does not go on beside the new one.
+    let host = |w: &str| w.rsplit_once(':').map(|(h, _)| h.to_string());
+    let same_host = run.worker.as_deref().and_then(host) == host(&options.worker);
+    let mut stopped = std::collections::HashSet::new();
+    if same_host {
+        for (task, attempt, process) in ms.running_attempt_processes(&run.run_id).await? {
+            if crate::exec::kill_group(&process) {
+                stopped.insert((task, attempt));
+            }
+        }
+    }
     for a in attempts.iter().filter(|a| a.state == "running") {
         let mut ended = a.clone();
         ended.state = "interrupted".into();
         ended.message = Some(format!(
-            "its worker stopped during this attempt; {} runs the task again",
+            "its worker stopped during this attempt{}; {} runs the task again",
+            if stopped.contains(&(a.task.clone(), a.attempt)) {
+                " (its processes were stopped)"
+            } else {
+                ""
+            },
             options.worker
         ));
         ended.ended_ms = Some(now_ms());

@@ -278,6 +278,48 @@ impl Metastore {
         Ok(rows.iter().map(job_run).collect())
     }
 
+    /// Notes the process (group id and start time, `pgid:start`) a running attempt runs as.
+    /// Ending the attempt ([`Metastore::record_task_attempt`]) clears it.
+    pub async fn set_attempt_process(
+        &self,
+        run_id: &str,
+        task: &str,
+        attempt: i64,
+        process: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE task_runs SET process = $1 WHERE run_id = $2 AND task = $3 AND attempt = $4
+             AND state = 'running'",
+        )
+        .bind(process)
+        .bind(run_id)
+        .bind(task)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err("cannot record the task's process"))?;
+        Ok(())
+    }
+
+    /// The processes of a run's attempts still marked running: (task, attempt, process).
+    pub async fn running_attempt_processes(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT task, attempt, process FROM task_runs WHERE run_id = $1
+             AND state = 'running' AND process IS NOT NULL",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Self::err("cannot read task runs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// The newest `limit` task attempts of all runs, each with its run's job.
     pub async fn all_task_attempts(&self, limit: usize) -> Result<Vec<(String, TaskAttempt)>> {
         let rows = sqlx::query(

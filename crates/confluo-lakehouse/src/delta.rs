@@ -102,13 +102,22 @@ pub fn table_schema(table: &DeltaTable) -> Result<SchemaRef> {
         .arrow_schema())
 }
 
-/// Whether a Delta log exists at `location`.
-pub async fn table_exists(storage: &StorageRoot, location: &str) -> Result<bool> {
+/// The store holding `location` and the path of its `_delta_log` folder.
+fn delta_log(
+    storage: &StorageRoot,
+    location: &str,
+) -> Result<(std::sync::Arc<dyn object_store::ObjectStore>, ObjectPath)> {
     let url = Url::parse(location)
         .map_err(|e| LakehouseError::Invalid(format!("invalid table location {location}: {e}")))?;
     let store = storage.store_for(&url)?;
     let log = ObjectPath::from_url_path(format!("{}/_delta_log", url.path().trim_end_matches('/')))
         .map_err(|e| LakehouseError::Invalid(format!("invalid location {location}: {e}")))?;
+    Ok((store, log))
+}
+
+/// Whether a Delta log exists at `location`.
+pub async fn table_exists(storage: &StorageRoot, location: &str) -> Result<bool> {
+    let (store, log) = delta_log(storage, location)?;
     let mut listing = store.list(Some(&log));
     Ok(listing
         .try_next()
@@ -120,11 +129,7 @@ pub async fn table_exists(storage: &StorageRoot, location: &str) -> Result<bool>
 /// The newest commit's version at `location` (-1 without commits), from the names in
 /// `_delta_log` alone: a trigger polling a table every second must not replay its log.
 pub async fn latest_version(storage: &StorageRoot, location: &str) -> Result<i64> {
-    let url = Url::parse(location)
-        .map_err(|e| LakehouseError::Invalid(format!("invalid table location {location}: {e}")))?;
-    let store = storage.store_for(&url)?;
-    let log = ObjectPath::from_url_path(format!("{}/_delta_log", url.path().trim_end_matches('/')))
-        .map_err(|e| LakehouseError::Invalid(format!("invalid location {location}: {e}")))?;
+    let (store, log) = delta_log(storage, location)?;
     let mut listing = store.list(Some(&log));
     let mut newest = -1;
     while let Some(meta) = listing

@@ -46,6 +46,34 @@ fn stopped_cleanly(p: &TestProject, s: std::process::Child) {
     );
 }
 
+/// Pauses `job` (no more fires), serves it until every run ended, stops cleanly; returns
+/// its runs and their logical times, sorted, after checking none fired twice.
+fn drain(
+    p: &TestProject,
+    job: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Vec<serde_json::Value>, Vec<i64>) {
+    p.ok(&["jobs", "pause", job]);
+    let s = serve_with(p, args, env);
+    // Its first poll resumes what was left (after the lease).
+    std::thread::sleep(Duration::from_millis(1500));
+    wait_for("every run to end", Duration::from_secs(60), || {
+        all_runs(p, job).iter().all(|r| r["state"] == "succeeded")
+    });
+    stopped_cleanly(p, s);
+    let runs = all_runs(p, job);
+    let mut ticks: Vec<i64> = runs
+        .iter()
+        .map(|r| r["logical_ms"].as_i64().unwrap())
+        .collect();
+    ticks.sort_unstable();
+    let n = ticks.len();
+    ticks.dedup();
+    assert_eq!(ticks.len(), n, "a tick fired twice");
+    (runs, ticks)
+}
+
 /// A small xorshift: the kill moments differ per run but need no crate.
 fn random(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;
@@ -87,28 +115,10 @@ jobs:
     // more, and one more worker resumes and ends every run the kills left.
     std::thread::sleep(Duration::from_secs(3));
     stopped_cleanly(&p, s);
-    p.ok(&["jobs", "pause", "hourly"]);
-    let s = serve_with(&p, &args, &env);
-    // Its first poll resumes what the kills left (after their lease).
-    std::thread::sleep(Duration::from_millis(1500));
-    wait_for("every run to end", Duration::from_secs(60), || {
-        all_runs(&p, "hourly")
-            .iter()
-            .all(|r| r["state"] == "succeeded")
-    });
-    stopped_cleanly(&p, s);
-
-    let runs = all_runs(&p, "hourly");
-    let mut ticks: Vec<i64> = runs
-        .iter()
-        .map(|r| r["logical_ms"].as_i64().unwrap())
-        .collect();
-    ticks.sort_unstable();
+    let (runs, ticks) = drain(&p, "hourly", &args, &env);
     let n = ticks.len();
     assert!(n >= 50, "only {n} runs over the simulated days");
     // One run per hour, every hour from the first to the last: none lost, none twice.
-    ticks.dedup();
-    assert_eq!(ticks.len(), n, "an hour ran twice");
     for w in ticks.windows(2) {
         assert_eq!(w[1] - w[0], 3_600_000, "an hour was lost between {w:?}");
     }
@@ -168,23 +178,7 @@ jobs:
             .any(|r| r["state"] == "succeeded" && r["worker"].as_str().is_some()),
     );
     stopped_cleanly(&p, b);
-    p.ok(&["jobs", "pause", "every_second"]);
-    let b = serve_with(&p, &args, &[]);
-    wait_for("every run to end", Duration::from_secs(60), || {
-        all_runs(&p, "every_second")
-            .iter()
-            .all(|r| r["state"] == "succeeded")
-    });
-    stopped_cleanly(&p, b);
-    let runs = all_runs(&p, "every_second");
-    let mut ticks: Vec<i64> = runs
-        .iter()
-        .map(|r| r["logical_ms"].as_i64().unwrap())
-        .collect();
-    ticks.sort_unstable();
-    let n = ticks.len();
-    ticks.dedup();
-    assert_eq!(ticks.len(), n, "a tick fired twice");
+    let (runs, _) = drain(&p, "every_second", &args, &[]);
     for r in &runs {
         let id = r["run_id"].as_str().unwrap();
         let ok = states(&p, id)

@@ -8,6 +8,7 @@
 //! or a cancel stops it for real and its output is kept as the attempt's log.
 
 pub mod backfill;
+pub mod definitions;
 pub mod engine;
 pub mod error;
 mod exec;

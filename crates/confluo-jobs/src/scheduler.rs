@@ -105,11 +105,12 @@ fn spawn_run(
 }
 
 /// Runs the scheduler until `options.shutdown` turns true; returns once every run it
-/// started has ended or been interrupted. `on_error` hears of passes that failed (they are
+/// started has ended or been interrupted. `jobs` holds the jobs to serve, read at each
+/// poll, so the caller may change them while it runs. `on_error` hears of passes that failed (they are
 /// tried again at the next poll) and of runs whose runner failed (resumed after the lease).
 pub async fn serve(
     lh: &Lakehouse,
-    jobs: &BTreeMap<String, Job>,
+    jobs: watch::Receiver<Arc<BTreeMap<String, Job>>>,
     options: ServeOptions,
     observe: Observer,
     on_report: &(dyn Fn(&RunReport) + Sync),
@@ -124,7 +125,9 @@ pub async fn serve(
         // A metastore that fails for a moment (a busy SQLite, a PostgreSQL restart) must not
         // stop the scheduler: nothing a failed pass did not commit happened, and the next
         // poll tries again.
-        for e in poll(lh, jobs, &options, &observe, &mut runs).await {
+        // The jobs as of now: the caller reloads them (a job created, edited or deleted).
+        let current = jobs.borrow().clone();
+        for e in poll(lh, &current, &options, &observe, &mut runs).await {
             on_error(&format!("{e}; trying again in {:?}", options.poll));
         }
         // Wait for the next poll, a shutdown, or a run's end (a slot came free: a queued

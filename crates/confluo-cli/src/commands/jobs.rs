@@ -1,6 +1,7 @@
 //! `confluo jobs`: list the project's jobs, run one now, and read the history of runs.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -97,6 +98,24 @@ enum JobsCommand {
         /// The job.
         job: String,
     },
+    /// Create a job in the metastore from its YAML (what would sit under its name in
+    /// `jobs:`), checked first: every worker sharing the metastore runs it, no edit of
+    /// confluo.yaml needed.
+    Create {
+        /// The job's name.
+        job: String,
+        /// The YAML file (`-` for stdin).
+        #[arg(long)]
+        file: PathBuf,
+        /// Replace a job created before under this name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Delete a job created with `confluo jobs create` (its runs stay in the history).
+    Delete {
+        /// The job.
+        job: String,
+    },
     /// Past runs, newest first.
     Runs {
         /// Only this job's.
@@ -159,7 +178,9 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 /// `confluo jobs ...`.
 pub async fn run(ctx: &Context, args: JobsArgs) -> CmdResult {
     match args.command {
-        JobsCommand::List { format } => list(ctx, format),
+        JobsCommand::List { format } => list(ctx, format).await,
+        JobsCommand::Create { job, file, replace } => create(ctx, &job, &file, replace).await,
+        JobsCommand::Delete { job } => delete(ctx, &job).await,
         JobsCommand::Run {
             job,
             params,
@@ -183,15 +204,64 @@ pub async fn run(ctx: &Context, args: JobsArgs) -> CmdResult {
     }
 }
 
-fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
-    let project = ctx.project()?;
-    let jobs = &project.config.jobs;
-    let mut checked = Vec::new();
-    for name in jobs.keys() {
-        let job = Job::check(name, jobs).map_err(jobs_error)?;
-        job.check_targets(&project).map_err(jobs_error)?;
-        checked.push(job);
+/// Every job's definition: confluo.yaml's and the metastore's.
+async fn configs(
+    project: &confluo_core::Project,
+    lh: &confluo_lakehouse::Lakehouse,
+) -> Result<BTreeMap<String, confluo_core::jobs::JobConfig>, CliError> {
+    confluo_jobs::definitions::all(project, lh.metastore())
+        .await
+        .map_err(jobs_error)
+}
+
+async fn create(ctx: &Context, name: &str, file: &std::path::Path, replace: bool) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let yaml = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| CliError::from(anyhow::anyhow!("cannot read {}: {e}", file.display())))?
+    };
+    let replaced = confluo_jobs::definitions::create(
+        &project,
+        lh.metastore(),
+        name,
+        &yaml,
+        replace,
+        &confluo_lakehouse::lakehouse::current_user(),
+    )
+    .await
+    .map_err(jobs_error)?;
+    println!(
+        "job {name} {} in the metastore",
+        if replaced { "replaced" } else { "created" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(ctx: &Context, name: &str) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    if project.config.jobs.contains_key(name) {
+        return Err(CliError::from(anyhow::anyhow!(
+            "job `{name}` is defined in confluo.yaml; remove it there"
+        )));
     }
+    if !lh.metastore().delete_job_definition(name).await? {
+        return Err(CliError::from(anyhow::anyhow!(
+            "no job `{name}` in the metastore (`confluo jobs list` shows every job)"
+        )));
+    }
+    println!("job {name} deleted; its runs stay in the history");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(ctx: &Context, format: JobsFormat) -> CmdResult {
+    let (project, lh) = ctx.lakehouse().await?;
+    let checked: Vec<Job> = confluo_jobs::definitions::checked(&project, lh.metastore())
+        .await
+        .map_err(jobs_error)?
+        .into_values()
+        .collect();
     if format == JobsFormat::Json {
         let list: Vec<_> = checked
             .iter()
@@ -297,7 +367,7 @@ async fn run_job(
     format: JobsFormat,
 ) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
-    let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    let job = Job::check(name, &configs(&project, &lh).await?).map_err(jobs_error)?;
     job.check_targets(&project).map_err(jobs_error)?;
     let quiet = ctx.quiet || format == JobsFormat::Json;
     let report = engine::run(lh.metastore(), &job, options(&project, params)?, &|e| {
@@ -313,7 +383,7 @@ async fn run_job(
 async fn repair(ctx: &Context, id: &str, format: JobsFormat) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
     let run = one_run(&lh, id).await?;
-    let job = Job::check(&run.job, &project.config.jobs).map_err(jobs_error)?;
+    let job = Job::check(&run.job, &configs(&project, &lh).await?).map_err(jobs_error)?;
     let quiet = ctx.quiet || format == JobsFormat::Json;
     let report = engine::repair(
         lh.metastore(),
@@ -342,7 +412,7 @@ async fn backfill(
     format: JobsFormat,
 ) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
-    let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    let job = Job::check(name, &configs(&project, &lh).await?).map_err(jobs_error)?;
     job.check_targets(&project).map_err(jobs_error)?;
     let times = confluo_jobs::backfill::logical_times(&job, from, to).map_err(jobs_error)?;
     let mut options = options(&project, params)?;
@@ -441,7 +511,7 @@ async fn cancel(ctx: &Context, id: &str) -> CmdResult {
 
 async fn pause(ctx: &Context, name: &str, paused: bool) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
-    let job = Job::check(name, &project.config.jobs).map_err(jobs_error)?;
+    let job = Job::check(name, &configs(&project, &lh).await?).map_err(jobs_error)?;
     if job.schedule.is_none() && job.trigger.is_none() {
         return Err(CliError::from(anyhow::anyhow!(
             "job `{name}` has no schedule or trigger to {}",
@@ -484,7 +554,7 @@ async fn runs(ctx: &Context, job: Option<String>, limit: usize, format: JobsForm
     if let Some(j) = &job
         && !project.config.jobs.contains_key(j)
     {
-        Job::check(j, &project.config.jobs).map_err(jobs_error)?;
+        Job::check(j, &configs(&project, &lh).await?).map_err(jobs_error)?;
     }
     let runs = lh.metastore().job_runs(job.as_deref(), limit).await?;
     if format == JobsFormat::Json {

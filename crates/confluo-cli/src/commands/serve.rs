@@ -31,13 +31,9 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
     // First: a SIGTERM while the project and metastore open must still stop it cleanly.
     let stop_rx = crate::signals::stop_requested();
     let (project, lh) = ctx.lakehouse().await?;
-    let mut jobs = BTreeMap::new();
-    for name in project.config.jobs.keys() {
-        let job = Job::check(name, &project.config.jobs)
-            .and_then(|j| j.check_targets(&project).map(|_| j))
-            .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
-        jobs.insert(name.clone(), job);
-    }
+    let jobs = load(ctx, &lh)
+        .await
+        .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
     let scheduled: Vec<String> = jobs
         .values()
         .filter_map(|j| match (&j.schedule, &j.trigger) {
@@ -46,6 +42,8 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
             (None, None) => None,
         })
         .collect();
+    let (jobs_tx, jobs_rx) = tokio::sync::watch::channel(Arc::new(jobs));
+    tokio::spawn(reload(ctx.clone(), lh.clone(), jobs_tx));
     let worker = engine::worker_name();
     println!(
         "confluo serve: worker {worker}; {} triggered job{}{}",
@@ -65,7 +63,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
     });
     scheduler::serve(
         &lh,
-        &jobs,
+        jobs_rx,
         ServeOptions {
             launcher: Launcher {
                 confluo: std::env::current_exe()?,
@@ -118,4 +116,64 @@ fn clock() -> Result<scheduler::Clock, CliError> {
         let simulated = start + (real - anchor) * speed;
         chrono::DateTime::from_timestamp_millis(simulated as i64).unwrap_or_else(chrono::Utc::now)
     }))
+}
+
+/// The project's jobs (confluo.yaml's and the metastore's), each checked.
+async fn load(
+    ctx: &Context,
+    lh: &confluo_lakehouse::Lakehouse,
+) -> Result<BTreeMap<String, Job>, String> {
+    let project = ctx.project().map_err(|e| format!("{:#}", e.error))?;
+    confluo_jobs::definitions::checked(&project, lh.metastore())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// How often `confluo serve` reads the jobs again.
+const RELOAD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the jobs again every few seconds, so a job created or deleted with `confluo jobs
+/// create|delete`, or edited in confluo.yaml, is served without a restart. A definition
+/// that no longer checks is reported once and the jobs as they were are kept.
+async fn reload(
+    ctx: Context,
+    lh: Arc<confluo_lakehouse::Lakehouse>,
+    tx: tokio::sync::watch::Sender<Arc<BTreeMap<String, Job>>>,
+) {
+    let mut last_error = String::new();
+    loop {
+        tokio::time::sleep(RELOAD).await;
+        match load(&ctx, &lh).await {
+            Ok(jobs) => {
+                last_error.clear();
+                let changed = {
+                    let now = tx.borrow();
+                    now.len() != jobs.len()
+                        || now.iter().zip(jobs.iter()).any(|((a, ja), (b, jb))| {
+                            a != b || format!("{ja:?}") != format!("{jb:?}")
+                        })
+                };
+                if changed {
+                    println!(
+                        "confluo serve: jobs reloaded: {}",
+                        jobs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                    if tx.send(Arc::new(jobs)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                if e != last_error {
+                    eprintln!(
+                        "confluo serve: the jobs no longer check ({e}); serving them as they were"
+                    );
+                    last_error = e;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
 }

@@ -265,3 +265,74 @@ jobs:
     assert!(err("mail").contains("need an SMTP server"));
     assert!(err("late").contains("duration_warning"));
 }
+
+#[test]
+fn jobs_created_in_the_metastore_are_served_without_a_restart() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  in_yaml:
+    tasks: [{key: a, shell: "true"}]
+"#,
+    );
+    let s = serve(&p, &[]);
+    let f = |name: &str| p.path(name).display().to_string();
+    p.write(
+        "ticker.yaml",
+        "schedule: {cron: \"* * * * * *\", missed: none}\ntasks:\n  - {key: tick, shell: \"echo {{job.name}} >> created.txt\"}\n",
+    );
+    let out = p.ok(&["jobs", "create", "ticker", "--file", &f("ticker.yaml")]);
+    assert!(out.contains("job ticker created"), "{out}");
+    let listed = p.ok(&["jobs", "list"]);
+    assert!(
+        listed.contains("ticker") && listed.contains("in_yaml"),
+        "{listed}"
+    );
+    // The running serve picks it up at its next reload.
+    wait_for("the created job's ticks", Duration::from_secs(30), || {
+        lines(&p, "created.txt").len() >= 2
+    });
+    p.ok(&["jobs", "delete", "ticker"]);
+    std::thread::sleep(Duration::from_secs(7));
+    let after_delete = lines(&p, "created.txt").len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        lines(&p, "created.txt").len(),
+        after_delete,
+        "a deleted job still ran"
+    );
+    assert!(stop(s, libc::SIGTERM).success());
+    assert!(lines(&p, "created.txt").iter().all(|l| l == "ticker"));
+
+    // Checked before it is stored, with where the YAML is wrong.
+    p.write("bad.yaml", "tasks:\n  - {key: a, shel: \"true\"}\n");
+    let e = p.fail(&["jobs", "create", "bad", "--file", &f("bad.yaml")]);
+    assert!(
+        e.contains("unknown field `shel`") && e.contains("line 2"),
+        "{e}"
+    );
+    p.write("dep.yaml", "tasks:\n  - {key: a, run_job: nope}\n");
+    let e = p.fail(&["jobs", "create", "dep", "--file", &f("dep.yaml")]);
+    assert!(e.contains("no job `nope`"), "{e}");
+    let e = p.fail(&["jobs", "create", "in_yaml", "--file", &f("ticker.yaml")]);
+    assert!(e.contains("confluo.yaml defines it already"), "{e}");
+    p.write(
+        "ok.yaml",
+        "tasks:\n  - {key: a, shell: \"echo one >> ok.txt\"}\n",
+    );
+    p.ok(&["jobs", "create", "ok", "--file", &f("ok.yaml")]);
+    let e = p.fail(&["jobs", "create", "ok", "--file", &f("ok.yaml")]);
+    assert!(e.contains("--replace"), "{e}");
+    p.write(
+        "ok.yaml",
+        "tasks:\n  - {key: a, shell: \"echo two >> ok.txt\"}\n",
+    );
+    let out = p.ok(&["jobs", "create", "ok", "--file", &f("ok.yaml"), "--replace"]);
+    assert!(out.contains("replaced"), "{out}");
+    p.ok(&["jobs", "run", "ok"]);
+    assert_eq!(lines(&p, "ok.txt"), vec!["two"]);
+    let e = p.fail(&["jobs", "delete", "in_yaml"]);
+    assert!(e.contains("remove it there"), "{e}");
+    let e = p.fail(&["jobs", "delete", "nope"]);
+    assert!(e.contains("no job `nope` in the metastore"), "{e}");
+}

@@ -4,6 +4,7 @@
 //! PostgreSQL when several workers share state. One set of portable migrations serves both;
 //! every statement uses `$n` placeholders, which both drivers accept.
 
+mod job_definitions;
 mod job_triggers;
 mod jobs;
 mod models;

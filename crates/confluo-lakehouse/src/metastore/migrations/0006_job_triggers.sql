@@ -14,3 +14,11 @@ CREATE TABLE job_slots (
     job        TEXT NOT NULL PRIMARY KEY,
     updated_ms BIGINT NOT NULL
 );
+-- Jobs created with `confluo jobs create` rather than written in confluo.yaml: their YAML,
+-- checked like the file's before it is stored.
+CREATE TABLE job_definitions (
+    job        TEXT NOT NULL PRIMARY KEY,
+    yaml       TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);

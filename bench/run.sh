@@ -12,6 +12,8 @@
 # kafka: Kafka -> Delta throughput against the rskafka raw-consume floor and a Python
 # confluent-kafka + deltalake loop, then produce-to-visible latency at 10,000 records/s, on a tansu
 # broker of its own (scripts/setup-services.sh builds tansu).
+# jobs: scheduler overhead of `confluo serve` against Dagster's daemon (PyPI dagster): trigger to
+# task start, and a queue of no-op runs drained by two run slots (PostgreSQL metastore).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-ingest}"
@@ -34,12 +36,15 @@ fi
 if [ "$which" = kafka ] && ! bench/.venv/bin/python -c "import confluent_kafka, psutil, deltalake, pyarrow" 2>/dev/null; then
   bench/.venv/bin/pip install -q confluent-kafka pyarrow deltalake psutil
 fi
+if [ "$which" = jobs ] && ! bench/.venv/bin/python -c "import dagster, psutil" 2>/dev/null; then
+  bench/.venv/bin/pip install -q dagster psutil
+fi
 if [ "$which" = kafka ]; then
   # Confluo and the rskafka helper (the floor and the producer) in one build: the same features.
   cargo build --release -p confluo-cli -p confluo-connectors --bin confluo --example kafka_bench
   export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
   export KAFKA_BENCH="${CARGO_TARGET_DIR:-target}/release/examples/kafka_bench"
-elif { [ "$which" != postgres ] && [ "$which" != mysql ]; } || [ -z "${CONFLUO_BIN:-}" ]; then
+elif { [ "$which" != postgres ] && [ "$which" != mysql ] && [ "$which" != jobs ]; } || [ -z "${CONFLUO_BIN:-}" ]; then
   cargo build --release -p confluo-cli
   export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
 fi
@@ -60,5 +65,8 @@ case "$which" in
   kafka)
     bench/.venv/bin/python bench/kafka.py
     ;;
-  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres, mysql, kafka)" >&2; exit 2 ;;
+  jobs)
+    bench/.venv/bin/python bench/jobs.py
+    ;;
+  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres, mysql, kafka, jobs)" >&2; exit 2 ;;
 esac

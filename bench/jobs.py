@@ -122,7 +122,8 @@ inst = DagsterInstance.get()
 out = []
 for rec in inst.get_run_records():
     steps = inst.all_logs(rec.dagster_run.run_id, of_type=DagsterEventType.STEP_START)
-    out.append({"tick": rec.dagster_run.tags.get("dagster/scheduled_execution_time"),
+    tags = rec.dagster_run.tags
+    out.append({"tick": tags.get(".dagster/scheduled_execution_time") or tags.get("dagster/scheduled_execution_time"),
                 "status": rec.dagster_run.status.value, "start": rec.start_time, "end": rec.end_time,
                 "step": min((e.timestamp for e in steps), default=None)})
 print(json.dumps(out))

@@ -131,9 +131,13 @@ pub async fn serve(
             on_error(&format!("{e}; trying again in {:?}", options.poll));
         }
         // Wait for the next poll, a shutdown, or a run's end (a slot came free: a queued
-        // run may start now rather than at the next poll).
+        // run may start now rather than at the next poll). A cron tick due before the next
+        // poll wakes the loop at the tick itself: a schedule's runs start within
+        // milliseconds of their tick, not up to a poll interval late.
+        let wait = next_tick(&current, (options.clock)())
+            .map_or(options.poll, |until| until.min(options.poll));
         tokio::select! {
-            _ = tokio::time::sleep(options.poll) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
             Some(done) = runs.set.join_next() => finished(&mut runs.ids, done, on_report, on_error),
         }
@@ -143,6 +147,16 @@ pub async fn serve(
         finished(&mut runs.ids, done, on_report, on_error);
     }
     Ok(())
+}
+
+/// How long until the next tick of any schedule among `jobs` (a few milliseconds past it,
+/// so the tick is due when the loop wakes).
+fn next_tick(jobs: &BTreeMap<String, Job>, now: DateTime<Utc>) -> Option<Duration> {
+    jobs.values()
+        .filter_map(|j| j.schedule.as_ref()?.next(now))
+        .min()
+        .and_then(|t| (t - now).to_std().ok())
+        .map(|d| d + Duration::from_millis(5))
 }
 
 fn finished(

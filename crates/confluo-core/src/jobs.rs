@@ -82,7 +82,8 @@ pub struct TriggerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileArrivalTrigger {
-    /// A folder of the project (or an absolute one).
+    /// A folder of the project (or an absolute one), or an object-store URL
+    /// (`s3://bucket/landing/`) read with the project's storage options.
     pub path: String,
     /// The least time between two runs (default 0: at the next poll).
     #[serde(default)]

@@ -8,7 +8,7 @@
 //! commit fired nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +23,7 @@ use crate::spec::{Job, duration};
 pub enum Trigger {
     /// Files appeared under `path`.
     FileArrival {
-        /// The folder, as written.
+        /// The folder (relative to the project) or object-store URL, as written.
         path: String,
         /// The least time between two runs.
         min_interval: Duration,
@@ -89,14 +89,8 @@ impl Trigger {
             if f.path.trim().is_empty() {
                 return Err(invalid("file_arrival: `path` is empty".into()));
             }
-            if f.path.contains("://") && !f.path.starts_with("file://") {
-                return Err(invalid(format!(
-                    "file_arrival: `{}` is not a local folder; file arrival watches folders of this machine for now",
-                    f.path
-                )));
-            }
             return Ok(Trigger::FileArrival {
-                path: f.path.trim_start_matches("file://").to_string(),
+                path: f.path.clone(),
                 min_interval: interval(&f.min_interval)?,
                 settle: match &f.wait_after_last_change {
                     Some(t) => duration(name, "trigger: wait_after_last_change", t)?,
@@ -260,8 +254,14 @@ pub async fn plan(
             min_interval,
             settle,
         } => {
-            let folder = root.join(path);
-            let files = settled_files(&folder, *settle, now)?;
+            // A relative folder is the project's; a URL (s3://...) is listed through the
+            // object store with the project's storage options.
+            let folder = if path.contains("://") {
+                path.clone()
+            } else {
+                root.join(path).display().to_string()
+            };
+            let files = settled_files(lh, &folder, *settle, now).await?;
             let listing = serde_json::to_string(&files).unwrap_or_default();
             // First served (or paused before it ever was): what is there now is not new
             // (run the job by hand for it).
@@ -283,7 +283,7 @@ pub async fn plan(
                 return Ok(None);
             }
             let info = BTreeMap::from([
-                ("path".to_string(), folder.display().to_string()),
+                ("path".to_string(), folder.clone()),
                 (
                     "files".to_string(),
                     new.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(","),
@@ -452,46 +452,38 @@ pub async fn plan(
     }
 }
 
-/// Files under `folder` (relative names, sorted) unchanged for `settle`; names starting
-/// with `.` or `_` (hidden, or a writer's temporary file) are left out, as Spark does.
-fn settled_files(folder: &Path, settle: Duration, now: DateTime<Utc>) -> Result<Vec<String>> {
-    let not_found = |e: std::io::Error| JobError::Invalid {
+/// Files under `folder` (relative names, sorted) unchanged for `settle`; names with a part
+/// starting with `.` or `_` (hidden, or a writer's temporary file) are left out, as Spark
+/// does.
+async fn settled_files(
+    lh: &Lakehouse,
+    folder: &str,
+    settle: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let listed = lh.list_files(folder).await.map_err(|e| JobError::Invalid {
         job: String::new(),
-        message: format!(
-            "trigger: file_arrival: cannot list {}: {e}",
-            folder.display()
-        ),
-    };
-    let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = vec![folder.to_path_buf()];
-    let cutoff = std::time::SystemTime::UNIX_EPOCH
-        + Duration::from_millis(now.timestamp_millis().max(0) as u64)
-        - settle;
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(not_found)? {
-            let entry = entry.map_err(not_found)?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            let meta = entry.metadata().map_err(not_found)?;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.modified().is_ok_and(|m| m <= cutoff) {
-                let rel = entry.path();
-                let rel = rel.strip_prefix(folder).unwrap_or(&rel);
-                out.push(rel.to_string_lossy().to_string());
-                if out.len() > MAX_WATCHED_FILES {
-                    return Err(JobError::Invalid {
-                        job: String::new(),
-                        message: format!(
-                            "trigger: file_arrival: {} holds more than {MAX_WATCHED_FILES} files; move processed files elsewhere or watch a narrower folder",
-                            folder.display()
-                        ),
-                    });
-                }
-            }
-        }
+        message: format!("trigger: file_arrival: cannot list {folder}: {e}"),
+    })?;
+    let cutoff = now.timestamp_millis() - settle.as_millis() as i64;
+    let mut out: Vec<String> = listed
+        .into_iter()
+        .filter(|(name, modified)| {
+            *modified <= cutoff
+                && !name
+                    .split('/')
+                    .any(|part| part.starts_with('.') || part.starts_with('_'))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    if out.len() > MAX_WATCHED_FILES {
+        return Err(JobError::Invalid {
+            job: String::new(),
+            message: format!(
+                "trigger: file_arrival: {folder} holds {} files, more than {MAX_WATCHED_FILES}; move processed files elsewhere or watch a narrower folder",
+                out.len()
+            ),
+        });
     }
     out.sort();
     Ok(out)

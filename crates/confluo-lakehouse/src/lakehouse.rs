@@ -184,6 +184,31 @@ impl Lakehouse {
             })
     }
 
+    /// The files under `location` (a local folder or an object-store URL such as
+    /// s3://bucket/landing, with the project's storage options), each as its name relative
+    /// to `location` and its last modification (milliseconds since the epoch).
+    pub async fn list_files(&self, location: &str) -> Result<Vec<(String, i64)>> {
+        let url = location_url(location)?;
+        let store = self.storage.store_for(&url)?;
+        let prefix = ObjectPath::from_url_path(url.path())
+            .map_err(|e| LakehouseError::Invalid(format!("invalid location {location}: {e}")))?;
+        let mut listing = store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(LakehouseError::storage(location))?
+        {
+            let full = meta.location.as_ref();
+            let rel = full
+                .strip_prefix(prefix.as_ref())
+                .unwrap_or(full)
+                .trim_start_matches('/');
+            out.push((rel.to_string(), meta.last_modified.timestamp_millis()));
+        }
+        Ok(out)
+    }
+
     /// The newest version of table `name` (-1 before its first commit), read from its
     /// log's file names.
     pub async fn latest_version(&self, name: &TableName) -> Result<i64> {

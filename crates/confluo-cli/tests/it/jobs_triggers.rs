@@ -336,3 +336,27 @@ jobs:
     let e = p.fail(&["jobs", "delete", "nope"]);
     assert!(e.contains("no job `nope` in the metastore"), "{e}");
 }
+
+#[test]
+fn file_arrival_watches_a_url_through_the_object_store() {
+    let p = TestProject::new();
+    let landing = p.path("remote/landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    p.write(
+        "confluo.yaml",
+        format!(
+            "name: test\njobs:\n  on_url:\n    trigger:\n      file_arrival: {{path: \"file://{}\", wait_after_last_change: 0s}}\n    tasks:\n      - {{key: a, shell: \"echo {{{{job.trigger.files}}}} >> got.txt\"}}\n",
+            landing.display()
+        ),
+    );
+    let s = serve(&p, &[]);
+    std::thread::sleep(Duration::from_millis(2000));
+    p.write("remote/landing/day=1/x.json", "{}");
+    p.write("remote/landing/.hidden", "x");
+    wait_for("a run for the new file", Duration::from_secs(20), || {
+        !lines(&p, "got.txt").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(stop(s, libc::SIGTERM).success());
+    assert_eq!(lines(&p, "got.txt"), vec!["day=1/x.json"]);
+}

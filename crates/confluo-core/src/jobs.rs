@@ -240,6 +240,12 @@ pub struct TaskConfig {
     /// With `pipeline`: rebuild every dataset.
     #[serde(default)]
     pub full_refresh: bool,
+    /// With `pipeline`: update only these datasets.
+    #[serde(default)]
+    pub refresh: Vec<String>,
+    /// With `pipeline`: rebuild these datasets from scratch (and update the rest).
+    #[serde(default)]
+    pub full_refresh_selection: Vec<String>,
     /// An `ingest:` entry to sync.
     #[serde(default)]
     pub sync: Option<String>,

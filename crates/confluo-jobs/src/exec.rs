@@ -77,10 +77,22 @@ impl Launcher {
                 c.arg("-c").arg(script);
                 (c, None)
             }
-            TaskKind::Pipeline { name, full_refresh } => {
+            TaskKind::Pipeline {
+                name,
+                full_refresh,
+                refresh,
+                full_refresh_selection,
+            } => {
                 let mut c = confluo(&["run", "--pipeline", name]);
                 if *full_refresh {
                     c.arg("--full-refresh");
+                }
+                if !refresh.is_empty() {
+                    c.arg("--refresh").arg(refresh.join(","));
+                }
+                if !full_refresh_selection.is_empty() {
+                    c.arg("--full-refresh-selection")
+                        .arg(full_refresh_selection.join(","));
                 }
                 (c, None)
             }

@@ -23,6 +23,10 @@ pub enum TaskKind {
         name: String,
         /// Rebuild every dataset.
         full_refresh: bool,
+        /// Update only these datasets (all when empty).
+        refresh: Vec<String>,
+        /// Rebuild these datasets from scratch.
+        full_refresh_selection: Vec<String>,
     },
     /// An `ingest:` entry's sync.
     Sync(String),
@@ -141,6 +145,8 @@ fn kind_of(job: &str, t: &TaskConfig) -> Result<TaskKind> {
         kinds.push(TaskKind::Pipeline {
             name: p.clone(),
             full_refresh: t.full_refresh,
+            refresh: t.refresh.clone(),
+            full_refresh_selection: t.full_refresh_selection.clone(),
         });
     }
     if let Some(s) = &t.sync {
@@ -199,9 +205,17 @@ fn kind_of(job: &str, t: &TaskConfig) -> Result<TaskKind> {
         job: job.into(),
         message,
     };
-    if t.full_refresh && t.pipeline.is_none() {
+    if (t.full_refresh || !t.refresh.is_empty() || !t.full_refresh_selection.is_empty())
+        && t.pipeline.is_none()
+    {
         return Err(invalid(format!(
-            "task `{}`: `full_refresh` is for `pipeline` tasks",
+            "task `{}`: `full_refresh`, `refresh` and `full_refresh_selection` are for `pipeline` tasks",
+            t.key
+        )));
+    }
+    if t.full_refresh && !(t.refresh.is_empty() && t.full_refresh_selection.is_empty()) {
+        return Err(invalid(format!(
+            "task `{}`: `full_refresh` rebuilds every dataset; give it or a selection (`refresh`, `full_refresh_selection`), not both",
             t.key
         )));
     }

@@ -91,3 +91,42 @@ jobs:
     let e = p.fail(&["jobs", "run", "outside"]);
     assert!(e.contains("only a for_each task's inner task has"), "{e}");
 }
+
+#[test]
+fn a_pipeline_task_updates_only_its_selection() {
+    let p = TestProject::with_config(
+        r#"
+pipelines:
+  shop:
+    libraries: ["pipelines/*.sql"]
+    schema: shop
+jobs:
+  only_big:
+    tasks:
+      - key: load
+        ingest: {path: data/orders.csv, into: bronze.orders}
+      - key: refresh
+        pipeline: shop
+        refresh: [big_orders]
+        depends_on: [load]
+  wrong:
+    tasks: [{key: a, shell: "true", refresh: [big_orders]}]
+"#,
+    );
+    p.write("data/orders.csv", "id,amount\n1,5\n2,20\n3,30\n");
+    p.write(
+        "pipelines/shop.sql",
+        "CREATE OR REFRESH MATERIALIZED VIEW big_orders AS SELECT * FROM bronze.orders WHERE amount > 10;\n\
+         CREATE OR REFRESH MATERIALIZED VIEW small_orders AS SELECT * FROM bronze.orders WHERE amount <= 10;\n",
+    );
+    p.ok(&["jobs", "run", "only_big"]);
+    assert_eq!(p.scalar("SELECT count(*) FROM shop.big_orders"), "2");
+    let tables: Vec<String> = p
+        .rows("SHOW TABLES IN shop")
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(!tables.iter().any(|t| t == "small_orders"), "{tables:?}");
+    let e = p.fail(&["jobs", "run", "wrong"]);
+    assert!(e.contains("are for `pipeline` tasks"), "{e}");
+}

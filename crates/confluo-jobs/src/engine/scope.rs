@@ -78,9 +78,16 @@ impl Scope {
             TaskKind::RunJob(s) => TaskKind::RunJob(r(s)?),
             // Its inner task is rendered per iteration, with its input.
             TaskKind::ForEach { .. } => kind.clone(),
-            TaskKind::Pipeline { name, full_refresh } => TaskKind::Pipeline {
+            TaskKind::Pipeline {
+                name,
+                full_refresh,
+                refresh,
+                full_refresh_selection,
+            } => TaskKind::Pipeline {
                 name: r(name)?,
                 full_refresh: *full_refresh,
+                refresh: refresh.clone(),
+                full_refresh_selection: full_refresh_selection.clone(),
             },
             TaskKind::Ingest(i) => TaskKind::Ingest(confluo_core::jobs::IngestTask {
                 path: r(&i.path)?,

@@ -132,10 +132,14 @@ print(json.dumps(out))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def dagster_daemon(home, env):
+    return subprocess.Popen([f"{BIN}/dagster-daemon", "run", "-w", f"{home}/workspace.yaml"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def dagster_latency(minutes):
     home, env = dagster_home(True)
-    p = subprocess.Popen([f"{BIN}/dagster-daemon", "run", "-w", f"{home}/workspace.yaml"], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = dagster_daemon(home, env)
     time.sleep(minutes * 60 + 30)
     p.terminate()
     p.wait()
@@ -154,8 +158,7 @@ def dagster_drain(n):
         subprocess.run([f"{BIN}/dagster", "job", "launch", "-w", f"{home}/workspace.yaml", "-j", "noop_job"],
                        env=env, check=True, capture_output=True)
     start = time.time()
-    p = subprocess.Popen([f"{BIN}/dagster-daemon", "run", "-w", f"{home}/workspace.yaml"], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = dagster_daemon(home, env)
     while True:
         done = [r for r in dagster_records(env) if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
         if len(done) >= n:
@@ -174,22 +177,20 @@ def main():
                                   confluo=subprocess.run([CONFLUO, "--version"], capture_output=True,
                                                          text=True).stdout.strip(),
                                   confluo_bin=CONFLUO)}
+    def step(key, label, measure, arg):
+        print(f"{label} ...", flush=True)
+        results[key] = measure(arg)
+        print(results[key], flush=True)
+
     tick_s = int(os.environ.get("TICK_SECONDS", "40"))
-    print("confluo: trigger -> task start ...", flush=True)
-    results["confluo_latency"] = confluo_latency(tick_s)
-    print(results["confluo_latency"], flush=True)
+    step("confluo_latency", "confluo: trigger -> task start", confluo_latency, tick_s)
     n = int(os.environ.get("CONFLUO_RUNS", "1000"))
-    print(f"confluo: {n} queued runs through 2 workers ...", flush=True)
-    results["confluo_drain"] = confluo_drain(n)
-    print(results["confluo_drain"], flush=True)
+    step("confluo_drain", f"confluo: {n} queued runs through 2 workers", confluo_drain, n)
     minutes = int(os.environ.get("DAGSTER_MINUTES", "4"))
-    print(f"dagster: trigger -> step start over {minutes} minutes ...", flush=True)
-    results["dagster_latency"] = dagster_latency(minutes)
-    print(results["dagster_latency"], flush=True)
+    step("dagster_latency", f"dagster: trigger -> step start over {minutes} minutes",
+         dagster_latency, minutes)
     dn = int(os.environ.get("DAGSTER_RUNS", "40"))
-    print(f"dagster: {dn} queued runs through 2 run slots ...", flush=True)
-    results["dagster_drain"] = dagster_drain(dn)
-    print(results["dagster_drain"], flush=True)
+    step("dagster_drain", f"dagster: {dn} queued runs through 2 run slots", dagster_drain, dn)
     with open("bench/jobs-results.json", "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))

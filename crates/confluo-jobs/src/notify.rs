@@ -95,11 +95,6 @@ impl Notifier {
         Notifier { smtp }
     }
 
-    /// Whether the project has an SMTP server for e-mail.
-    pub fn has_smtp(&self) -> bool {
-        self.smtp.is_some()
-    }
-
     /// Sends `notice` to every notification of `job` that listens for `moment`.
     pub async fn send(&self, job: &Job, moment: NotifyOn, notice: &RunNotice) -> Vec<Delivery> {
         let mut out = Vec::new();

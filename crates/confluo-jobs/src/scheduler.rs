@@ -59,11 +59,6 @@ fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-/// The key a tick's run is recorded under: one run per job and tick, ever.
-pub fn run_key(job: &str, tick: DateTime<Utc>) -> String {
-    crate::trigger::cron_key(job, tick)
-}
-
 /// The runs this worker is running, by id, and their runners.
 #[derive(Default)]
 struct Running {

@@ -52,6 +52,8 @@ enum Command {
     Events(commands::pipeline::EventsArgs),
     /// Jobs: list them, run one now, and read past runs, their tasks and logs.
     Jobs(commands::jobs::JobsArgs),
+    /// Data quality: run the monitors of confluo.yaml, see each check's status, profile a table.
+    Monitor(commands::monitor::MonitorArgs),
     /// Run the project's job schedules until stopped (SIGTERM/Ctrl-C), resuming runs a
     /// stopped worker left.
     Serve(commands::serve::ServeArgs),
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
             Command::Connections(a) => commands::connections::run(&ctx, a).await,
             Command::Sync(a) => commands::sync::run(&ctx, a).await,
             Command::Jobs(a) => commands::jobs::run(&ctx, a).await,
+            Command::Monitor(a) => commands::monitor::run(&ctx, a).await,
             Command::Serve(a) => commands::serve::run(&ctx, a).await,
             Command::Validate(a) => commands::pipeline::validate(&ctx, a).await,
             Command::Run(a) => commands::pipeline::run(&ctx, a).await,

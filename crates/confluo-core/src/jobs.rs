@@ -200,7 +200,7 @@ pub enum MissedPolicy {
 }
 
 /// One task: exactly one of `sql`, `sql_file`, `shell`, `pipeline`, `sync`, `ingest`,
-/// `condition`, `run_job` or `for_each` says what it does.
+/// `condition`, `run_job`, `monitor` or `for_each` says what it does.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
@@ -261,6 +261,10 @@ pub struct TaskConfig {
     /// A task run once per input.
     #[serde(default)]
     pub for_each: Option<Box<ForEachTask>>,
+    /// Data quality monitors to run (tables named under `monitors:`; `[]` runs them all).
+    /// The task fails when a check fails.
+    #[serde(default)]
+    pub monitor: Option<Vec<String>>,
 }
 
 /// `for_each:` the inner `task` runs once per input (read in it as `{{input}}`), at most

@@ -43,9 +43,12 @@ pub struct ProjectConfig {
     /// Jobs: tasks run in dependency order, by job name.
     #[serde(default)]
     pub jobs: BTreeMap<String, crate::jobs::JobConfig>,
-    /// The SMTP server jobs' e-mail notifications go through.
+    /// The SMTP server jobs' e-mail notifications and monitors' alerts go through.
     #[serde(default)]
     pub smtp: Option<crate::jobs::SmtpConfig>,
+    /// Data quality monitors, by table name.
+    #[serde(default)]
+    pub monitors: BTreeMap<String, crate::quality::MonitorConfig>,
 }
 
 /// A managed ingestion entry: what a connection feeds, kept as lakehouse tables in
@@ -335,6 +338,7 @@ impl ProjectConfig {
             ingest: BTreeMap::new(),
             jobs: BTreeMap::new(),
             smtp: None,
+            monitors: BTreeMap::new(),
         }
     }
 

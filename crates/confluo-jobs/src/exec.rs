@@ -105,6 +105,11 @@ impl Launcher {
                 (c, None)
             }
             TaskKind::RunJob(job) => (confluo(&["jobs", "run", job]), None),
+            TaskKind::Monitor(tables) => {
+                let mut c = confluo(&["monitor", "run"]);
+                c.args(tables);
+                (c, None)
+            }
             TaskKind::ForEach { .. } => {
                 return Err(std::io::Error::other(
                     "a for_each task runs its inner task, not a process",

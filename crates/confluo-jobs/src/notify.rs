@@ -1,5 +1,6 @@
 //! Notifications of runs: a webhook gets the run as JSON, signed with HMAC-SHA256 when the
-//! job gives a secret; e-mail goes through the project's SMTP server.
+//! job gives a secret; e-mail goes through the project's SMTP server. The delivery halves
+//! ([`post_json`], [`send_mail`]) are public: quality monitors' alerts go out through them.
 //!
 //! A notification that cannot be delivered never changes how the run ends: it is retried a
 //! few times, then reported as a run event (and printed by `confluo jobs run` and
@@ -43,7 +44,7 @@ pub(crate) fn check(job: &Job) -> std::result::Result<(), String> {
             ));
         }
         for address in &n.email {
-            if address.parse::<lettre::Address>().is_err() {
+            if !is_email_address(address) {
                 return Err(format!("{at}: `{address}` is not an e-mail address"));
             }
         }
@@ -113,7 +114,7 @@ impl Notifier {
         let Some(smtp) = &self.smtp else {
             return Err("e-mail needs an `smtp:` server in confluo.yaml".into());
         };
-        send_mail(smtp, to, notice).await
+        send_run_mail(smtp, to, notice).await
     }
 }
 
@@ -135,13 +136,26 @@ async fn webhook(
     url: &str,
     notice: &RunNotice,
 ) -> std::result::Result<(), String> {
-    let secret = match &n.secret {
+    let body = serde_json::to_vec(notice).map_err(|e| e.to_string())?;
+    post_json(url, n.secret.as_deref(), &notice.event, &body).await
+}
+
+/// Posts a JSON `body` to `url`, retried a few times on network errors and server errors.
+/// With `secret` (`${env:NAME}` expanded here), the body is signed: `X-Confluo-Signature`
+/// holds [`signature`] of the `X-Confluo-Timestamp` header and the body. `event` goes in
+/// `X-Confluo-Event`, so receivers can route without parsing.
+pub async fn post_json(
+    url: &str,
+    secret: Option<&str>,
+    event: &str,
+    body: &[u8],
+) -> std::result::Result<(), String> {
+    let secret = match secret {
         Some(s) => {
             Some(confluo_core::project::expand_env(s).map_err(|e| format!("webhook secret: {e}"))?)
         }
         None => None,
     };
-    let body = serde_json::to_vec(notice).map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder()
         .timeout(DELIVERY_TIMEOUT)
         .build()
@@ -153,11 +167,11 @@ async fn webhook(
             .post(url)
             .header("content-type", "application/json")
             .header("user-agent", concat!("confluo/", env!("CARGO_PKG_VERSION")))
-            .header("x-confluo-event", &notice.event)
+            .header("x-confluo-event", event)
             .header("x-confluo-timestamp", ts.to_string())
-            .body(body.clone());
+            .body(body.to_vec());
         if let Some(s) = &secret {
-            req = req.header("x-confluo-signature", signature(s.as_bytes(), ts, &body));
+            req = req.header("x-confluo-signature", signature(s.as_bytes(), ts, body));
         }
         match req.send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
@@ -173,6 +187,11 @@ async fn webhook(
         }
     }
     Err(format!("{last} (after {WEBHOOK_TRIES} tries)"))
+}
+
+/// Whether `address` is an e-mail address the SMTP client accepts.
+pub fn is_email_address(address: &str) -> bool {
+    address.parse::<lettre::Address>().is_ok()
 }
 
 fn mail_text(notice: &RunNotice) -> String {
@@ -210,10 +229,26 @@ fn mail_text(notice: &RunNotice) -> String {
     text
 }
 
-async fn send_mail(
+async fn send_run_mail(
     smtp: &SmtpConfig,
     to: &[String],
     notice: &RunNotice,
+) -> std::result::Result<(), String> {
+    let subject = format!(
+        "[confluo] {}: run {} {}",
+        notice.job,
+        &notice.run_id[..notice.run_id.len().min(12)],
+        notice.state.replace('_', " ")
+    );
+    send_mail(smtp, to, &subject, mail_text(notice)).await
+}
+
+/// Sends a plain-text e-mail to `to` through the project's SMTP server.
+pub async fn send_mail(
+    smtp: &SmtpConfig,
+    to: &[String],
+    subject: &str,
+    text: String,
 ) -> std::result::Result<(), String> {
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -222,19 +257,14 @@ async fn send_mail(
         .from
         .parse()
         .map_err(|e| format!("smtp: `from` {}: {e}", smtp.from))?;
-    let mut message = Message::builder().from(from).subject(format!(
-        "[confluo] {}: run {} {}",
-        notice.job,
-        &notice.run_id[..notice.run_id.len().min(12)],
-        notice.state.replace('_', " ")
-    ));
+    let mut message = Message::builder().from(from).subject(subject);
     for address in to {
         message = message.to(address
             .parse()
             .map_err(|e| format!("`{address}` is not an e-mail address: {e}"))?);
     }
     let message = message
-        .body(mail_text(notice))
+        .body(text)
         .map_err(|e| format!("cannot build the e-mail: {e}"))?;
     let builder = match smtp.security {
         SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)

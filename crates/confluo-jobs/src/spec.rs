@@ -36,6 +36,8 @@ pub enum TaskKind {
     Condition(String),
     /// Another job.
     RunJob(String),
+    /// Data quality monitors (all when empty).
+    Monitor(Vec<String>),
     /// The inner task once per input.
     ForEach {
         /// Where the inputs come from.
@@ -71,6 +73,7 @@ impl TaskKind {
             TaskKind::Ingest(_) => "ingest",
             TaskKind::Condition(_) => "condition",
             TaskKind::RunJob(_) => "run_job",
+            TaskKind::Monitor(_) => "monitor",
             TaskKind::ForEach { .. } => "for_each",
         }
     }
@@ -161,6 +164,9 @@ fn kind_of(job: &str, t: &TaskConfig) -> Result<TaskKind> {
     if let Some(j) = &t.run_job {
         kinds.push(TaskKind::RunJob(j.clone()));
     }
+    if let Some(m) = &t.monitor {
+        kinds.push(TaskKind::Monitor(m.clone()));
+    }
     if let Some(f) = &t.for_each {
         let inner = &f.task;
         let at = format!("task `{}`: for_each", t.key);
@@ -222,7 +228,7 @@ fn kind_of(job: &str, t: &TaskConfig) -> Result<TaskKind> {
     match kinds.len() {
         1 => Ok(kinds.remove(0)),
         0 => Err(invalid(format!(
-            "task `{}` does nothing: give it one of sql, sql_file, shell, pipeline, sync, ingest, condition, run_job, for_each",
+            "task `{}` does nothing: give it one of sql, sql_file, shell, pipeline, sync, ingest, condition, run_job, monitor, for_each",
             t.key
         ))),
         _ => Err(invalid(format!(
@@ -286,6 +292,7 @@ pub(crate) fn texts(kind: &TaskKind) -> Vec<&str> {
         | TaskKind::RunJob(s) => vec![s],
         TaskKind::Pipeline { name, .. } => vec![name],
         TaskKind::Ingest(i) => vec![&i.path, &i.into],
+        TaskKind::Monitor(tables) => tables.iter().map(String::as_str).collect(),
     }
 }
 
@@ -493,6 +500,26 @@ impl Job {
                         t.key,
                         hint(entry, &mut project.config.ingest.keys())
                     )));
+                }
+                TaskKind::Monitor(tables)
+                    if tables.is_empty() && project.config.monitors.is_empty() =>
+                {
+                    return Err(invalid(format!(
+                        "task `{}` runs the monitors, but confluo.yaml has no `monitors:`",
+                        t.key
+                    )));
+                }
+                TaskKind::Monitor(tables) => {
+                    let unknown = tables
+                        .iter()
+                        .find(|m| !m.contains("{{") && !project.config.monitors.contains_key(*m));
+                    if let Some(m) = unknown {
+                        return Err(invalid(format!(
+                            "task `{}` runs the monitor of `{m}`, which confluo.yaml does not define{}",
+                            t.key,
+                            hint(m, &mut project.config.monitors.keys())
+                        )));
+                    }
                 }
                 TaskKind::SqlFile(file)
                     if !file.contains("{{") && !project.root.join(file).is_file() =>

@@ -1,6 +1,8 @@
 //! The `system` catalog: the metastore's own records as tables, read at the moment a query
 //! names them. `system.jobs.runs` and `system.jobs.task_runs` hold every job run and task
 //! attempt, so run history can be filtered, joined and aggregated in SQL like any table.
+//! `system.quality.check_results` and `system.quality.metrics` are the data quality
+//! monitors' history: Delta tables they append to.
 
 use std::sync::Arc;
 
@@ -34,15 +36,63 @@ impl SystemCatalog {
 
 impl CatalogProvider for SystemCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec!["jobs".into()]
+        vec!["jobs".into(), QUALITY_SCHEMA.into()]
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == "jobs").then(|| {
-            Arc::new(JobsSchema {
-                lakehouse: self.lakehouse.clone(),
-            }) as Arc<dyn SchemaProvider>
-        })
+        let lakehouse = self.lakehouse.clone();
+        match name {
+            "jobs" => Some(Arc::new(JobsSchema { lakehouse })),
+            QUALITY_SCHEMA => Some(Arc::new(QualitySchema { lakehouse })),
+            _ => None,
+        }
+    }
+}
+
+/// The schema of the data quality metric store.
+const QUALITY_SCHEMA: &str = "quality";
+/// Its tables, created by the first monitor run.
+const QUALITY_TABLES: [&str; 2] = ["check_results", "metrics"];
+
+/// `system.quality`: Delta tables the monitors append to (registered in the metastore as
+/// `system.quality.*`), read like any lakehouse table.
+#[derive(Debug)]
+struct QualitySchema {
+    lakehouse: Arc<Lakehouse>,
+}
+
+#[async_trait]
+impl SchemaProvider for QualitySchema {
+    fn table_names(&self) -> Vec<String> {
+        QUALITY_TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let full = confluo_core::TableName::new(SYSTEM_CATALOG, QUALITY_SCHEMA, name);
+        let Some(info) = self
+            .lakehouse
+            .metastore()
+            .get_table(&full)
+            .await
+            .map_err(external)?
+        else {
+            if QUALITY_TABLES.contains(&name) {
+                return Err(DataFusionError::Plan(format!(
+                    "{full} is empty: it is created by the first `confluo monitor run`"
+                )));
+            }
+            return Ok(None);
+        };
+        let table = self
+            .lakehouse
+            .open_delta(&info, confluo_lakehouse::TableVersion::Latest)
+            .await
+            .map_err(external)?;
+        Ok(Some(table.table_provider().await?))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        QUALITY_TABLES.contains(&name)
     }
 }
 

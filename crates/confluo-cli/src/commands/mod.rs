@@ -5,6 +5,7 @@ pub mod demo;
 pub mod ingest;
 pub mod init;
 pub mod jobs;
+pub mod monitor;
 pub mod pipeline;
 pub mod query;
 pub mod serve;

@@ -200,6 +200,119 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// What an HTTP receiver got: each request's headers (lower-case names) and body.
+pub type Received =
+    std::sync::Arc<std::sync::Mutex<Vec<(std::collections::BTreeMap<String, String>, String)>>>;
+
+/// An HTTP receiver on a free port: records each request's headers and body and answers
+/// 200. With `fail_first`, the first request gets 503 (and is not recorded), so a sender's
+/// retry shows.
+pub fn receiver(fail_first: bool) -> (u16, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Received = Default::default();
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        let mut first = fail_first;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = std::collections::BTreeMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = l.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = if first {
+                "503 Service Unavailable"
+            } else {
+                seen.lock()
+                    .unwrap()
+                    .push((headers, String::from_utf8(body).unwrap()));
+                "200 OK"
+            };
+            first = false;
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (port, got)
+}
+
+/// A real SMTP server (aiosmtpd, installed by scripts/setup-python.sh) delivering into a
+/// Maildir; stopped when dropped.
+pub struct SmtpServer {
+    pub port: u16,
+    pub maildir: PathBuf,
+    child: Child,
+    _root: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let root = tempfile::tempdir().unwrap();
+        // A folder of its own: aiosmtpd creates the Maildir only when the folder is new.
+        let maildir = root.path().join("mail");
+        let child = Command::new(python())
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                maildir.to_str().unwrap(),
+            ])
+            .spawn()
+            .expect("start aiosmtpd (scripts/setup-python.sh installs it)");
+        wait_for_port(port, std::time::Duration::from_secs(20), "aiosmtpd");
+        SmtpServer {
+            port,
+            maildir,
+            child,
+            _root: root,
+        }
+    }
+
+    /// The messages delivered so far.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(self.maildir.join("new"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Waits until something accepts connections on 127.0.0.1:`port`; `what` names it if it
 /// does not within `within`.
 pub fn wait_for_port(port: u16, within: std::time::Duration, what: &str) {

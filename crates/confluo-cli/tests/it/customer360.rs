@@ -118,6 +118,12 @@ fn demo_answers_match_the_generator_and_updates_are_incremental() {
         assert!(out.contains(heading), "{heading} missing from:\n{out}");
     }
     check_truth(&dir);
+    // The monitors on the gold tables ran and passed.
+    assert!(out.contains("== Data quality"), "{out}");
+    assert!(
+        out.contains("thin_ticket_quarters") && !out.contains("FAIL"),
+        "{out}"
+    );
 
     // The planted signals come out: many tickets, fewer renewals; a campaign that works.
     let rates = parse_csv(&ok(
@@ -195,4 +201,42 @@ fn sigkill_during_run_then_rerun_equals_one_clean_run() {
         assert_eq!(expected, snapshot(&killed), "killed at {frac} of a run");
     }
     assert!(kills >= 3, "only {kills} kills landed");
+}
+
+#[test]
+fn demo_monitor_catches_a_quarter_of_missing_tickets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c360");
+    let args = [
+        "demo",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--scale",
+        "0.03",
+        "--fault",
+        "missing-tickets",
+    ];
+    let out = Command::new(bin()).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "the failing monitor fails the demo:\n{stdout}"
+    );
+    assert!(stdout.contains("fault injected"), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("thin_ticket_quarters"))
+        .unwrap_or_else(|| panic!("no thin_ticket_quarters in:\n{stdout}"));
+    assert!(line.contains("FAIL"), "{line}\n{stdout}");
+    // Its state is kept for `monitor status`, and the other checks pass.
+    let status = ok(&dir, &["monitor", "status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let failed: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] != "pass")
+        .map(|s| s["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["thin_ticket_quarters"], "{status:#}");
 }

@@ -2,12 +2,9 @@
 //! over simulated days of schedules, two workers on one PostgreSQL metastore with one
 //! killed, and notifications to a real HTTP receiver and a real SMTP server.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestProject, free_port, wait_for_port};
+use crate::common::{SmtpServer, TestProject, receiver};
 use crate::jobs::{json, lines, states, stop, wait_for};
 use crate::pg::PgDb;
 
@@ -189,82 +186,11 @@ jobs:
     }
 }
 
-/// An HTTP receiver: records each request's headers and body; answers 503 to the first
-/// request (so the sender's retry shows), then 200.
-/// What the receiver got: each request's headers (lower-case names) and body.
-type Received = Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>>;
-
-fn receiver() -> (u16, Received) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let seen = got.clone();
-    std::thread::spawn(move || {
-        let mut first = true;
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = BTreeMap::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let l = line.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = l.split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                }
-            }
-            let len: usize = headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let status = if first {
-                "503 Service Unavailable"
-            } else {
-                "200 OK"
-            };
-            if !first {
-                seen.lock()
-                    .unwrap()
-                    .push((headers, String::from_utf8(body).unwrap()));
-            }
-            first = false;
-            let _ = stream.write_all(
-                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .as_bytes(),
-            );
-        }
-    });
-    (port, got)
-}
-
 #[test]
 fn a_five_task_job_on_cron_retries_notifies_and_is_repaired() {
-    let (hook, got) = receiver();
-    let smtp = free_port();
-    let mailroot = tempfile::tempdir().unwrap();
-    // A folder of its own: aiosmtpd creates the Maildir only when the folder is new.
-    let maildir = mailroot.path().join("mail");
-    let mut smtpd = std::process::Command::new(crate::common::python())
-        .args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{smtp}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-            maildir.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("start aiosmtpd (scripts/setup-python.sh installs it)");
-    wait_for_port(smtp, Duration::from_secs(20), "aiosmtpd");
+    let (hook, got) = receiver(true);
+    let smtpd = SmtpServer::start();
+    let (smtp, maildir) = (smtpd.port, smtpd.maildir.clone());
     let p = TestProject::with_config(&format!(
         r#"
 smtp: {{host: 127.0.0.1, port: {smtp}, security: none, from: confluo@example.com}}
@@ -420,6 +346,5 @@ jobs:
     let (_, body) = notice_of("run.succeeded").expect("the success webhook after the repair");
     assert_eq!(json(&body)["state"], "succeeded");
     assert!(stop(s, libc::SIGTERM).success());
-    let _ = smtpd.kill();
-    let _ = smtpd.wait();
+    drop(smtpd);
 }

@@ -14,6 +14,8 @@ mod kafka;
 mod kafka_avro;
 mod kill;
 mod lakeflow;
+mod monitor;
+mod monitor_detect;
 mod mqtt;
 mod mysql;
 mod mysql_cdc;

@@ -76,6 +76,9 @@ impl Scope {
             TaskKind::Condition(s) => TaskKind::Condition(r(s)?),
             TaskKind::Sync(s) => TaskKind::Sync(r(s)?),
             TaskKind::RunJob(s) => TaskKind::RunJob(r(s)?),
+            TaskKind::Monitor(tables) => {
+                TaskKind::Monitor(tables.iter().map(|t| r(t)).collect::<Result<_, _>>()?)
+            }
             // Its inner task is rendered per iteration, with its input.
             TaskKind::ForEach { .. } => kind.clone(),
             TaskKind::Pipeline {

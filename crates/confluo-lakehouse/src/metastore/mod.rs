@@ -8,6 +8,7 @@ mod job_definitions;
 mod job_triggers;
 mod jobs;
 mod models;
+mod quality;
 mod sources;
 
 use std::borrow::Cow;
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, Row, SqlStr};
 pub use job_triggers::{CursorMove, PlannedRun, TriggerState};
 pub use jobs::{JobRun, TaskAttempt};
 pub use models::{CatalogInfo, IngestedFile, SchemaInfo, TableInfo};
+pub use quality::CheckState;
 pub use sources::SourceOffset;
 
 use crate::error::{LakehouseError, Result};
@@ -98,6 +100,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("job_triggers"),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("migrations/0006_job_triggers.sql")),
+            false,
+        ),
+        Migration::new(
+            7,
+            Cow::Borrowed("quality"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0007_quality.sql")),
             false,
         ),
     ])

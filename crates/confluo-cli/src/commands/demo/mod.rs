@@ -56,7 +56,21 @@ pub struct DemoArgs {
     /// Only write the project and the raw files; do not run the pipeline.
     #[arg(long)]
     generate_only: bool,
+    /// Inject a fault for the data quality monitors to catch: `missing-tickets` withholds
+    /// the support export of 2024 Q3 (it is moved to `data/withheld/`).
+    #[arg(long, value_enum)]
+    fault: Option<Fault>,
 }
+
+/// A fault the demo can inject.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum Fault {
+    /// One quarter's support tickets never arrive.
+    MissingTickets,
+}
+
+/// The export `--fault missing-tickets` withholds.
+const WITHHELD: &str = "support/tickets_2024q3.csv";
 
 /// The answers printed at the end: gold tables, queried with SQL.
 const ANSWERS: &[(&str, &str)] = &[
@@ -134,6 +148,19 @@ pub async fn run(ctx: &Context, args: DemoArgs) -> CmdResult {
             started.elapsed().as_secs_f64()
         );
     }
+    if args.fault == Some(Fault::MissingTickets) {
+        let from = data.join(WITHHELD);
+        let to = data.join("withheld").join("tickets_2024q3.csv");
+        if from.exists() {
+            std::fs::create_dir_all(to.parent().expect("parent"))?;
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("cannot move {} aside", from.display()))?;
+        }
+        println!(
+            "fault injected: the support export of 2024 Q3 is withheld ({})",
+            to.display()
+        );
+    }
     if args.generate_only {
         return Ok(ExitCode::SUCCESS);
     }
@@ -156,11 +183,14 @@ pub async fn run(ctx: &Context, args: DemoArgs) -> CmdResult {
             SqlOutput::Message(m) => println!("{m}"),
         }
     }
+    println!("\n== Data quality (confluo monitor run)");
+    let quality =
+        super::monitor::run_monitors(&ctx, &[], super::monitor::MonitorFormat::Table, None).await?;
     println!(
         "\nDone in {:.1}s. The project is in {d}: try `confluo --project {d} sql`, \
          `confluo --project {d} validate --format mermaid` or `confluo --project {d} events`.",
         started.elapsed().as_secs_f64(),
         d = dir.display(),
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(quality)
 }

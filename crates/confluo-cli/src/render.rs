@@ -206,3 +206,23 @@ pub fn table(schema: &SchemaRef, batches: &[RecordBatch]) -> anyhow::Result<Stri
     }
     Ok(t.to_string())
 }
+
+/// Rows of text as a table with a header, the way `jobs` and `monitor` print lists.
+pub fn grid(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    t.to_string()
+}
+
+/// A moment (ms since the epoch) as `2026-01-31 12:00:00` (UTC).
+pub fn moment(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}

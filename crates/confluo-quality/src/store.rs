@@ -97,6 +97,31 @@ pub struct RunRecord<'a> {
     pub at_us: i64,
 }
 
+impl RunRecord<'_> {
+    /// The columns every metric-store row starts with, for `n` rows: the run, the table,
+    /// the version.
+    fn leading_columns(&self, n: usize) -> Vec<ArrayRef> {
+        let table = self.target.name.to_string();
+        vec![
+            Arc::new(StringArray::from_iter_values((0..n).map(|_| self.run_id))),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|_| table.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|_| self.target.version),
+            )),
+        ]
+    }
+
+    /// The run's moment, for `n` rows.
+    fn at_column(&self, n: usize) -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values((0..n).map(|_| self.at_us))
+                .with_timezone("UTC"),
+        )
+    }
+}
+
 /// Opens (creating when missing) a table of the metric store.
 async fn store_table(
     lh: &Lakehouse,
@@ -175,15 +200,8 @@ pub async fn append_results(
     }
     let schema = check_results_schema();
     let n = results.len();
-    let table_name = run.target.name.to_string();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values((0..n).map(|_| run.run_id))),
-        Arc::new(StringArray::from_iter_values(
-            (0..n).map(|_| table_name.as_str()),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            (0..n).map(|_| run.target.version),
-        )),
+    let mut columns = run.leading_columns(n);
+    columns.extend([
         texts(results, |r| Some(r.check.clone())),
         texts(results, |r| Some(r.kind.clone())),
         texts(results, |r| Some(r.dimension.clone())),
@@ -200,11 +218,8 @@ pub async fn append_results(
         texts(results, |r| r.warn.clone()),
         texts(results, |r| r.fail.clone()),
         texts(results, |r| Some(r.message.clone())),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values((0..n).map(|_| run.at_us))
-                .with_timezone("UTC"),
-        ),
-    ];
+        run.at_column(n),
+    ]);
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     let table = store_table(lh, CHECK_RESULTS, schema.clone()).await?;
     append(&table, schema, batch).await
@@ -222,25 +237,15 @@ pub async fn append_metrics(
     }
     let schema = metrics_schema();
     let n = metrics.len();
-    let table_name = run.target.name.to_string();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values((0..n).map(|_| run.run_id))),
-        Arc::new(StringArray::from_iter_values(
-            (0..n).map(|_| table_name.as_str()),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            (0..n).map(|_| run.target.version),
-        )),
+    let mut columns = run.leading_columns(n);
+    columns.extend([
         texts(metrics, |m| m.column.clone()),
         Arc::new(StringArray::from_iter_values((0..n).map(|_| slice))),
         texts(metrics, |m| Some(m.metric.clone())),
         Arc::new(metrics.iter().map(|m| m.value).collect::<Float64Array>()),
         texts(metrics, |m| m.text.clone()),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values((0..n).map(|_| run.at_us))
-                .with_timezone("UTC"),
-        ),
-    ];
+        run.at_column(n),
+    ]);
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     let table = store_table(lh, METRICS, schema.clone()).await?;
     append(&table, schema, batch).await

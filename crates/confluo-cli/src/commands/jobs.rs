@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::render::{grid as table, moment as time};
 use clap::{Args, Subcommand, ValueEnum};
-use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use confluo_jobs::engine::{self, Launcher, RunOptions, RunReport};
 use confluo_jobs::{Job, JobError};
@@ -154,25 +154,8 @@ fn jobs_error(e: JobError) -> CliError {
     CliError::from(anyhow::anyhow!("{e}"))
 }
 
-fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
-}
-
 fn seconds(ms: i64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
-}
-
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.to_vec());
-    for r in rows {
-        t.add_row(r);
-    }
-    t.to_string()
 }
 
 /// `confluo jobs ...`.

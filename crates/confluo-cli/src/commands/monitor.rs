@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use crate::render::{grid as table, moment as time};
 use clap::{Args, Subcommand, ValueEnum};
-use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::{CmdResult, Context};
 use crate::report::CliError;
@@ -75,23 +75,6 @@ enum MonitorCommand {
 
 fn quality_error(e: QualityError) -> CliError {
     CliError::from(anyhow::anyhow!("{e}"))
-}
-
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.to_vec());
-    for r in rows {
-        t.add_row(r);
-    }
-    t.to_string()
-}
-
-fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
 }
 
 /// `confluo monitor ...`.

@@ -78,7 +78,8 @@ pub struct AnomalyConfig {
 ///
 /// Kinds: `row_count`, `freshness`, `null_percent`, `duplicate_percent`, `invalid_percent`,
 /// `accepted_values`, `references`, `sql` (rows must satisfy a condition), `metric` (a
-/// query's single number), `schema`, `schema_drift` (columns added, removed or retyped
+/// query's single number), `compare` (a lakehouse number against a source system's),
+/// `schema`, `schema_drift` (columns added, removed or retyped
 /// since the last run), `drift` (a column's distribution against a baseline version: PSI).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -116,9 +117,13 @@ pub struct CheckConfig {
     /// `sql`: a condition every row must meet.
     #[serde(default)]
     pub condition: Option<String>,
-    /// `metric`: a query returning one number (may read other tables).
+    /// `metric`, `compare`: a query returning one number (may read other tables).
     #[serde(default)]
     pub query: Option<String>,
+    /// `compare`: the same number from a source system; the check measures the lakehouse's
+    /// value minus the source's.
+    #[serde(default)]
+    pub source: Option<CompareSource>,
     /// Only rows meeting this SQL condition are checked.
     #[serde(default, rename = "where")]
     pub filter: Option<String>,
@@ -144,6 +149,16 @@ pub struct CheckConfig {
     /// When it fails; checks that count bad rows fail on `"> 0"` unless told otherwise.
     #[serde(default)]
     pub fail: Option<Threshold>,
+}
+
+/// `source:` of a `compare` check: a query run on one of the project's connections.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CompareSource {
+    /// A connection of `connections:` (PostgreSQL, MySQL or MariaDB).
+    pub connection: String,
+    /// A query in the source's own SQL returning one number.
+    pub query: String,
 }
 
 /// A threshold as written: a condition (`"> 5"`, `"between 1 and 9"`) or a bare number

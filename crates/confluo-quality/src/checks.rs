@@ -19,6 +19,9 @@ use crate::spec::{Check, Kind, Measure};
 use crate::sql::{ident, table as table_sql};
 use crate::threshold::Condition;
 
+/// The project's connections, by name (`compare` checks read sources through them).
+pub type Connections = std::collections::BTreeMap<String, confluo_core::project::ConnectionConfig>;
+
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -203,7 +206,12 @@ fn missing_column(schema: &Schema, name: &str) -> String {
 }
 
 /// Evaluates `checks` against `target`.
-pub async fn evaluate(session: &SqlSession, target: &Target, checks: &[Check]) -> Vec<CheckResult> {
+pub async fn evaluate(
+    session: &SqlSession,
+    target: &Target,
+    checks: &[Check],
+    connections: &Connections,
+) -> Vec<CheckResult> {
     let mut out: Vec<(usize, Vec<CheckResult>)> = Vec::new();
     // Checks sharing a scan: (where, group_by) → indexes.
     let mut scans: BTreeMap<(Option<String>, Vec<String>), Vec<usize>> = BTreeMap::new();
@@ -243,6 +251,24 @@ pub async fn evaluate(session: &SqlSession, target: &Target, checks: &[Check]) -
                 ],
             )),
             Kind::Metric { query } => out.push((i, vec![metric(session, check, query).await])),
+            Kind::Compare {
+                query,
+                connection,
+                source_query,
+            } => out.push((
+                i,
+                vec![
+                    crate::compare::compare(
+                        session,
+                        check,
+                        query,
+                        connection,
+                        connections.get(connection),
+                        source_query,
+                    )
+                    .await,
+                ],
+            )),
             Kind::Duplicate { columns } => {
                 out.push((i, duplicates(session, target, check, columns).await))
             }
@@ -481,24 +507,26 @@ fn schema_check(check: &Check, schema: &Schema) -> CheckResult {
     r
 }
 
-async fn metric(session: &SqlSession, check: &Check, sql: &str) -> CheckResult {
-    let batches = match query(session, sql).await {
-        Ok(b) => b,
-        Err(e) => return errored(check, e),
-    };
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return errored(check, "the query returned no rows".into());
-    };
+/// The first column of a query's first row, as a number.
+pub(crate) async fn lakehouse_number(session: &SqlSession, sql: &str) -> Result<f64, String> {
+    let batches = query(session, sql).await?;
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or("the query returned no rows")?;
     let name = batch.schema().field(0).name().clone();
-    match floats(batch, &name) {
-        Ok(v) => match v.first().copied().flatten() {
-            Some(x) => measured(check, String::new(), x, None, None),
-            None => errored(check, "the query returned NULL".into()),
-        },
-        Err(e) => errored(
-            check,
-            format!("the query's first column is not a number: {e}"),
-        ),
+    floats(batch, &name)
+        .map_err(|e| format!("the query's first column is not a number: {e}"))?
+        .first()
+        .copied()
+        .flatten()
+        .ok_or_else(|| "the query returned NULL".to_string())
+}
+
+async fn metric(session: &SqlSession, check: &Check, sql: &str) -> CheckResult {
+    match lakehouse_number(session, sql).await {
+        Ok(x) => measured(check, String::new(), x, None, None),
+        Err(e) => errored(check, e),
     }
 }
 

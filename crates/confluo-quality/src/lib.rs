@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod anomalies;
 pub mod anomaly;
 pub mod checks;
+pub mod compare;
 pub mod drift;
 pub mod error;
 pub mod profile;

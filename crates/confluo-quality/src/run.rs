@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use confluo_core::ProjectConfig;
 use confluo_core::jobs::SmtpConfig;
 use confluo_lakehouse::TableVersion;
 use confluo_lakehouse::delta;
@@ -80,8 +81,9 @@ impl MonitorReport {
 pub async fn run_monitor(
     session: &SqlSession,
     monitor: &Monitor,
-    smtp: Option<&SmtpConfig>,
+    project: &ProjectConfig,
 ) -> Result<MonitorReport> {
+    let smtp = project.smtp.as_ref();
     let started = Instant::now();
     let lh = session.lakehouse().clone();
     let run_id = uuid::Uuid::now_v7().to_string();
@@ -163,7 +165,8 @@ pub async fn run_monitor(
     };
     report.table = target.name.to_string();
     report.table_version = target.version;
-    report.results = checks::evaluate(session, &target, &monitor.checks).await;
+    report.results =
+        checks::evaluate(session, &target, &monitor.checks, &project.connections).await;
     let (anomaly_results, anomaly_metrics) =
         crate::anomalies::evaluate(session, &target, &monitor.anomalies).await;
     report.results.extend(anomaly_results);
@@ -345,11 +348,11 @@ async fn settle(
 pub async fn run_all(
     session: &SqlSession,
     monitors: &[Monitor],
-    smtp: Option<&SmtpConfig>,
+    project: &ProjectConfig,
 ) -> Result<Vec<MonitorReport>> {
     let mut out = Vec::with_capacity(monitors.len());
     for m in monitors {
-        out.push(run_monitor(session, m, smtp).await?);
+        out.push(run_monitor(session, m, project).await?);
     }
     Ok(out)
 }

@@ -64,6 +64,15 @@ pub enum Kind {
         /// The query.
         query: String,
     },
+    /// A lakehouse query's number minus a source system's.
+    Compare {
+        /// The lakehouse query.
+        query: String,
+        /// The connection of the source.
+        connection: String,
+        /// The query run there.
+        source_query: String,
+    },
     /// Columns added, removed or retyped since the version the last run checked.
     SchemaDrift,
     /// A column's distribution against a baseline version: the population stability
@@ -374,6 +383,7 @@ fn allowed(kind: &str) -> &'static [&'static str] {
         "references" => &["column", "table", "to"],
         "sql" => &["condition"],
         "metric" => &["query"],
+        "compare" => &["query", "source"],
         "schema" => &["required", "types", "no_other_columns"],
         "schema_drift" => &[],
         "drift" => &["column", "baseline"],
@@ -394,6 +404,7 @@ const KINDS: &[&str] = &[
     "references",
     "sql",
     "metric",
+    "compare",
     "schema",
     "schema_drift",
     "drift",
@@ -427,6 +438,9 @@ fn given(c: &CheckConfig) -> Vec<&'static str> {
     }
     if c.query.is_some() {
         out.push("query");
+    }
+    if c.source.is_some() {
+        out.push("source");
     }
     if !c.required.is_empty() {
         out.push("required");
@@ -551,6 +565,24 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
                 .clone()
                 .ok_or_else(|| err("needs `query` (a query returning one number)".into()))?,
         },
+        "compare" => {
+            let source = c.source.as_ref().ok_or_else(|| {
+                err(
+                    "needs `source: {connection: NAME, query: ...}` (the number to agree with)"
+                        .into(),
+                )
+            })?;
+            Kind::Compare {
+                query: c.query.clone().ok_or_else(|| {
+                    err(
+                        "needs `query` (the lakehouse's number, to compare with the source's)"
+                            .into(),
+                    )
+                })?,
+                connection: source.connection.clone(),
+                source_query: source.query.clone(),
+            }
+        }
         "schema_drift" => Kind::SchemaDrift,
         "drift" => Kind::Drift {
             column: column()?,
@@ -609,6 +641,7 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
             // A new column is news, not necessarily breakage: it warns.
             Kind::SchemaDrift => None,
             Kind::Drift { .. } => Some(Condition::Gt(0.25)),
+            Kind::Compare { .. } => Some(Condition::Ne(0.0)),
             Kind::Freshness { .. } | Kind::Metric { .. } => {
                 return Err(err(
                     "needs `warn` or `fail` (e.g. `fail: \"> 2h\"`, `fail: \"!= 0\"`)".into(),
@@ -626,7 +659,11 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
     }
     if matches!(
         kind,
-        Kind::Metric { .. } | Kind::Schema { .. } | Kind::SchemaDrift | Kind::Drift { .. }
+        Kind::Metric { .. }
+            | Kind::Compare { .. }
+            | Kind::Schema { .. }
+            | Kind::SchemaDrift
+            | Kind::Drift { .. }
     ) && !c.group_by.is_empty()
     {
         return Err(err("`group_by` does not apply to this kind".into()));
@@ -647,7 +684,7 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
             Kind::Null { .. } => "completeness",
             Kind::Duplicate { .. } => "uniqueness",
             Kind::Invalid { .. } | Kind::AcceptedValues { .. } | Kind::Sql { .. } => "validity",
-            Kind::References { .. } | Kind::Metric { .. } => "consistency",
+            Kind::References { .. } | Kind::Metric { .. } | Kind::Compare { .. } => "consistency",
             Kind::Schema { .. } | Kind::SchemaDrift => "schema",
             Kind::Drift { .. } => "consistency",
         }
@@ -679,7 +716,7 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
             | Kind::Drift { column, .. } => format!("{kind_name}({column})"),
             Kind::Freshness { column: Some(col) } => format!("{kind_name}({col})"),
             Kind::Duplicate { columns } => format!("{kind_name}({})", columns.join(", ")),
-            Kind::Sql { .. } | Kind::Metric { .. } => {
+            Kind::Sql { .. } | Kind::Metric { .. } | Kind::Compare { .. } => {
                 return Err(err(
                     "needs a `name:` (it appears in results and alerts)".into()
                 ));

@@ -114,7 +114,7 @@ pub async fn run_monitors(
     let session = SqlSession::new(lh)
         .await
         .map_err(|e| CliError::sql(e, "", "monitor"))?;
-    let reports = confluo_quality::run_all(&session, &monitors, project.config.smtp.as_ref())
+    let reports = confluo_quality::run_all(&session, &monitors, &project.config)
         .await
         .map_err(quality_error)?;
     if let Some(path) = textfile {

@@ -521,3 +521,65 @@ jobs:
     let err = p.fail(&["jobs", "run", "typo"]);
     assert!(err.contains("runs the monitor of `bronze.order`"), "{err}");
 }
+
+#[test]
+fn compare_checks_a_lakehouse_count_against_a_postgresql_source() {
+    let db = crate::pg::PgDb::new();
+    db.exec(
+        "CREATE TABLE accounts (id int PRIMARY KEY); INSERT INTO accounts SELECT generate_series(1, 3);",
+    );
+    let p = TestProject::with_config(&format!(
+        r#"{}  down:
+    type: postgres
+    host: 127.0.0.1
+    port: {}
+    database: nowhere
+    user: postgres
+    connect_timeout: 2s
+monitors:
+  bronze.customers:
+    checks:
+      - check: compare
+        name: crm_agrees
+        query: "SELECT count(*) FROM bronze.customers"
+        source: {{connection: pg, query: "SELECT count(*) FROM accounts"}}
+      - check: compare
+        name: crm_down
+        query: "SELECT count(*) FROM bronze.customers"
+        source: {{connection: down, query: "SELECT 1"}}
+"#,
+        db.connection(""),
+        crate::common::free_port()
+    ));
+    p.write("data/customers.csv", CUSTOMERS);
+    p.ingest(&p.path("data/customers.csv"), "bronze.customers", &[]);
+    let out = p
+        .command(&["monitor", "run", "--format", "json"])
+        .env("CONFLUO_T_PGPASS", "unused")
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let agrees = result(&r[0], "crm_agrees");
+    assert_eq!(agrees["status"], "pass", "{r:#}");
+    assert_eq!(agrees["value"], 0.0);
+    assert_eq!(
+        agrees["message"],
+        "lakehouse 3 against 3 in `pg` (difference 0)"
+    );
+    // The source cannot be reached: the error names the connection and where it points.
+    let down = result(&r[0], "crm_down");
+    assert_eq!(down["status"], "error");
+    let msg = down["message"].as_str().unwrap();
+    assert!(msg.contains("down") && msg.contains("127.0.0.1"), "{msg}");
+    // The CRM gains an account the lakehouse has not seen: the check fails by one.
+    db.exec("INSERT INTO accounts VALUES (4)");
+    let out = p
+        .command(&["monitor", "run", "--format", "json"])
+        .env("CONFLUO_T_PGPASS", "unused")
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let agrees = result(&r[0], "crm_agrees");
+    assert_eq!(agrees["status"], "fail", "{r:#}");
+    assert_eq!(agrees["value"], -1.0);
+}

@@ -78,7 +78,8 @@ pub struct AnomalyConfig {
 ///
 /// Kinds: `row_count`, `freshness`, `null_percent`, `duplicate_percent`, `invalid_percent`,
 /// `accepted_values`, `references`, `sql` (rows must satisfy a condition), `metric` (a
-/// query's single number), `compare` (a lakehouse number against a source system's),
+/// query's single number), `failing_rows` (a query or SQL file whose rows are the failures,
+/// as dbt's singular tests), `compare` (a lakehouse number against a source system's),
 /// `schema`, `schema_drift` (columns added, removed or retyped
 /// since the last run), `drift` (a column's distribution against a baseline version: PSI).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -120,6 +121,10 @@ pub struct CheckConfig {
     /// `metric`, `compare`: a query returning one number (may read other tables).
     #[serde(default)]
     pub query: Option<String>,
+    /// `failing_rows`: a SQL file (relative to the project) holding the query, instead of
+    /// `query`.
+    #[serde(default)]
+    pub file: Option<String>,
     /// `compare`: the same number from a source system; the check measures the lakehouse's
     /// value minus the source's.
     #[serde(default)]

@@ -251,6 +251,16 @@ pub async fn evaluate(
                 ],
             )),
             Kind::Metric { query } => out.push((i, vec![metric(session, check, query).await])),
+            Kind::FailingRows { query } => {
+                let counted = format!("SELECT count(*) FROM ({query}) q");
+                out.push((
+                    i,
+                    vec![match lakehouse_number(session, &counted).await {
+                        Ok(n) => measured(check, String::new(), n, Some(n as i64), None),
+                        Err(e) => errored(check, e),
+                    }],
+                ))
+            }
             Kind::Compare {
                 query,
                 connection,
@@ -661,6 +671,7 @@ mod tests {
                 "checks: [{check: schema, required: [id, email], types: {id: bigint, amount: 'decimal(10,2)'}, no_other_columns: true}]",
             )
             .unwrap(),
+            std::path::Path::new("."),
         )
         .unwrap();
         let schema = Schema::new(vec![

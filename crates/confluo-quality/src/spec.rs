@@ -64,6 +64,11 @@ pub enum Kind {
         /// The query.
         query: String,
     },
+    /// A query whose rows are the failures.
+    FailingRows {
+        /// The query.
+        query: String,
+    },
     /// A lakehouse query's number minus a source system's.
     Compare {
         /// The lakehouse query.
@@ -173,7 +178,10 @@ impl Check {
     /// Whether its failing rows can be kept (rows are judged, not the table).
     pub fn keeps_rows(&self) -> bool {
         self.bad_row().is_some()
-            || matches!(self.kind, Kind::Duplicate { .. } | Kind::References { .. })
+            || matches!(
+                self.kind,
+                Kind::Duplicate { .. } | Kind::References { .. } | Kind::FailingRows { .. }
+            )
     }
 
     /// The unit its thresholds are read in.
@@ -260,11 +268,11 @@ fn duration(at: &str, what: &str, text: &str) -> Result<Duration> {
 
 impl Monitor {
     /// Checks the monitor of `table`.
-    pub fn check(table: &str, config: &MonitorConfig) -> Result<Monitor> {
+    pub fn check(table: &str, config: &MonitorConfig, root: &std::path::Path) -> Result<Monitor> {
         let at = format!("monitors.{table}");
         let mut checks: Vec<Check> = Vec::new();
         for (i, c) in config.checks.iter().enumerate() {
-            let check = check_one(&format!("{at}.checks[{i}]"), c)?;
+            let check = check_one(&format!("{at}.checks[{i}]"), c, root)?;
             if let Some(other) = checks.iter().find(|o| o.name == check.name) {
                 return Err(QualityError::Config(format!(
                     "{at}.checks[{i}]: another check is named `{}` ({}); give each a distinct `name:`",
@@ -384,6 +392,7 @@ fn allowed(kind: &str) -> &'static [&'static str] {
         "sql" => &["condition"],
         "metric" => &["query"],
         "compare" => &["query", "source"],
+        "failing_rows" => &["query", "file"],
         "schema" => &["required", "types", "no_other_columns"],
         "schema_drift" => &[],
         "drift" => &["column", "baseline"],
@@ -405,6 +414,7 @@ const KINDS: &[&str] = &[
     "sql",
     "metric",
     "compare",
+    "failing_rows",
     "schema",
     "schema_drift",
     "drift",
@@ -442,6 +452,9 @@ fn given(c: &CheckConfig) -> Vec<&'static str> {
     if c.source.is_some() {
         out.push("source");
     }
+    if c.file.is_some() {
+        out.push("file");
+    }
     if !c.required.is_empty() {
         out.push("required");
     }
@@ -470,7 +483,7 @@ fn yaml_literal(v: &serde_yaml_ng::Value) -> std::result::Result<String, String>
     }
 }
 
-fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
+fn check_one(at: &str, c: &CheckConfig, root: &std::path::Path) -> Result<Check> {
     let kind_name = c.check.trim();
     let err = |m: String| QualityError::Config(format!("{at} ({kind_name}): {m}"));
     if !KINDS.contains(&kind_name) {
@@ -565,6 +578,22 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
                 .clone()
                 .ok_or_else(|| err("needs `query` (a query returning one number)".into()))?,
         },
+        "failing_rows" => Kind::FailingRows {
+            query: match (&c.query, &c.file) {
+                (Some(q), None) => q.clone(),
+                (None, Some(f)) => {
+                    let path = root.join(f);
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+                    text.trim().trim_end_matches(';').trim().to_string()
+                }
+                _ => {
+                    return Err(err(
+                        "needs `query` or `file` (a query whose rows are the failures), one of them".into(),
+                    ));
+                }
+            },
+        },
         "compare" => {
             let source = c.source.as_ref().ok_or_else(|| {
                 err(
@@ -642,6 +671,7 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
             Kind::SchemaDrift => None,
             Kind::Drift { .. } => Some(Condition::Gt(0.25)),
             Kind::Compare { .. } => Some(Condition::Ne(0.0)),
+            Kind::FailingRows { .. } => Some(Condition::Gt(0.0)),
             Kind::Freshness { .. } | Kind::Metric { .. } => {
                 return Err(err(
                     "needs `warn` or `fail` (e.g. `fail: \"> 2h\"`, `fail: \"!= 0\"`)".into(),
@@ -661,6 +691,7 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
         kind,
         Kind::Metric { .. }
             | Kind::Compare { .. }
+            | Kind::FailingRows { .. }
             | Kind::Schema { .. }
             | Kind::SchemaDrift
             | Kind::Drift { .. }
@@ -683,7 +714,10 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
             Kind::Freshness { .. } => "freshness",
             Kind::Null { .. } => "completeness",
             Kind::Duplicate { .. } => "uniqueness",
-            Kind::Invalid { .. } | Kind::AcceptedValues { .. } | Kind::Sql { .. } => "validity",
+            Kind::Invalid { .. }
+            | Kind::AcceptedValues { .. }
+            | Kind::Sql { .. }
+            | Kind::FailingRows { .. } => "validity",
             Kind::References { .. } | Kind::Metric { .. } | Kind::Compare { .. } => "consistency",
             Kind::Schema { .. } | Kind::SchemaDrift => "schema",
             Kind::Drift { .. } => "consistency",
@@ -716,7 +750,10 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
             | Kind::Drift { column, .. } => format!("{kind_name}({column})"),
             Kind::Freshness { column: Some(col) } => format!("{kind_name}({col})"),
             Kind::Duplicate { columns } => format!("{kind_name}({})", columns.join(", ")),
-            Kind::Sql { .. } | Kind::Metric { .. } | Kind::Compare { .. } => {
+            Kind::Sql { .. }
+            | Kind::Metric { .. }
+            | Kind::Compare { .. }
+            | Kind::FailingRows { .. } => {
                 return Err(err(
                     "needs a `name:` (it appears in results and alerts)".into()
                 ));
@@ -737,7 +774,8 @@ fn check_one(at: &str, c: &CheckConfig) -> Result<Check> {
 
 /// Every monitor of the project, checked; `only` (table names as written, or resolved
 /// names) picks some.
-pub fn monitors(config: &confluo_core::ProjectConfig, only: &[String]) -> Result<Vec<Monitor>> {
+pub fn monitors(project: &confluo_core::Project, only: &[String]) -> Result<Vec<Monitor>> {
+    let config = &project.config;
     let mut out = Vec::new();
     for wanted in only {
         if !config.monitors.contains_key(wanted) {
@@ -767,7 +805,7 @@ pub fn monitors(config: &confluo_core::ProjectConfig, only: &[String]) -> Result
     }
     for (table, m) in &config.monitors {
         if only.is_empty() || only.contains(table) {
-            out.push(Monitor::check(table, m)?);
+            out.push(Monitor::check(table, m, &project.root)?);
         }
     }
     Ok(out)
@@ -779,7 +817,7 @@ mod tests {
 
     fn monitor(yaml: &str) -> Result<Monitor> {
         let config: MonitorConfig = serde_yaml_ng::from_str(yaml).unwrap();
-        Monitor::check("gold.orders", &config)
+        Monitor::check("gold.orders", &config, std::path::Path::new("."))
     }
 
     #[test]

@@ -322,6 +322,8 @@ async fn failing_rows_sql(
                     .unwrap_or_default(),
             )
         }
+        // The query's own rows, with its own columns.
+        Kind::FailingRows { query } => format!("SELECT {} FROM ({query}) t", meta),
         Kind::References { column, table, to } => {
             let other = resolve_table(session, table).await?;
             format!(
@@ -362,7 +364,34 @@ pub async fn keep_failing_rows(
             .iter()
             .map(|f| f.as_ref().clone().with_nullable(true)),
     );
-    let wanted = delta::delta_compatible_schema(&Schema::new(fields));
+    let mut wanted = delta::delta_compatible_schema(&Schema::new(fields));
+    // The queries first: a `failing_rows` query may bring columns of its own, which the
+    // failures table gains rather than loses.
+    let source = format!("failing rows of {}", run.target.name);
+    let mut streams = Vec::new();
+    for check in checks {
+        let Some(sql) = failing_rows_sql(session, run, check).await? else {
+            continue;
+        };
+        if let SqlOutput::Rows(stream) =
+            session.run_script(&sql).await.map_err(|e| e.to_string())?
+        {
+            // Only columns the table lacks: the known ones are cast as they are written.
+            let new: Vec<_> = stream
+                .schema()
+                .fields()
+                .iter()
+                .filter(|f| wanted.field_with_name(f.name()).is_err())
+                .cloned()
+                .collect();
+            if let Some(more) = delta::evolve_schema(&wanted, &Schema::new(new), &source)
+                .map_err(|e| e.to_string())?
+            {
+                wanted = more;
+            }
+            streams.push(stream);
+        }
+    }
     let (table, schema, evolved) = match lh
         .metastore()
         .get_table(&name)
@@ -375,13 +404,7 @@ pub async fn keep_failing_rows(
                 .await
                 .map_err(|e| e.to_string())?;
             let have = delta::table_schema(&table).map_err(|e| e.to_string())?;
-            match delta::evolve_schema(
-                &have,
-                &wanted,
-                &format!("failing rows of {}", run.target.name),
-            )
-            .map_err(|e| e.to_string())?
-            {
+            match delta::evolve_schema(&have, &wanted, &source).map_err(|e| e.to_string())? {
                 Some(new) => (table, new.clone(), Some(new)),
                 None => (table, have, None),
             }
@@ -405,14 +428,7 @@ pub async fn keep_failing_rows(
         }
     };
     let mut writer = TableWriter::new(&table, schema).map_err(|e| e.to_string())?;
-    for check in checks {
-        let Some(sql) = failing_rows_sql(session, run, check).await? else {
-            continue;
-        };
-        let mut stream = match session.run_script(&sql).await.map_err(|e| e.to_string())? {
-            SqlOutput::Rows(s) => s,
-            SqlOutput::Message(_) => continue,
-        };
+    for mut stream in streams {
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| e.to_string())?;
             writer.write(&batch).await.map_err(|e| e.to_string())?;

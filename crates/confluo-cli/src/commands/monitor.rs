@@ -104,7 +104,7 @@ pub async fn run_monitors(
     textfile: Option<&std::path::Path>,
 ) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
-    let monitors = confluo_quality::monitors(&project.config, tables).map_err(quality_error)?;
+    let monitors = confluo_quality::monitors(&project, tables).map_err(quality_error)?;
     if monitors.is_empty() {
         return Err(anyhow::anyhow!(
             "no monitors in confluo.yaml\n  hint: add one, e.g.\n    monitors:\n      gold.orders:\n        checks:\n          - {{check: row_count, fail: \"< 1\"}}"
@@ -359,7 +359,7 @@ async fn profile(ctx: &Context, name: &str, format: MonitorFormat) -> CmdResult 
 
 async fn backtest(ctx: &Context, tables: &[String], all: bool, format: MonitorFormat) -> CmdResult {
     let (project, lh) = ctx.lakehouse().await?;
-    let monitors: Vec<_> = confluo_quality::monitors(&project.config, tables)
+    let monitors: Vec<_> = confluo_quality::monitors(&project, tables)
         .map_err(quality_error)?
         .into_iter()
         .filter(|m| !m.anomalies.is_empty())

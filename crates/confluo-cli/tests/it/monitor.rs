@@ -583,3 +583,44 @@ monitors:
     assert_eq!(agrees["status"], "fail", "{r:#}");
     assert_eq!(agrees["value"], -1.0);
 }
+
+#[test]
+fn failing_rows_checks_read_a_sql_file_and_keep_its_rows_with_their_own_columns() {
+    let p = TestProject::with_config(
+        r#"
+monitors:
+  bronze.orders:
+    checks:
+      - {check: failing_rows, name: big_eu_orders, file: checks/big_eu_orders.sql}
+      - {check: failing_rows, name: missing_file, file: checks/nope.sql}
+"#,
+    );
+    p.write(
+        "checks/big_eu_orders.sql",
+        "-- EU orders above 15 need a second look\nSELECT id, amount, 'too big' AS reason FROM bronze.orders WHERE region = 'EU' AND amount > 15;\n",
+    );
+    let err = p.fail(&["monitor", "run"]);
+    assert!(
+        err.contains("monitors.bronze.orders.checks[1] (failing_rows): cannot read")
+            && err.contains("nope.sql"),
+        "{err}"
+    );
+    let p2 = TestProject::with_config(
+        "monitors:\n  bronze.orders:\n    checks:\n      - {check: failing_rows, name: big_eu_orders, file: checks/big_eu_orders.sql}\n",
+    );
+    p2.write(
+        "checks/big_eu_orders.sql",
+        std::fs::read_to_string(p.path("checks/big_eu_orders.sql")).unwrap(),
+    );
+    p2.write("data/orders.csv", BAD_ORDERS);
+    p2.ingest(&p2.path("data/orders.csv"), "bronze.orders", &[]);
+    let (ok, r) = run_json(&p2, &["monitor", "run", "--format", "json"]);
+    assert!(!ok);
+    let c = result(&r[0], "big_eu_orders");
+    assert_eq!(c["status"], "fail", "{r:#}");
+    assert_eq!(c["value"], 1.0);
+    assert_eq!(
+        p2.rows("SELECT _check, id, reason FROM bronze.orders_failures"),
+        [["big_eu_orders", "2", "too big"]]
+    );
+}

@@ -149,6 +149,10 @@ pub struct PipelineConfig {
     /// Values for `${key}` in the SQL (overridden by `SET key = value` in the files).
     #[serde(default)]
     pub configuration: BTreeMap<String, String>,
+    /// After each update that succeeds, run the `monitors:` of the tables it updated; the
+    /// run fails when one of their checks does.
+    #[serde(default)]
+    pub monitors: bool,
 }
 
 impl Default for PipelineConfig {
@@ -158,6 +162,7 @@ impl Default for PipelineConfig {
             catalog: None,
             schema: None,
             configuration: BTreeMap::new(),
+            monitors: false,
         }
     }
 }
@@ -238,6 +243,7 @@ impl SparkPipelineSpec {
                 catalog: self.catalog,
                 schema: self.database,
                 configuration,
+                monitors: false,
             },
         );
         config

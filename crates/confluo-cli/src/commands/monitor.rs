@@ -117,6 +117,7 @@ pub async fn run_monitors(
     let reports = confluo_quality::run_all(&session, &monitors, &project.config)
         .await
         .map_err(quality_error)?;
+    let ok = passed(&reports);
     if let Some(path) = textfile {
         let states = session.lakehouse().metastore().check_states(None).await?;
         confluo_quality::prometheus::write_textfile(
@@ -130,16 +131,37 @@ pub async fn run_monitors(
     } else {
         print_reports(&reports, ctx.quiet);
     }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Whether no check failed or erred.
+pub fn passed(reports: &[MonitorReport]) -> bool {
     let worst = reports
         .iter()
         .map(MonitorReport::worst)
         .max()
         .unwrap_or(Status::Pass);
-    Ok(if matches!(worst, Status::Fail | Status::Error) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    !matches!(worst, Status::Fail | Status::Error)
+}
+
+/// Runs the monitors of `tables` (as named under `monitors:`), for commands that run them
+/// after their own work (`confluo run` with `monitors: true`).
+pub async fn monitor_tables(
+    project: &confluo_core::Project,
+    lh: std::sync::Arc<confluo_lakehouse::Lakehouse>,
+    tables: &[String],
+) -> Result<Vec<MonitorReport>, CliError> {
+    let monitors = confluo_quality::monitors(project, tables).map_err(quality_error)?;
+    let session = SqlSession::new(lh)
+        .await
+        .map_err(|e| CliError::sql(e, "", "monitor"))?;
+    confluo_quality::run_all(&session, &monitors, &project.config)
+        .await
+        .map_err(quality_error)
 }
 
 fn value(r: &confluo_quality::CheckResult) -> String {
@@ -152,7 +174,8 @@ fn value(r: &confluo_quality::CheckResult) -> String {
     format!("{}\n{threshold}", r.message).trim().to_string()
 }
 
-fn print_reports(reports: &[MonitorReport], quiet: bool) {
+/// Prints what monitor runs found: a table of results, then kept rows, alerts, problems.
+pub fn print_reports(reports: &[MonitorReport], quiet: bool) {
     let mut rows = Vec::new();
     for rep in reports {
         for r in &rep.results {

@@ -267,7 +267,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
         return run_continuously(ctx, args).await;
     }
     let (project, lh, pipeline) = load(ctx, args.pipeline.as_deref()).await?;
-    let runner = Runner::new(&project, lh, &pipeline)
+    let runner = Runner::new(&project, lh.clone(), &pipeline)
         .await
         .map_err(|e| pipeline_error(&project, e))?;
     let options = RunOptions {
@@ -288,19 +288,49 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
     let result = runner.run(&options, display.as_ref()).await;
     ticker.abort();
     let report = result.map_err(|e| pipeline_error(&project, e))?;
+    // `monitors: true`: the monitors of the tables this update wrote run after it.
+    let quality = match project.config.pipelines.get(&report.pipeline) {
+        Some(cfg) if cfg.monitors && report.ok() => {
+            let tables: Vec<String> = project
+                .config
+                .monitors
+                .keys()
+                .filter(|t| {
+                    lh.resolve(t).is_ok_and(|name| {
+                        let name = name.to_string();
+                        report.datasets.iter().any(|d| d.key == name)
+                    })
+                })
+                .cloned()
+                .collect();
+            if tables.is_empty() {
+                None
+            } else {
+                Some(super::monitor::monitor_tables(&project, lh.clone(), &tables).await?)
+            }
+        }
+        _ => None,
+    };
+    let quality_ok = quality.as_ref().is_none_or(|r| super::monitor::passed(r));
     if args.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "update_id": report.update_id,
             "pipeline": report.pipeline,
             "ok": report.ok(),
             "duration_ms": report.duration.as_millis() as u64,
             "datasets": report.datasets.iter().map(DatasetReport::metrics).collect::<Vec<_>>(),
         });
+        if let Some(q) = &quality {
+            out["quality"] = serde_json::to_value(q)?;
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_summary(&report);
+        if let Some(q) = &quality {
+            super::monitor::print_reports(q, ctx.quiet);
+        }
     }
-    Ok(if report.ok() {
+    Ok(if report.ok() && quality_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

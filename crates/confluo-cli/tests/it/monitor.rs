@@ -624,3 +624,47 @@ monitors:
         [["big_eu_orders", "2", "too big"]]
     );
 }
+
+#[test]
+fn a_pipeline_with_monitors_runs_them_after_each_update() {
+    let p = TestProject::with_config(
+        r#"
+pipelines:
+  shop:
+    libraries: ["pipelines/*.sql"]
+    schema: shop
+    monitors: true
+monitors:
+  shop.orders:
+    checks: [{check: duplicate_count, column: id}]
+  shop.elsewhere:
+    checks: [{check: row_count}]
+"#,
+    );
+    p.write(
+        "pipelines/shop.sql",
+        "CREATE OR REFRESH STREAMING TABLE orders AS SELECT * FROM STREAM read_files('data/*.csv', format => 'csv');",
+    );
+    p.write("data/a.csv", GOOD_ORDERS);
+    let out: Value = serde_json::from_str(&p.ok(&["run", "--json"])).unwrap();
+    let q = out["quality"].as_array().unwrap();
+    assert_eq!(
+        q.len(),
+        1,
+        "only the monitors of tables the update wrote: {out:#}"
+    );
+    assert_eq!(q[0]["table"], "main.shop.orders");
+    assert_eq!(q[0]["results"][0]["status"], "pass");
+    // A file repeating order 4: the update succeeds, its monitor fails the run.
+    p.write(
+        "data/b.csv",
+        "id,customer_id,email,status,amount,region\n4,1,d@x.com,shipped,7,US\n",
+    );
+    let run = p.run(&["run"]);
+    assert!(!run.status.success());
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        text.contains("duplicate_count(id)") && text.contains("FAIL"),
+        "{text}"
+    );
+}

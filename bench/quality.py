@@ -10,11 +10,13 @@ that table's own Parquet files, so every tool profiles the same bytes.
   low-cardinality columns; the profile is appended to system.quality.metrics.
 - DuckDB: `SUMMARIZE SELECT * FROM read_parquet(...)` — per column: min, max, approx_unique,
   avg, std, q25/q50/q75, count, null_percentage (no top values).
-- Soda Core (soda-core-duckdb): a scan with missing_count of every column, min, max, avg and
-  stddev of the numbers and duplicate_count of the low-cardinality texts (the nearest its
-  checks language has to a profile; its own profiling needs Soda Cloud), on DuckDB.
+- Soda Core (soda-core-duckdb): a scan with missing_count and duplicate_count of every
+  column, min, max, avg, stddev and quartiles of the numbers, lengths of the texts (the
+  nearest its checks language has to a profile; its own profiling needs Soda Cloud), on
+  DuckDB. It also fetches a sample of failing rows for duplicate_count.
 
-Env: CONFLUO_BIN, ROWS (default 10,000,000), RUNS (default 3; the best run is reported).
+Env: CONFLUO_BIN, ROWS (default 10,000,000), RUNS (default 3; the best run is reported),
+CSV (another orders file, for a quick try of the script).
 Writes bench/quality-results.json.
 """
 import glob
@@ -57,7 +59,7 @@ def best(f):
 
 
 def main():
-    data = f"{HERE}/data/one/orders.csv"
+    data = os.environ.get("CSV", f"{HERE}/data/one/orders.csv")
     if not os.path.exists(data):
         subprocess.run([sys.executable, f"{HERE}/gen_orders.py", f"{HERE}/data"], check=True,
                        env={**os.environ, "ROWS": str(ROWS)})
@@ -83,14 +85,21 @@ def main():
     soda_dir = tempfile.mkdtemp(prefix="soda-")
     with open(f"{soda_dir}/configuration.yml", "w") as f:
         f.write("data_source orders:\n  type: duckdb\n  database: ':memory:'\n")
+    # The nearest SodaCL has to Confluo's profile: per column missing and duplicate counts
+    # (Soda has no distinct count; duplicates need the same grouping), min/max/avg/stddev and
+    # the three quartiles of numbers, lengths of texts.
     checks = ["checks for orders:", "  - row_count > 0"]
     for c in COLUMNS:
         checks.append(f"  - missing_count({c}) >= 0")
-    for c in ("status", "country"):
         checks.append(f"  - duplicate_count({c}) >= 0")
     for c in NUMERIC:
         for m in ("min", "max", "avg", "stddev"):
             checks.append(f"  - {m}({c}) > -1000000000")
+        for q in ("0.25", "0.5", "0.75"):
+            checks.append(f"  - percentile({c}, {q}) > -1000000000")
+    for c in ("status", "sku", "country"):
+        for m in ("min_length", "avg_length", "max_length"):
+            checks.append(f"  - {m}({c}) >= 0")
     with open(f"{soda_dir}/checks.yml", "w") as f:
         f.write("\n".join(checks) + "\n")
     soda_script = f"""
@@ -108,7 +117,7 @@ assert not scan.has_error_logs(), scan.get_logs_text()
     try:
         soda = best(lambda: timed([sys.executable, "-c", soda_script]))
     except SystemExit as e:
-        soda = {"error": str(e)[:500]}
+        soda = {"error": str(e)[-1500:]}
 
     results = {
         "rows": ROWS,

@@ -41,8 +41,8 @@ fi
 if [ "$which" = jobs ] && ! bench/.venv/bin/python -c "import dagster, psutil" 2>/dev/null; then
   bench/.venv/bin/pip install -q dagster psutil
 fi
-if [ "$which" = quality ] && ! bench/.venv/bin/python -c "import soda.scan, psutil, duckdb" 2>/dev/null; then
-  bench/.venv/bin/pip install -q soda-core-duckdb psutil duckdb
+if [ "$which" = quality ] && ! bench/.venv/bin/python -c "import soda.scan, psutil, duckdb, pytz" 2>/dev/null; then
+  bench/.venv/bin/pip install -q soda-core-duckdb psutil duckdb pytz
 fi
 if [ "$which" = kafka ]; then
   # Confluo and the rskafka helper (the floor and the producer) in one build: the same features.

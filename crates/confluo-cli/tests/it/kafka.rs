@@ -430,15 +430,15 @@ fn kafka_pattern_picks_up_topics_created_while_running() {
     b.create_topic("feed_a", 1);
     b.produce("feed_a", 0, &(1..=10).map(order).collect::<Vec<_>>());
     let p = TestProject::with_config(&format!(
-        "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{}\"}}\ningest:\n  ev:\n    connection: bus\n    pattern: \"feed_.*\"\n    schema: bronze\n    table: events\n",
+        "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{}\"}}\ningest:\n  ev:\n    connection: bus\n    pattern: \"feed_.*\"\n    schema: bronze\n    table: events\n    topic_refresh_interval: 2s\n",
         b.addr()
     ));
     let mut sync = p.spawn_sync("ev");
     std::thread::sleep(Duration::from_secs(2));
     b.create_topic("feed_b", 2);
     b.produce("feed_b", 1, &(11..=30).map(order).collect::<Vec<_>>());
-    // Rediscovery runs every 30 s.
-    let deadline = Instant::now() + Duration::from_secs(75);
+    // Rediscovery runs every 2 s here (`topic_refresh_interval`; 30 s by default).
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n = p.run(&[
             "query",
@@ -523,7 +523,7 @@ fn kafka_errors_say_what_to_fix() {
     let b = Broker::start();
     b.create_topic("orders", 1);
     let p = TestProject::with_config(&format!(
-        "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{a}\"}}\n  down: {{type: kafka, bootstrap_servers: \"127.0.0.1:1\", connect_timeout: 1s}}\n  nobrokers: {{type: kafka}}\n  badproto: {{type: kafka, bootstrap_servers: \"{a}\", security_protocol: tls}}\ningest:\n  notopic:\n    connection: bus\n    topics: ordres\n    schema: bronze\n  badkey:\n    connection: bus\n    topics: orders\n    schema: bronze\n    startingOffsets: earliest\n  badstart:\n    connection: bus\n    topics: orders\n    schema: bronze\n    starting_offsets: soonest\n  badpattern:\n    connection: bus\n    pattern: \"(\"\n    schema: bronze\n  both:\n    connection: bus\n    topics: orders\n    pattern: o.*\n    schema: bronze\n  unreachable:\n    connection: down\n    topics: x\n    schema: bronze\n",
+        "connections:\n  bus: {{type: kafka, bootstrap_servers: \"{a}\"}}\n  down: {{type: kafka, bootstrap_servers: \"127.0.0.1:1\", connect_timeout: 1s}}\n  nobrokers: {{type: kafka}}\n  badproto: {{type: kafka, bootstrap_servers: \"{a}\", security_protocol: tls}}\ningest:\n  notopic:\n    connection: bus\n    topics: ordres\n    schema: bronze\n  badkey:\n    connection: bus\n    topics: orders\n    schema: bronze\n    startingOffsets: earliest\n  badstart:\n    connection: bus\n    topics: orders\n    schema: bronze\n    starting_offsets: soonest\n  badpattern:\n    connection: bus\n    pattern: \"(\"\n    schema: bronze\n  both:\n    connection: bus\n    topics: orders\n    pattern: o.*\n    schema: bronze\n  badrefresh:\n    connection: bus\n    topics: orders\n    schema: bronze\n    topic_refresh_interval: 10ms\n  unreachable:\n    connection: down\n    topics: x\n    schema: bronze\n",
         a = b.addr()
     ));
     let e = p.fail(&["sync", "notopic"]);
@@ -545,6 +545,11 @@ fn kafka_errors_say_what_to_fix() {
     assert!(e.contains("`pattern` is not a regular expression"), "{e}");
     let e = p.fail(&["sync", "both"]);
     assert!(e.contains("set `topics` or `pattern`, not both"), "{e}");
+    let e = p.fail(&["sync", "badrefresh"]);
+    assert!(
+        e.contains("`topic_refresh_interval` must be at least 100ms"),
+        "{e}"
+    );
     let started = Instant::now();
     let e = p.fail(&["sync", "unreachable"]);
     assert!(e.contains("127.0.0.1:1"), "{e}");

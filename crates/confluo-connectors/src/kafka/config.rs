@@ -32,6 +32,7 @@ const ENTRY_KEYS: &[&str] = &[
     "starting_timestamp",
     "max_offsets_per_trigger",
     "fail_on_data_loss",
+    "topic_refresh_interval",
 ];
 
 /// How the client authenticates and encrypts, as Kafka's `security.protocol`.
@@ -315,6 +316,16 @@ impl KafkaConnector {
             .number("max_offsets_per_trigger")
             .map_err(bad)?
             .map(|n| n.max(1) as usize);
+        // How often topics (for a pattern) and partitions are listed again; Kafka clients
+        // call it metadata.max.age.ms.
+        let refresh = opts
+            .duration("topic_refresh_interval", Duration::from_secs(30))
+            .map_err(bad)?;
+        if refresh < Duration::from_millis(100) {
+            return Err(SourceError::definite(format!(
+                "{owner}: `topic_refresh_interval` must be at least 100ms"
+            )));
+        }
         Ok(KafkaSource::new(
             self.clone(),
             shared,
@@ -322,7 +333,8 @@ impl KafkaConnector {
             starting,
             fail_on_data_loss,
             max_per_batch,
-        ))
+        )
+        .with_refresh(refresh))
     }
 
     /// What `confluo connections test` prints: the brokers answer, and their topics.

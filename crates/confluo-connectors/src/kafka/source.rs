@@ -48,7 +48,8 @@ fn fetch_bytes(partitions: usize) -> i32 {
 }
 /// How long a fetch waits at the broker for new records.
 const FETCH_WAIT_MS: i32 = 250;
-/// How often the topics are listed again for new partitions (and, for a pattern, topics).
+/// How often the topics are listed again for new partitions (and, for a pattern, topics),
+/// unless the entry sets `topic_refresh_interval`.
 const REDISCOVER: Duration = Duration::from_secs(30);
 
 /// One partition read by the entry.
@@ -97,6 +98,8 @@ pub struct KafkaSource {
     /// Records received but not yet handed out (a batch was full).
     pending: VecDeque<Chunk>,
     discovered: Instant,
+    /// How often to list topics and partitions again.
+    refresh: Duration,
     /// Rows in the columns of Databricks' `read_kafka` (`key`, `value`, `topic`, ...) rather
     /// than an ingest entry's envelope and decoded payload.
     spark_columns: bool,
@@ -131,8 +134,16 @@ impl KafkaSource {
             rx: None,
             pending: VecDeque::new(),
             discovered: Instant::now(),
+            refresh: REDISCOVER,
             spark_columns: false,
         }
+    }
+
+    /// Lists topics and partitions again every `refresh` (new partitions; for a pattern,
+    /// new topics).
+    pub(super) fn with_refresh(mut self, refresh: Duration) -> Self {
+        self.refresh = refresh;
+        self
     }
 
     /// Per partition key, the offset the next record produced will get.
@@ -694,7 +705,7 @@ impl ChangeSource for KafkaSource {
         &mut self,
         limits: &ReadLimits,
     ) -> Result<Option<SourceBatch>, SourceError> {
-        if self.discovered.elapsed() > REDISCOVER {
+        if self.discovered.elapsed() > self.refresh {
             self.rediscover().await?;
         }
         let max = self

@@ -315,3 +315,32 @@ fn rabbitmq_errors_say_what_to_fix() {
     let out = p.ok(&["connections", "test", "mq"]);
     assert!(out.contains("streams: true"), "{out}");
 }
+
+#[test]
+fn stream_start_next_is_kept_by_a_run_that_reads_nothing() {
+    let q = Queue::new(true);
+    q.publish(&(1..=50).map(|i| (None, order(i))).collect::<Vec<_>>());
+    let p = q.project("stream", "    start: next\n");
+    // Nothing arrives during the first sync: it still keeps where "next" stood.
+    p.ok(&["sync", "ev"]);
+    q.publish(&(51..=60).map(|i| (None, order(i))).collect::<Vec<_>>());
+    // The second sync starts there, not at a later "next": the ten published in between land.
+    p.ok(&["sync", "ev"]);
+    let got =
+        p.rows("SELECT count(*), max(_offset) - min(_offset), max(_offset) FROM bronze.events");
+    assert_eq!(
+        (got[0][0].as_str(), got[0][1].as_str()),
+        ("10", "9"),
+        "{got:?}"
+    );
+    let end = got[0][2].clone();
+    // `last` on a fresh table starts at the stream's last chunk and keeps that too.
+    let p = q.project("stream", "    start: last\n");
+    p.ok(&["sync", "ev"]);
+    let n: u64 = p
+        .scalar("SELECT count(*) FROM bronze.events")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&n), "{n}");
+    assert_eq!(p.scalar("SELECT max(_offset) FROM bronze.events"), end);
+}

@@ -80,7 +80,15 @@ pub struct RabbitStreamSource {
     /// Nothing was delivered since the subscription: the broker may take a moment to start,
     /// so "nothing new" is not believed before [`FIRST_DELIVERY`].
     fresh: bool,
+    /// Where `start: last` / `next` placed a table that holds nothing yet, to be committed
+    /// before any message arrives (see [`ChangeSource::starting_batch`]).
+    pinned: Option<u64>,
 }
+
+/// How long the probe for the stream's end waits for the last chunk.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// Once the last chunk flows, a pause this long ends it.
+const PROBE_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// How long a new subscription may take to deliver its first message.
 const FIRST_DELIVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -105,7 +113,46 @@ impl RabbitStreamSource {
             consumer: None,
             last: None,
             fresh: true,
+            pinned: None,
         }
+    }
+
+    /// The stream's last chunk: (its first offset, the last offset), or `None` for an empty
+    /// stream. A subscription at `last` delivers that chunk; the probe reads it and leaves.
+    async fn probe_end(&self, env: &Environment) -> Result<Option<(u64, u64)>, SourceError> {
+        use futures::StreamExt;
+        let mut probe = env
+            .consumer()
+            .offset(OffsetSpecification::Last)
+            .build(&self.stream)
+            .await
+            .map_err(|e| {
+                SourceError::transient(format!("{}: finding its end: {e}", self.what()))
+            })?;
+        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        let mut seen: Option<(u64, u64)> = None;
+        loop {
+            let until = match seen {
+                Some(_) => (tokio::time::Instant::now() + PROBE_QUIET).min(deadline),
+                None => deadline,
+            };
+            match tokio::time::timeout_at(until, probe.next()).await {
+                Ok(Some(Ok(d))) => {
+                    let o = d.offset();
+                    seen = Some(seen.map_or((o, o), |(f, l)| (f.min(o), l.max(o))));
+                }
+                Ok(Some(Err(e))) => {
+                    let _ = probe.handle().close().await;
+                    return Err(SourceError::transient(format!(
+                        "{}: finding its end: {e}",
+                        self.what()
+                    )));
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let _ = probe.handle().close().await;
+        Ok(seen)
     }
 
     fn what(&self) -> String {
@@ -172,7 +219,27 @@ impl ChangeSource for RabbitStreamSource {
             .as_ref()
             .ok_or_else(|| SourceError::transient(format!("{}: not connected", self.what())))?;
         self.last = committed.get("").map(|v| *v as u64);
-        let spec = match (self.last, self.start) {
+        self.pinned = None;
+        // `last` and `next` move while nothing is committed: where they stand now is kept
+        // (by `starting_batch`), so a run that reads nothing does not let the next one start
+        // further on and skip what was published in between.
+        let mut start = self.start;
+        if self.last.is_none() && matches!(start, Start::Last | Start::Next) {
+            start = match (self.probe_end(env).await?, start) {
+                // An empty stream: everything from now on is new.
+                (None, _) => Start::First,
+                (Some((_, last)), Start::Next) => {
+                    self.pinned = Some(last);
+                    Start::Offset(last + 1)
+                }
+                (Some((0, _)), _) => Start::First,
+                (Some((first, _)), _) => {
+                    self.pinned = Some(first - 1);
+                    Start::Offset(first)
+                }
+            };
+        }
+        let spec = match (self.last, start) {
             (Some(v), _) => OffsetSpecification::Offset(v + 1),
             (None, Start::First) => OffsetSpecification::First,
             (None, Start::Last) => OffsetSpecification::Last,
@@ -198,6 +265,29 @@ impl ChangeSource for RabbitStreamSource {
         self.consumer = Some(consumer);
         self.fresh = true;
         Ok(())
+    }
+
+    fn starting_batch(&mut self) -> Result<Option<SourceBatch>, SourceError> {
+        let Some(pin) = self.pinned.take() else {
+            return Ok(None);
+        };
+        self.last = Some(pin);
+        let (rows, rescued) = self.rows(&[], &[])?;
+        Ok(Some(SourceBatch {
+            tables: vec![TableRows {
+                table: self.entry.table.clone(),
+                rows,
+                apply: self.entry.apply(),
+            }],
+            offset: Some(Offset::RabbitStream {
+                stream: self.stream.clone(),
+                offset: pin,
+            }),
+            messages: 0,
+            bytes: 0,
+            newest_micros: None,
+            rescued,
+        }))
     }
 
     async fn next_batch(

@@ -271,19 +271,12 @@ async fn series(
                 (Watched::Mean, Some(c)) => format!("avg(CAST(t.{} AS DOUBLE))", ident(c)),
                 _ => unreachable!("column metrics have a column"),
             };
-            let b = query(
+            let now = crate::checks::lakehouse_value(
                 session,
                 &format!("SELECT {expr} AS v FROM {}", target.from_clause()),
             )
             .await
             .map_err(QualityError::Config)?;
-            let now = b
-                .iter()
-                .find(|b| b.num_rows() > 0)
-                .map(|b| floats(b, "v"))
-                .transpose()
-                .map_err(QualityError::Config)?
-                .and_then(|v| v.first().copied().flatten());
             let history =
                 stored_history(session, target, metric, column, a.detector.window).await?;
             Ok((

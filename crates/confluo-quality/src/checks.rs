@@ -517,20 +517,29 @@ fn schema_check(check: &Check, schema: &Schema) -> CheckResult {
     r
 }
 
-/// The first column of a query's first row, as a number.
-pub(crate) async fn lakehouse_number(session: &SqlSession, sql: &str) -> Result<f64, String> {
+/// The first column of a query's first row, as a number: `None` when the query returns no
+/// rows or NULL.
+pub(crate) async fn lakehouse_value(
+    session: &SqlSession,
+    sql: &str,
+) -> Result<Option<f64>, String> {
     let batches = query(session, sql).await?;
-    let batch = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .ok_or("the query returned no rows")?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
     let name = batch.schema().field(0).name().clone();
-    floats(batch, &name)
+    Ok(floats(batch, &name)
         .map_err(|e| format!("the query's first column is not a number: {e}"))?
         .first()
         .copied()
-        .flatten()
-        .ok_or_else(|| "the query returned NULL".to_string())
+        .flatten())
+}
+
+/// The first column of a query's first row, as a number; no rows or NULL is an error.
+pub(crate) async fn lakehouse_number(session: &SqlSession, sql: &str) -> Result<f64, String> {
+    lakehouse_value(session, sql)
+        .await?
+        .ok_or_else(|| "the query returned no rows, or NULL".to_string())
 }
 
 async fn metric(session: &SqlSession, check: &Check, sql: &str) -> CheckResult {

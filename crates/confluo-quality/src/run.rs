@@ -249,11 +249,7 @@ pub async fn run_monitor(
 
 async fn count(session: &SqlSession, target: &Target) -> Option<f64> {
     let sql = format!("SELECT count(*) FROM {}", target.from_clause());
-    let batches = session.query(&sql).await.ok()?;
-    let b = batches.iter().find(|b| b.num_rows() > 0)?;
-    let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Float64).ok()?;
-    use arrow::array::AsArray;
-    Some(c.as_primitive::<arrow::datatypes::Float64Type>().value(0))
+    checks::lakehouse_value(session, &sql).await.ok().flatten()
 }
 
 /// Moves each check's status in the metastore and sends the alerts that calls for.

@@ -61,7 +61,7 @@ monitors:
     )
 }
 
-fn run_json(p: &TestProject, args: &[&str]) -> (bool, Value) {
+pub(crate) fn run_json(p: &TestProject, args: &[&str]) -> (bool, Value) {
     let out = p.run(args);
     let text = String::from_utf8(out.stdout).unwrap();
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
@@ -73,7 +73,7 @@ fn run_json(p: &TestProject, args: &[&str]) -> (bool, Value) {
     (out.status.success(), v)
 }
 
-fn result<'a>(report: &'a Value, check: &str) -> &'a Value {
+pub(crate) fn result<'a>(report: &'a Value, check: &str) -> &'a Value {
     report["results"]
         .as_array()
         .unwrap()

@@ -21,27 +21,16 @@ fn orders(from: u64, n: u64, null_every: u64) -> String {
     s
 }
 
+/// `confluo monitor run --format json` with `extra` arguments.
 fn run(p: &TestProject, extra: &[&str]) -> (bool, Value) {
     let mut args = vec!["monitor", "run", "--format", "json"];
     args.extend_from_slice(extra);
-    let out = p.run(&args);
-    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.success(), v)
+    crate::monitor::run_json(p, &args)
 }
 
+/// The result of check `name` in the first monitor's report.
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report[0]["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == name)
-        .unwrap_or_else(|| panic!("no {name}: {report:#}"))
+    crate::monitor::result(&report[0], name)
 }
 
 #[test]

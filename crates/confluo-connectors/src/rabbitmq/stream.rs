@@ -159,6 +159,32 @@ impl RabbitStreamSource {
         format!("connection `{}`, stream `{}`", self.conn.name, self.stream)
     }
 
+    /// A batch of `rows` that leaves the table at stream offset `offset`.
+    fn batch(
+        &self,
+        rows: RecordBatch,
+        rescued: u64,
+        offset: u64,
+        messages: u64,
+        bytes: u64,
+    ) -> SourceBatch {
+        SourceBatch {
+            tables: vec![TableRows {
+                table: self.entry.table.clone(),
+                rows,
+                apply: self.entry.apply(),
+            }],
+            offset: Some(Offset::RabbitStream {
+                stream: self.stream.clone(),
+                offset,
+            }),
+            messages,
+            bytes,
+            newest_micros: None,
+            rescued,
+        }
+    }
+
     fn rows(
         &self,
         got: &[(u64, Vec<u8>)],
@@ -273,21 +299,7 @@ impl ChangeSource for RabbitStreamSource {
         };
         self.last = Some(pin);
         let (rows, rescued) = self.rows(&[], &[])?;
-        Ok(Some(SourceBatch {
-            tables: vec![TableRows {
-                table: self.entry.table.clone(),
-                rows,
-                apply: self.entry.apply(),
-            }],
-            offset: Some(Offset::RabbitStream {
-                stream: self.stream.clone(),
-                offset: pin,
-            }),
-            messages: 0,
-            bytes: 0,
-            newest_micros: None,
-            rescued,
-        }))
+        Ok(Some(self.batch(rows, rescued, pin, 0, 0)))
     }
 
     async fn next_batch(
@@ -331,21 +343,13 @@ impl ChangeSource for RabbitStreamSource {
         let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
         self.decoder.prepare(&payloads).await?;
         let (rows, rescued) = self.rows(&got, &payloads)?;
-        Ok(Some(SourceBatch {
-            tables: vec![TableRows {
-                table: self.entry.table.clone(),
-                rows,
-                apply: self.entry.apply(),
-            }],
-            offset: Some(Offset::RabbitStream {
-                stream: self.stream.clone(),
-                offset: last,
-            }),
-            messages: got.len() as u64,
-            bytes: bytes as u64,
-            newest_micros: None,
+        Ok(Some(self.batch(
+            rows,
             rescued,
-        }))
+            last,
+            got.len() as u64,
+            bytes as u64,
+        )))
     }
 
     async fn ack(&mut self) -> Result<(), SourceError> {

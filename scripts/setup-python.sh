@@ -14,4 +14,8 @@ fi
 if ! "$venv/bin/python" -c "import aiosmtpd" >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd>=1.4,<2" >&2
 fi
+# psycopg (3, with its bundled libpq): the Python client the Postgres endpoint is tested with.
+if ! "$venv/bin/python" -c "import psycopg" >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]>=3.2,<4" >&2
+fi
 echo "$venv/bin/python"

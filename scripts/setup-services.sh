@@ -171,7 +171,18 @@ install_socat() {
     || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >/dev/null; }
 }
 
+# The clients the Postgres endpoint is tested with: psql (with the server), and the
+# PostgreSQL JDBC driver run by the machine's Java.
+install_pg_clients() {
+  command -v psql >/dev/null 2>&1 && [ -f /usr/share/java/postgresql.jar ] && return 0
+  log "installing the PostgreSQL client and JDBC driver"
+  local pkgs="postgresql-client libpostgresql-jdbc-java"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $pkgs >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $pkgs >/dev/null; }
+}
+
 install_socat
+install_pg_clients
 setup_postgres
 setup_mariadb
 setup_nats

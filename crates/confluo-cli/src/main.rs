@@ -54,9 +54,11 @@ enum Command {
     Jobs(commands::jobs::JobsArgs),
     /// Data quality: run the monitors of confluo.yaml, see each check's status, profile a table.
     Monitor(commands::monitor::MonitorArgs),
-    /// Run the project's job schedules until stopped (SIGTERM/Ctrl-C), resuming runs a
-    /// stopped worker left.
+    /// Serve the lakehouse over the Postgres wire protocol and run the project's job
+    /// schedules, until stopped (SIGTERM/Ctrl-C).
     Serve(commands::serve::ServeArgs),
+    /// Users and service principals who may connect to `confluo serve`; their logins.
+    Users(commands::users::UsersArgs),
     /// Compare a source table with a lakehouse table: counts, checksums per key range, differing keys.
     Verify(commands::verify::VerifyArgs),
 }
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
             Command::Jobs(a) => commands::jobs::run(&ctx, a).await,
             Command::Monitor(a) => commands::monitor::run(&ctx, a).await,
             Command::Serve(a) => commands::serve::run(&ctx, a).await,
+            Command::Users(a) => commands::users::run(&ctx, a).await,
             Command::Validate(a) => commands::pipeline::validate(&ctx, a).await,
             Command::Run(a) => commands::pipeline::run(&ctx, a).await,
             Command::Runs(a) => commands::pipeline::runs(&ctx, a).await,

@@ -49,6 +49,54 @@ pub struct ProjectConfig {
     /// Data quality monitors, by table name.
     #[serde(default)]
     pub monitors: BTreeMap<String, crate::quality::MonitorConfig>,
+    /// What `confluo serve` listens with, and whom it lets in.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// `server:` in `confluo.yaml`. Command-line flags of `confluo serve` override it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `host:port` of the Postgres wire endpoint; `off` to serve no SQL.
+    #[serde(default = "default_postgres_listen")]
+    pub postgres: String,
+    /// TLS certificate chain (PEM), relative to the project.
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    /// TLS private key (PEM), relative to the project.
+    #[serde(default)]
+    pub tls_key: Option<String>,
+    /// Refuse clients that do not use TLS.
+    #[serde(default)]
+    pub require_tls: bool,
+    /// Let clients in without a password (a local sandbox only: never on a shared host).
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    /// Connections served at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            postgres: default_postgres_listen(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            allow_anonymous: false,
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_postgres_listen() -> String {
+    "127.0.0.1:5433".into()
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 /// A managed ingestion entry: what a connection feeds, kept as lakehouse tables in
@@ -345,6 +393,7 @@ impl ProjectConfig {
             jobs: BTreeMap::new(),
             smtp: None,
             monitors: BTreeMap::new(),
+            server: ServerConfig::default(),
         }
     }
 

@@ -25,12 +25,16 @@ pub const SCRATCH_SCHEMA: &str = "s";
 /// Catalog → schema → table names.
 pub type Names = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
+/// Schemas a session adds to every catalog (the Postgres endpoint's `pg_catalog`).
+type Extras = Arc<RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>>;
+
 /// All catalogs of the metastore, plus the scratch catalog.
 #[derive(Debug)]
 pub struct MetastoreCatalogList {
     lakehouse: Arc<Lakehouse>,
     names: Arc<RwLock<Names>>,
     scratch: Arc<MemoryCatalogProvider>,
+    extras: Extras,
 }
 
 impl MetastoreCatalogList {
@@ -47,6 +51,7 @@ impl MetastoreCatalogList {
             lakehouse,
             names: Arc::new(RwLock::new(Names::new())),
             scratch,
+            extras: Extras::default(),
         }
     }
 
@@ -117,8 +122,17 @@ impl CatalogProviderList for MetastoreCatalogList {
             return Some(self.scratch.clone());
         }
         if name == crate::system::SYSTEM_CATALOG {
+            let quality = self
+                .names
+                .read()
+                .expect("names lock")
+                .get(crate::system::SYSTEM_CATALOG)
+                .and_then(|s| s.get("quality"))
+                .cloned()
+                .unwrap_or_default();
             return Some(Arc::new(crate::system::SystemCatalog::new(
                 self.lakehouse.clone(),
+                quality,
             )));
         }
         self.names
@@ -130,6 +144,7 @@ impl CatalogProviderList for MetastoreCatalogList {
                     lakehouse: self.lakehouse.clone(),
                     names: self.names.clone(),
                     catalog: name.to_string(),
+                    extras: self.extras.clone(),
                 }) as Arc<dyn CatalogProvider>
             })
     }
@@ -140,19 +155,40 @@ struct MetastoreCatalog {
     lakehouse: Arc<Lakehouse>,
     names: Arc<RwLock<Names>>,
     catalog: String,
+    extras: Extras,
 }
 
 impl CatalogProvider for MetastoreCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.names
+        let mut names: Vec<String> = self
+            .names
             .read()
             .expect("names lock")
             .get(&self.catalog)
             .map(|s| s.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        names.extend(self.extras.read().expect("extras lock").keys().cloned());
+        names
+    }
+
+    /// A schema registered by the session (not the metastore) appears in every catalog of
+    /// this session only: the Postgres endpoint's `pg_catalog`, which describes them all.
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        Ok(self
+            .extras
+            .write()
+            .expect("extras lock")
+            .insert(name.to_string(), schema))
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(s) = self.extras.read().expect("extras lock").get(name) {
+            return Some(s.clone());
+        }
         let names = self.names.read().expect("names lock");
         names.get(&self.catalog)?.get(name)?;
         Some(Arc::new(MetastoreSchema {

@@ -25,12 +25,19 @@ const MAX_ROWS: usize = 100_000;
 #[derive(Debug)]
 pub struct SystemCatalog {
     lakehouse: Arc<Lakehouse>,
+    /// The `system.quality` tables the metastore had at the session's last refresh.
+    quality_tables: Vec<String>,
 }
 
 impl SystemCatalog {
-    /// The catalog over `lakehouse`'s metastore.
-    pub fn new(lakehouse: Arc<Lakehouse>) -> Self {
-        SystemCatalog { lakehouse }
+    /// The catalog over `lakehouse`'s metastore; `quality_tables` are the monitors' tables
+    /// that exist (listed; the others are named only in the error that says how to make
+    /// them).
+    pub fn new(lakehouse: Arc<Lakehouse>, quality_tables: Vec<String>) -> Self {
+        SystemCatalog {
+            lakehouse,
+            quality_tables,
+        }
     }
 }
 
@@ -43,7 +50,10 @@ impl CatalogProvider for SystemCatalog {
         let lakehouse = self.lakehouse.clone();
         match name {
             "jobs" => Some(Arc::new(JobsSchema { lakehouse })),
-            QUALITY_SCHEMA => Some(Arc::new(QualitySchema { lakehouse })),
+            QUALITY_SCHEMA => Some(Arc::new(QualitySchema {
+                lakehouse,
+                existing: self.quality_tables.clone(),
+            })),
             _ => None,
         }
     }
@@ -59,12 +69,19 @@ const QUALITY_TABLES: [&str; 2] = ["check_results", "metrics"];
 #[derive(Debug)]
 struct QualitySchema {
     lakehouse: Arc<Lakehouse>,
+    existing: Vec<String>,
 }
 
 #[async_trait]
 impl SchemaProvider for QualitySchema {
+    /// Only the tables that exist: a catalog browser (a Postgres client's `\dt`) lists what it
+    /// can open. Naming one that does not exist yet still says how to make it.
     fn table_names(&self) -> Vec<String> {
-        QUALITY_TABLES.iter().map(|t| t.to_string()).collect()
+        QUALITY_TABLES
+            .iter()
+            .filter(|t| self.existing.iter().any(|e| e == *t))
+            .map(|t| t.to_string())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {

@@ -11,6 +11,7 @@ pub mod query;
 pub mod serve;
 pub mod shell;
 pub mod sync;
+pub mod users;
 pub mod verify;
 
 use std::path::PathBuf;

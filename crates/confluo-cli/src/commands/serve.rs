@@ -1,5 +1,6 @@
-//! `confluo serve`: the long-running process. For now it runs the project's job schedules
-//! (and resumes runs a stopped worker left); the SQL endpoint and the UI join it later.
+//! `confluo serve`: the long-running process. It serves the lakehouse over the Postgres
+//! wire protocol (`server:` in confluo.yaml, or the flags here) and runs the project's job
+//! schedules (resuming runs a stopped worker left).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -23,6 +24,22 @@ pub struct ServeArgs {
     /// How long a run's worker may stay silent before another worker takes it over.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     lease: std::time::Duration,
+    /// Where the Postgres wire endpoint listens (`host:port`; `off`: no SQL endpoint).
+    /// Default: `server.postgres` in confluo.yaml, else 127.0.0.1:5433.
+    #[arg(long, value_name = "ADDR")]
+    postgres: Option<String>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Make a self-signed certificate (kept in the state folder's `tls/`) and serve TLS.
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
+    /// Refuse clients that do not use TLS.
+    #[arg(long)]
+    require_tls: bool,
 }
 
 /// Runs until SIGTERM or Ctrl-C: stops the running tasks, leaves their runs `interrupted`
@@ -55,6 +72,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
             format!(": {}", scheduled.join(", "))
         }
     );
+    let sql = start_sql(&project, &lh, &args, stop_rx.clone()).await?;
     let quiet = ctx.quiet;
     let observe: scheduler::Observer = Arc::new(move |job: &str, e| {
         if !quiet {
@@ -93,8 +111,80 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
     )
     .await
     .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
+    if let Some(sql) = sql {
+        // The endpoint saw the same stop signal; wait for it to let its clients go.
+        let _ = sql.await;
+    }
     println!("confluo serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the Postgres wire endpoint (unless `off`); it stops when `stop` turns true.
+async fn start_sql(
+    project: &confluo_core::Project,
+    lh: &Arc<confluo_lakehouse::Lakehouse>,
+    args: &ServeArgs,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
+    let conf = &project.config.server;
+    let listen = args
+        .postgres
+        .clone()
+        .unwrap_or_else(|| conf.postgres.clone());
+    if listen.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let resolve = |p: &str| project.root.join(p);
+    let tls = if args.tls_self_signed {
+        let host = listen.rsplit_once(':').map(|(h, _)| h.to_string());
+        Some(
+            confluo_server::tls::self_signed(
+                &project.state_dir().join("tls"),
+                &host.into_iter().collect::<Vec<_>>(),
+            )
+            .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?,
+        )
+    } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        Some(confluo_server::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+    } else if let (Some(cert), Some(key)) = (&conf.tls_cert, &conf.tls_key) {
+        Some(confluo_server::tls::TlsFiles {
+            cert: resolve(cert),
+            key: resolve(key),
+        })
+    } else {
+        None
+    };
+    let tls_note = tls
+        .as_ref()
+        .map(|t| format!("TLS with {}", t.cert.display()))
+        .unwrap_or_else(|| "no TLS".into());
+    let options = confluo_server::PgOptions {
+        listen,
+        tls,
+        require_tls: args.require_tls || conf.require_tls,
+        allow_anonymous: conf.allow_anonymous,
+        max_connections: conf.max_connections,
+    };
+    let anonymous = options.allow_anonymous;
+    let endpoint = confluo_server::PgEndpoint::bind(lh.clone(), options)
+        .await
+        .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
+    let addr = endpoint.local_addr()?;
+    println!(
+        "confluo serve: SQL on postgres://{addr}/{} ({tls_note}{})",
+        lh.default_catalog(),
+        if anonymous {
+            "; anonymous logins allowed"
+        } else {
+            ""
+        }
+    );
+    Ok(Some(tokio::spawn(endpoint.serve(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }))))
 }
 
 /// The scheduler's clock: the wall clock, unless `CONFLUO_SIMULATED_CLOCK` is set to

@@ -29,5 +29,6 @@ mod postgres_cdc;
 mod postgres_types_cdc;
 mod rabbitmq;
 mod rescue;
+mod server;
 mod slt;
 mod sql;

@@ -8,6 +8,7 @@ mod job_definitions;
 mod job_triggers;
 mod jobs;
 mod models;
+mod principals;
 mod quality;
 mod sources;
 
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Row, SqlStr};
 pub use job_triggers::{CursorMove, PlannedRun, TriggerState};
 pub use jobs::{JobRun, TaskAttempt};
 pub use models::{CatalogInfo, IngestedFile, SchemaInfo, TableInfo};
+pub use principals::{AuthEvent, Principal};
 pub use quality::CheckState;
 pub use sources::SourceOffset;
 
@@ -107,6 +109,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("quality"),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("migrations/0007_quality.sql")),
+            false,
+        ),
+        Migration::new(
+            8,
+            Cow::Borrowed("principals"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0008_principals.sql")),
             false,
         ),
     ])

@@ -1,0 +1,164 @@
+//! A connection's SQL session: a Confluo session over the lakehouse, opened after login,
+//! with `pg_catalog` and the Postgres session functions installed, as the user who logged
+//! in and in the catalog the client named as its database.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::scalar::ScalarValue;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use pgwire::api::ClientInfo;
+use pgwire::error::PgWireResult;
+
+use confluo_sql::SqlSession;
+
+use super::Shared;
+use super::auth::fatal;
+
+/// One connection's session.
+pub(crate) struct ConnSession {
+    /// The SQL session.
+    pub sql: SqlSession,
+    /// Who is logged in.
+    pub user: String,
+}
+
+/// Opens the session of a logged-in client.
+pub(crate) async fn open<C: ClientInfo + Sync + ?Sized>(
+    shared: &Shared,
+    client: &C,
+) -> PgWireResult<Arc<ConnSession>> {
+    let user = client
+        .metadata()
+        .get(pgwire::api::METADATA_USER)
+        .cloned()
+        .unwrap_or_default();
+    let database = client
+        .metadata()
+        .get(pgwire::api::METADATA_DATABASE)
+        .cloned();
+    let sql = SqlSession::new(shared.lakehouse.clone())
+        .await
+        .map_err(|e| fatal("XX000", format!("cannot open a session: {e}")))?;
+    let (default_catalog, default_schema) = sql.current();
+    // The database a client names is a catalog; clients that send their user name or
+    // `postgres` (psql's and drivers' defaults) get the project's default catalog.
+    if let Some(db) = database.filter(|d| !d.is_empty() && *d != user && d != "postgres") {
+        let catalogs = shared
+            .lakehouse
+            .metastore()
+            .list_catalogs()
+            .await
+            .map_err(|e| fatal("XX000", format!("cannot read the catalogs: {e}")))?;
+        if !catalogs.iter().any(|c| c.name == db) {
+            let names: Vec<String> = catalogs.into_iter().map(|c| c.name).collect();
+            return Err(fatal(
+                "3D000",
+                format!(
+                    "database \"{db}\" does not exist: a database is a catalog here ({})",
+                    names.join(", ")
+                ),
+            ));
+        }
+        if db != default_catalog {
+            sql.set_current(&db, &default_schema);
+        }
+    }
+    // libpq's `options` (`-c search_path=sales`): the settings a client asks for at start.
+    if let Some(options) = client.metadata().get("options") {
+        for (key, value) in startup_settings(options) {
+            if key == "search_path" {
+                let schema = value
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('"');
+                let (catalog, _) = sql.current();
+                let known = shared
+                    .lakehouse
+                    .metastore()
+                    .get_schema(&catalog, schema)
+                    .await
+                    .map_err(|e| fatal("XX000", format!("cannot read the schemas: {e}")))?
+                    .is_some();
+                if !known {
+                    return Err(fatal(
+                        "3F000",
+                        format!("schema \"{schema}\" does not exist in catalog {catalog}"),
+                    ));
+                }
+                sql.set_current(&catalog, schema);
+            }
+        }
+    }
+    let (catalog, _) = sql.current();
+    datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+        sql.context(),
+        &catalog,
+        EmptyContextProvider,
+    )
+    .map_err(|e| fatal("XX000", format!("cannot set up pg_catalog: {e}")))?;
+    for name in ["current_user", "session_user", "user", "current_role"] {
+        sql.context().register_udf(constant_text(name, &user));
+    }
+    sql.context().register_udf(constant_text(
+        "version",
+        &format!(
+            "PostgreSQL 16.0 (Confluo {}, Apache DataFusion over Delta Lake)",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ));
+    Ok(Arc::new(ConnSession { sql, user }))
+}
+
+/// `key=value` pairs of libpq's `options` (`-c a=b -c c=d`, `--a=b`).
+fn startup_settings(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(w) = words.next() {
+        let setting = if w == "-c" {
+            words.next()
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            Some(rest)
+        } else {
+            w.strip_prefix("--")
+        };
+        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
+            out.push((k.replace('-', "_").to_lowercase(), v.to_string()));
+        }
+    }
+    out
+}
+
+/// A function of no arguments returning `value` (the session's user, the version).
+fn constant_text(name: &str, value: &str) -> datafusion::logical_expr::ScalarUDF {
+    let value = value.to_string();
+    create_udf(
+        name,
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                value.clone(),
+            ))))
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn startup_options_are_read() {
+        assert_eq!(
+            super::startup_settings("-c search_path=bench --statement-timeout=5s -cTimeZone=UTC"),
+            vec![
+                ("search_path".to_string(), "bench".to_string()),
+                ("statement_timeout".to_string(), "5s".to_string()),
+                ("timezone".to_string(), "UTC".to_string()),
+            ]
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::{TestProject, free_port, orders_csv, python, wait_for_port};
+use crate::common::{TestProject, free_port, orders_csv, run_python, wait_for_port};
 use crate::jobs::stop;
 
 const PASSWORD: &str = "s3cret-pass";
@@ -78,20 +78,6 @@ fn psql(url: &str, args: &[&str]) -> (bool, String, String) {
 
 fn url(port: u16, user: &str, password: &str, extra: &str) -> String {
     format!("postgresql://{user}:{password}@127.0.0.1:{port}/main?{extra}")
-}
-
-fn run_py(script: &str) -> String {
-    let out = Command::new(python())
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -349,10 +335,28 @@ with conn.cursor() as cur:
         cur.execute("SELECT * FROM sales.nope")
     except psycopg.Error as e:
         out["error"] = [e.sqlstate, str(e)]
+    conn.rollback()
+# A statement past the session's statement_timeout, and one cancelled by the client.
+huge = "SELECT count(*) FROM generate_series(1, 50000000000)"
+conn.execute("SET statement_timeout = '300ms'")
+try:
+    conn.execute(huge)
+except psycopg.errors.QueryCanceled as e:
+    out["timeout"] = [e.sqlstate, str(e)]
+conn.rollback()
+conn.execute("SET statement_timeout = 0")
+import threading
+threading.Timer(0.5, conn.cancel).start()
+try:
+    conn.execute(huge)
+except psycopg.errors.QueryCanceled as e:
+    out["cancel"] = e.sqlstate
+conn.rollback()
+out["after"] = conn.execute("SELECT count(*) FROM sales.orders").fetchone()[0]
 print(json.dumps(out))
 "#
     );
-    let out: serde_json::Value = serde_json::from_str(run_py(&script).trim()).unwrap();
+    let out: serde_json::Value = serde_json::from_str(run_python(&script).trim()).unwrap();
     let expected = p.rows("SELECT order_id, status, amount FROM sales.orders WHERE order_id = 7");
     assert_eq!(out["row"], serde_json::json!(expected[0]));
     let expected =
@@ -374,6 +378,16 @@ print(json.dumps(out))
     );
     assert_eq!(out["error"][0], "42P01", "{}", out["error"]);
     assert_eq!(out["cursor"], serde_json::json!([1000, 1, 1000]));
+    assert_eq!(out["timeout"][0], "57014", "{}", out);
+    assert!(
+        out["timeout"][1]
+            .as_str()
+            .unwrap()
+            .contains("statement timeout"),
+        "{out}"
+    );
+    assert_eq!(out["cancel"], "57014", "{out}");
+    assert_eq!(out["after"], 1000);
     assert!(stop(server, libc::SIGTERM).success());
 }
 
@@ -473,7 +487,7 @@ with psycopg.connect(host="localhost", port={port}, user="alice", password="{PAS
 "#,
         cert.display()
     );
-    assert_eq!(run_py(&script).trim(), "True True");
+    assert_eq!(run_python(&script).trim(), "True True");
     assert!(stop(server, libc::SIGTERM).success());
 }
 

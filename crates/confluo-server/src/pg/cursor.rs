@@ -90,6 +90,15 @@ impl CursorOp {
 }
 
 impl Cursors {
+    fn get(&self, name: &str) -> PgWireResult<Arc<tokio::sync::Mutex<Cursor>>> {
+        self.open
+            .lock()
+            .expect("cursors lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| user_error("34000", format!("cursor \"{name}\" does not exist")))
+    }
+
     /// Opens `name` over a running query.
     pub fn declare(&self, name: &str, rows: SendableRecordBatchStream) -> PgWireResult<()> {
         let mut open = self.open.lock().expect("cursors lock");
@@ -116,13 +125,7 @@ impl Cursors {
         name: &str,
         count: Option<usize>,
     ) -> PgWireResult<SendableRecordBatchStream> {
-        let cursor = self
-            .open
-            .lock()
-            .expect("cursors lock")
-            .get(name)
-            .cloned()
-            .ok_or_else(|| user_error("34000", format!("cursor \"{name}\" does not exist")))?;
+        let cursor = self.get(name)?;
         let mut c = cursor.lock().await;
         let schema = c.rows.schema();
         let mut out = Vec::new();
@@ -154,13 +157,7 @@ impl Cursors {
 
     /// The row shape of `name`'s rows.
     pub fn schema(&self, name: &str) -> PgWireResult<datafusion::arrow::datatypes::SchemaRef> {
-        let cursor = self
-            .open
-            .lock()
-            .expect("cursors lock")
-            .get(name)
-            .cloned()
-            .ok_or_else(|| user_error("34000", format!("cursor \"{name}\" does not exist")))?;
+        let cursor = self.get(name)?;
         let c = cursor
             .try_lock()
             .map_err(|_| user_error("55006", format!("cursor \"{name}\" is in use")))?;

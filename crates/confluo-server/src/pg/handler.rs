@@ -291,6 +291,53 @@ fn rows_in(message: &str) -> Option<usize> {
     })
 }
 
+/// `COPY ... TO STDOUT`: the rows of the statement's query, streamed.
+async fn copy_out(
+    session: &ConnSession,
+    statement: &Statement,
+    sql: Option<&str>,
+) -> PgWireResult<Response> {
+    let (query, format) = super::copy::plan(statement)?;
+    match session
+        .sql
+        .execute(ConfluoStatement::Query(Box::new(query)))
+        .await
+        .map_err(|e| sql_error(&e, sql))?
+    {
+        SqlOutput::Rows(rows) => Ok(super::copy::response(rows, format)),
+        SqlOutput::Message(_) => Err(user_error("XX000", "COPY: the query returned no rows")),
+    }
+}
+
+fn unsupported(statement: &Statement) -> PgWireError {
+    user_error(
+        "0A000",
+        format!("`{statement}` is not supported by this server"),
+    )
+}
+
+/// What the session answers before the hooks do: savepoints and `SHOW search_path`; and
+/// what `SET search_path` changes in it (the hook then records the setting).
+async fn before_hooks<C>(
+    client: &mut C,
+    session: &ConnSession,
+    statement: &Statement,
+    format: &Format,
+) -> PgWireResult<Option<Response>>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    if let Some(r) = savepoint(client, statement).await? {
+        return Ok(Some(r));
+    }
+    if let Some(r) = show_search_path(client, session, statement, format).await? {
+        return Ok(Some(r));
+    }
+    apply_search_path(session, statement);
+    Ok(None)
+}
+
 /// Makes a declared cursor a protocol portal of the same name, as PostgreSQL does:
 /// drivers describe it (`Describe Portal`) to learn the rows' shape before they FETCH, and
 /// may execute it to read it.
@@ -450,7 +497,8 @@ impl SimpleQueryHandler for Handler {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             // A failing statement ends the script, as in PostgreSQL; what ran is answered.
-            let result = self.simple_one(client, &session, item, query).await;
+            let limit = statement_timeout(client);
+            let result = within(limit, self.simple_one(client, &session, item, query)).await;
             match result {
                 Ok(r) => out.push(r),
                 Err(PgWireError::UserError(info)) => {
@@ -495,14 +543,9 @@ impl Handler {
                 }
             }
             Item::Hook(s) => {
-                if let Some(r) = savepoint(client, &s).await? {
+                if let Some(r) = before_hooks(client, session, &s, &Format::UnifiedText).await? {
                     return Ok(r);
                 }
-                if let Some(r) = show_search_path(client, session, &s, &Format::UnifiedText).await?
-                {
-                    return Ok(r);
-                }
-                apply_search_path(session, &s);
                 for hook in &self.state.hooks {
                     if let Some(r) = hook
                         .handle_simple_query(&s, session.sql.context(), client)
@@ -511,23 +554,9 @@ impl Handler {
                         return r;
                     }
                 }
-                Err(user_error(
-                    "0A000",
-                    format!("`{s}` is not supported by this server"),
-                ))
+                Err(unsupported(&s))
             }
-            Item::Copy(s) => {
-                let (query_statement, format) = super::copy::plan(&s)?;
-                match session
-                    .sql
-                    .execute(ConfluoStatement::Query(Box::new(query_statement)))
-                    .await
-                    .map_err(|e| sql_error(&e, Some(query)))?
-                {
-                    SqlOutput::Rows(rows) => Ok(super::copy::response(rows, format)),
-                    SqlOutput::Message(_) => Err(user_error("XX000", "COPY: no rows")),
-                }
-            }
+            Item::Copy(s) => copy_out(session, &s, Some(query)).await,
             Item::Cursor(s) => self.cursor(client, session, &s, &Format::UnifiedText).await,
             Item::Principal(s) => {
                 super::principals::run(&self.state.shared, &session.user, &s).await
@@ -548,12 +577,7 @@ impl Handler {
         C: ClientInfo + ClientPortalStore + Sync,
         C::PortalStore: PortalStore,
     {
-        let op = CursorOp::of(statement).unwrap_or_else(|| {
-            Err(user_error(
-                "0A000",
-                format!("`{statement}` is not supported by this server"),
-            ))
-        })?;
+        let op = CursorOp::of(statement).unwrap_or_else(|| Err(unsupported(statement)))?;
         let cursors = &self.state.cursors;
         match op {
             CursorOp::Declare(name, query) => {
@@ -659,10 +683,7 @@ impl QueryParser for Parser {
                         return Ok(Some(Prepared::Hook(s, plan?)));
                     }
                 }
-                Err(user_error(
-                    "0A000",
-                    format!("`{s}` is not supported by this server"),
-                ))
+                Err(unsupported(&s))
             }
             Item::Copy(s) => Ok(Some(Prepared::Copy(s))),
             Item::Cursor(s) => {
@@ -768,6 +789,24 @@ impl ExtendedQueryHandler for Handler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let limit = statement_timeout(client);
+        within(limit, self.extended_one(client, portal)).await
+    }
+}
+
+impl Handler {
+    /// Executes a bound portal.
+    async fn extended_one<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let session = self.state.session(client).await?;
         let format = &portal.result_column_format;
         match &portal.statement.statement {
@@ -795,13 +834,9 @@ impl ExtendedQueryHandler for Handler {
                 let types = parameter_types(plan)?;
                 let refs: Vec<Option<&DataType>> = types.iter().map(|t| t.as_ref()).collect();
                 let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &refs)?;
-                if let Some(r) = savepoint(client, s).await? {
+                if let Some(r) = before_hooks(client, &session, s, format).await? {
                     return Ok(r);
                 }
-                if let Some(r) = show_search_path(client, &session, s, format).await? {
-                    return Ok(r);
-                }
-                apply_search_path(&session, s);
                 for hook in &self.state.hooks {
                     if let Some(r) = hook
                         .handle_extended_query(s, plan, &params, session.sql.context(), client)
@@ -810,23 +845,9 @@ impl ExtendedQueryHandler for Handler {
                         return r;
                     }
                 }
-                Err(user_error(
-                    "0A000",
-                    format!("`{s}` is not supported by this server"),
-                ))
+                Err(unsupported(&s))
             }
-            Prepared::Copy(s) => {
-                let (query_statement, copy_format) = super::copy::plan(s)?;
-                match session
-                    .sql
-                    .execute(ConfluoStatement::Query(Box::new(query_statement)))
-                    .await
-                    .map_err(|e| sql_error(&e, None))?
-                {
-                    SqlOutput::Rows(rows) => Ok(super::copy::response(rows, copy_format)),
-                    SqlOutput::Message(_) => Err(user_error("XX000", "COPY: no rows")),
-                }
-            }
+            Prepared::Copy(s) => copy_out(&session, s, None).await,
             Prepared::Cursor(s, _) => self.cursor(client, &session, s, format).await,
             Prepared::Principal(s) => {
                 super::principals::run(&self.state.shared, &session.user, s).await
@@ -842,6 +863,36 @@ impl ExtendedQueryHandler for Handler {
                 }
             }
         }
+    }
+}
+
+/// The client's `statement_timeout` (`SET statement_timeout = '5s'`), if any.
+fn statement_timeout<C: ClientInfo>(client: &C) -> Option<std::time::Duration> {
+    client
+        .metadata()
+        .get("statement_timeout_ms")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(std::time::Duration::from_millis)
+}
+
+/// Runs a statement within the client's statement timeout: past it, the statement is
+/// dropped (nothing it wrote is committed unless its commit had happened) and the client
+/// gets PostgreSQL's `57014`.
+async fn within<T>(
+    limit: Option<std::time::Duration>,
+    statement: impl std::future::Future<Output = PgWireResult<T>>,
+) -> PgWireResult<T> {
+    match limit {
+        None => statement.await,
+        Some(d) => tokio::time::timeout(d, statement)
+            .await
+            .unwrap_or_else(|_| {
+                Err(user_error(
+                    "57014",
+                    "canceling statement due to statement timeout",
+                ))
+            }),
     }
 }
 

@@ -845,7 +845,7 @@ impl Handler {
                         return r;
                     }
                 }
-                Err(unsupported(&s))
+                Err(unsupported(s))
             }
             Prepared::Copy(s) => copy_out(&session, s, None).await,
             Prepared::Cursor(s, _) => self.cursor(client, &session, s, format).await,

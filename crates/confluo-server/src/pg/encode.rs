@@ -44,13 +44,136 @@ pub async fn response(
     let data = batches
         .map(move |batch: datafusion::error::Result<RecordBatch>| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-                Ok(b) => arrow_pg::datatypes::encode_recordbatch(encode_fields.clone(), b),
+                Ok(b) => {
+                    let b = text_timestamps(b, &encode_fields);
+                    arrow_pg::datatypes::encode_recordbatch(encode_fields.clone(), b)
+                }
                 Err(e) => Box::new(std::iter::once(Err(sql_error(&SqlError::from(e), None)))),
             };
             stream::iter(rows)
         })
         .flatten();
     Ok(QueryResponse::new(fields, data))
+}
+
+/// Timestamps without a time zone sent as text in the ISO DateStyle (the default), written
+/// a column at a time in PostgreSQL's spelling (`2025-01-01 00:00:01`, fractions only when
+/// there are some). The per-value `format` of chrono behind arrow-pg made a timestamp column
+/// take twice as long as PostgreSQL's; everything else (binary results, other DateStyles,
+/// zoned timestamps, years past 9999) goes through arrow-pg unchanged.
+fn text_timestamps(batch: RecordBatch, fields: &[FieldInfo]) -> RecordBatch {
+    use datafusion::arrow::array::{Array, StringBuilder};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+    use pgwire::api::Type;
+    use pgwire::api::results::FieldFormat;
+
+    let mut columns = batch.columns().to_vec();
+    let mut schema_fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut changed = false;
+    for (i, info) in fields.iter().enumerate().take(columns.len()) {
+        let DataType::Timestamp(_, None) = columns[i].data_type() else {
+            continue;
+        };
+        if info.format() != FieldFormat::Text
+            || *info.datatype() != Type::TIMESTAMP
+            || !info
+                .format_options()
+                .date_style
+                .trim_start()
+                .to_ascii_uppercase()
+                .starts_with("ISO")
+        {
+            continue;
+        }
+        let Ok(micros) = cast(
+            &columns[i],
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        ) else {
+            continue;
+        };
+        let Some(micros) = micros
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>()
+        else {
+            continue;
+        };
+        let mut out = StringBuilder::with_capacity(micros.len(), micros.len() * 26);
+        let mut buf = String::with_capacity(32);
+        let mut ok = true;
+        for v in micros.iter() {
+            match v {
+                None => out.append_null(),
+                Some(us) => {
+                    buf.clear();
+                    if !iso_timestamp(us, &mut buf) {
+                        ok = false;
+                        break;
+                    }
+                    out.append_value(&buf);
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        columns[i] = Arc::new(out.finish());
+        schema_fields[i] = Field::new(schema_fields[i].name(), DataType::Utf8, true);
+        changed = true;
+    }
+    if !changed {
+        return batch;
+    }
+    let schema = Arc::new(Schema::new(schema_fields));
+    RecordBatch::try_new(schema, columns).unwrap_or(batch)
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (trailing zeros of the fraction dropped, as PostgreSQL
+/// does); false for years outside 1–9999, which PostgreSQL spells differently.
+fn iso_timestamp(micros: i64, out: &mut String) -> bool {
+    use chrono::{Datelike, Timelike};
+    let Some(t) = chrono::DateTime::from_timestamp_micros(micros) else {
+        return false;
+    };
+    let t = t.naive_utc();
+    let year = t.year();
+    if !(1..=9999).contains(&year) {
+        return false;
+    }
+    let two = |n: u32, out: &mut String| {
+        out.push((b'0' + (n / 10) as u8) as char);
+        out.push((b'0' + (n % 10) as u8) as char);
+    };
+    let y = year as u32;
+    two(y / 100, out);
+    two(y % 100, out);
+    out.push('-');
+    two(t.month(), out);
+    out.push('-');
+    two(t.day(), out);
+    out.push(' ');
+    two(t.hour(), out);
+    out.push(':');
+    two(t.minute(), out);
+    out.push(':');
+    two(t.second(), out);
+    let mut frac = micros.rem_euclid(1_000_000) as u32;
+    if frac > 0 {
+        out.push('.');
+        let mut digits = 6;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        let s = format!("{frac:0digits$}");
+        out.push_str(&s);
+    }
+    true
 }
 
 /// A Confluo SQL error as a Postgres error: the SQLSTATE by kind, the position (a
@@ -120,6 +243,29 @@ fn char_offset(sql: &str, line: u64, column: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_spelled_as_postgresql_does() {
+        let mut s = String::new();
+        let at = |text: &str| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
+        };
+        for text in [
+            "2025-01-01 00:00:01",
+            "2024-02-29 23:59:59.5",
+            "1969-12-31 23:59:59.000001",
+            "0001-01-01 00:00:00",
+            "9999-12-31 12:00:00.123456",
+        ] {
+            s.clear();
+            assert!(iso_timestamp(at(text), &mut s));
+            assert_eq!(s, text);
+        }
+        assert!(!iso_timestamp(i64::MAX, &mut s));
+    }
 
     #[test]
     fn offsets_count_characters_across_lines() {

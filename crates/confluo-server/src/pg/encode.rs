@@ -166,7 +166,7 @@ fn iso_timestamp(micros: i64, out: &mut String) -> bool {
     if frac > 0 {
         out.push('.');
         let mut digits = 6;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             digits -= 1;
         }

@@ -51,6 +51,7 @@ pub struct SqlSession {
     scratch_seq: AtomicUsize,
     scans: ScanRegistry,
     current: Mutex<(String, String)>,
+    principal: Mutex<Option<String>>,
 }
 
 impl SqlSession {
@@ -98,6 +99,7 @@ impl SqlSession {
             scratch_seq: AtomicUsize::new(0),
             scans: Arc::default(),
             current: Mutex::new(current),
+            principal: Mutex::new(None),
         })
     }
 
@@ -114,6 +116,17 @@ impl SqlSession {
     /// The current catalog and schema.
     pub fn current(&self) -> (String, String) {
         self.current.lock().expect("current lock").clone()
+    }
+
+    /// Who this session runs as: the logged-in user of a served connection; `None` for the
+    /// project's owner at the command line. Grants are judged against it.
+    pub fn principal(&self) -> Option<String> {
+        self.principal.lock().expect("principal lock").clone()
+    }
+
+    /// Runs the session as `name` (set once, at login).
+    pub fn set_principal(&self, name: &str) {
+        *self.principal.lock().expect("principal lock") = Some(name.to_string());
     }
 
     /// Makes `catalog.schema` current for unqualified names.

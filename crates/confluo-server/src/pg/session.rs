@@ -41,6 +41,7 @@ pub(crate) async fn open<C: ClientInfo + Sync + ?Sized>(
     let sql = SqlSession::new(shared.lakehouse.clone())
         .await
         .map_err(|e| fatal("XX000", format!("cannot open a session: {e}")))?;
+    sql.set_principal(&user);
     let (default_catalog, default_schema) = sql.current();
     // The database a client names is a catalog; clients that send their user name or
     // `postgres` (psql's and drivers' defaults) get the project's default catalog.

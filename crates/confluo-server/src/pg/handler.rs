@@ -11,26 +11,29 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::sqlparser::ast::{Expr, Set, Statement, Value};
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use futures::{Sink, SinkExt};
+use futures::Sink;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{MemPortalStore, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::types::format::FormatOptions;
 
 use confluo_sql::parser::ConfluoStatement;
 use confluo_sql::{SqlError, SqlOutput};
 
 use super::Shared;
+use super::answers::{
+    before_hooks, command_tag, copy_out, format_options, is_savepoint, notices, publish_cursor,
+    run_confluo, unsupported,
+};
 use super::cursor::{CursorOp, Cursors};
 use super::encode::{self, sql_error, user_error};
 use super::session::{self, ConnSession};
@@ -188,295 +191,6 @@ impl Handler {
             }),
             state,
         }
-    }
-}
-
-/// Runs a lakehouse statement; its message goes to the client as a NOTICE.
-async fn run_confluo<C>(
-    client: &mut C,
-    session: &ConnSession,
-    statement: ConfluoStatement,
-    format: &Format,
-) -> PgWireResult<Response>
-where
-    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    let tag = command_tag(&statement);
-    let out = session
-        .sql
-        .execute(statement)
-        .await
-        .map_err(|e| sql_error(&e, None))?;
-    notices(client, session).await?;
-    match out {
-        SqlOutput::Rows(rows) => Ok(Response::Query(
-            encode::response(rows, format, format_options(client)).await?,
-        )),
-        SqlOutput::Message(m) => {
-            if !m.is_empty() {
-                notice(client, &m).await?;
-            }
-            let n = rows_in(&m);
-            Ok(Response::Execution(match tag.as_str() {
-                "INSERT" => Tag::new("INSERT").with_oid(0).with_rows(n.unwrap_or(0)),
-                _ => match n {
-                    Some(n) if tag == "CREATE TABLE" => Tag::new("SELECT").with_rows(n),
-                    _ => Tag::new(&tag),
-                },
-            }))
-        }
-    }
-}
-
-/// The session's notices about the last statement (rows `read_files` rescued).
-async fn notices<C>(client: &mut C, session: &ConnSession) -> PgWireResult<()>
-where
-    C: Sink<PgWireBackendMessage> + Unpin + Send,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    for n in session.sql.notices() {
-        notice(client, &n).await?;
-    }
-    Ok(())
-}
-
-async fn notice<C>(client: &mut C, message: &str) -> PgWireResult<()>
-where
-    C: Sink<PgWireBackendMessage> + Unpin + Send,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    let info = ErrorInfo::new("NOTICE".into(), "00000".into(), message.to_string());
-    client
-        .feed(PgWireBackendMessage::NoticeResponse(info.into()))
-        .await?;
-    Ok(())
-}
-
-fn format_options<C: ClientInfo>(client: &C) -> Arc<FormatOptions> {
-    Arc::new(FormatOptions::from_client_metadata(client.metadata()))
-}
-
-/// The command tag Postgres would send for a statement.
-fn command_tag(s: &ConfluoStatement) -> String {
-    use ConfluoStatement as C;
-    match s {
-        C::Query(_) => "SELECT",
-        C::CreateCatalog { .. } => "CREATE CATALOG",
-        C::CreateSchema { .. } => "CREATE SCHEMA",
-        C::CreateTable(_) => "CREATE TABLE",
-        C::Insert { .. } => "INSERT",
-        C::Drop { kind, .. } => match kind {
-            confluo_sql::parser::ObjectKind::Catalog => "DROP CATALOG",
-            confluo_sql::parser::ObjectKind::Schema => "DROP SCHEMA",
-            _ => "DROP TABLE",
-        },
-        C::CommentOn { .. } => "COMMENT",
-        C::AlterProperties { .. } => "ALTER TABLE",
-        C::Vacuum { .. } => "VACUUM",
-        C::Optimize { .. } => "OPTIMIZE",
-        C::Analyze { .. } => "ANALYZE",
-        C::Use { .. } => "SET",
-        _ => "OK",
-    }
-    .to_string()
-}
-
-/// The row count in a statement's message (`inserted 3 rows into ...`).
-fn rows_in(message: &str) -> Option<usize> {
-    let words: Vec<&str> = message.split_whitespace().collect();
-    words.windows(2).find_map(|w| {
-        let n = w[0].trim_start_matches('(');
-        (w[1].starts_with("row")).then(|| n.parse().ok()).flatten()
-    })
-}
-
-/// `COPY ... TO STDOUT`: the rows of the statement's query, streamed.
-async fn copy_out(
-    session: &ConnSession,
-    statement: &Statement,
-    sql: Option<&str>,
-) -> PgWireResult<Response> {
-    let (query, format) = super::copy::plan(statement)?;
-    match session
-        .sql
-        .execute(ConfluoStatement::Query(Box::new(query)))
-        .await
-        .map_err(|e| sql_error(&e, sql))?
-    {
-        SqlOutput::Rows(rows) => Ok(super::copy::response(rows, format)),
-        SqlOutput::Message(_) => Err(user_error("XX000", "COPY: the query returned no rows")),
-    }
-}
-
-fn unsupported(statement: &Statement) -> PgWireError {
-    user_error(
-        "0A000",
-        format!("`{statement}` is not supported by this server"),
-    )
-}
-
-/// What the session answers before the hooks do: savepoints and `SHOW search_path`; and
-/// what `SET search_path` changes in it (the hook then records the setting).
-async fn before_hooks<C>(
-    client: &mut C,
-    session: &ConnSession,
-    statement: &Statement,
-    format: &Format,
-) -> PgWireResult<Option<Response>>
-where
-    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    if let Some(r) = savepoint(client, statement).await? {
-        return Ok(Some(r));
-    }
-    if let Some(r) = show_search_path(client, session, statement, format).await? {
-        return Ok(Some(r));
-    }
-    apply_search_path(session, statement);
-    Ok(None)
-}
-
-/// Makes a declared cursor a protocol portal of the same name, as PostgreSQL does:
-/// drivers describe it (`Describe Portal`) to learn the rows' shape before they FETCH, and
-/// may execute it to read it.
-fn publish_cursor<C>(
-    client: &C,
-    name: &str,
-    schema: SchemaRef,
-    pg: &PostgresCompatibilityParser,
-) -> PgWireResult<()>
-where
-    C: ClientPortalStore,
-    C::PortalStore: PortalStore,
-{
-    let Some(store) = client
-        .portal_store()
-        .as_any()
-        .downcast_ref::<MemPortalStore<Prepared>>()
-    else {
-        return Ok(());
-    };
-    let fetch = pg
-        .parse(&format!("FETCH ALL FROM \"{}\"", name.replace('"', "\"\"")))
-        .map_err(|e| user_error("XX000", e.to_string()))?
-        .pop()
-        .ok_or_else(|| user_error("XX000", "cannot describe the cursor"))?;
-    let statement = Arc::new(pgwire::api::stmt::StoredStatement::new(
-        name.to_string(),
-        Prepared::Cursor(fetch, Some(schema)),
-        vec![],
-    ));
-    store.put_portal(Arc::new(Portal::new_cursor(name.to_string(), statement)));
-    Ok(())
-}
-
-/// `SAVEPOINT`, `RELEASE` and `ROLLBACK TO`: accepted inside a transaction block, as
-/// drivers send them (psycopg's nested `transaction()`). Each statement has committed on its
-/// own, so a rollback undoes nothing, and the client is told so.
-async fn savepoint<C>(client: &mut C, statement: &Statement) -> PgWireResult<Option<Response>>
-where
-    C: Sink<PgWireBackendMessage> + Unpin + Send,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    Ok(match statement {
-        Statement::Savepoint { .. } => Some(Response::Execution(Tag::new("SAVEPOINT"))),
-        Statement::ReleaseSavepoint { .. } => Some(Response::Execution(Tag::new("RELEASE"))),
-        Statement::Rollback {
-            savepoint: Some(_), ..
-        } => {
-            notice(
-                client,
-                "nothing was rolled back: each statement commits on its own here",
-            )
-            .await?;
-            Some(Response::Execution(Tag::new("ROLLBACK")))
-        }
-        _ => None,
-    })
-}
-
-fn is_savepoint(s: &Statement) -> bool {
-    matches!(
-        s,
-        Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. }
-            | Statement::Rollback {
-                savepoint: Some(_),
-                ..
-            }
-    )
-}
-
-/// `SHOW search_path`: the schema unqualified names resolve in (the session's own, which
-/// `SET search_path`, `USE` and `options=-c search_path=` change).
-async fn show_search_path<C: ClientInfo>(
-    client: &C,
-    session: &ConnSession,
-    statement: &Statement,
-    format: &Format,
-) -> PgWireResult<Option<Response>> {
-    let Statement::ShowVariable { variable } = statement else {
-        return Ok(None);
-    };
-    if variable.len() != 1 || !variable[0].value.eq_ignore_ascii_case("search_path") {
-        return Ok(None);
-    }
-    use datafusion::arrow::array::StringArray;
-    use datafusion::arrow::datatypes::{Field, Schema};
-    let (_, schema_name) = session.sql.current();
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "search_path",
-        DataType::Utf8,
-        false,
-    )]));
-    let batch = datafusion::arrow::array::RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(StringArray::from(vec![schema_name]))],
-    )
-    .map_err(|e| user_error("XX000", e.to_string()))?;
-    let rows = Box::pin(
-        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::iter([Ok(batch)]),
-        ),
-    );
-    let mut r = encode::response(rows, format, format_options(client)).await?;
-    r.set_command_tag("SHOW");
-    Ok(Some(Response::Query(r)))
-}
-
-/// `SET search_path = s` makes `s` the schema unqualified names resolve in, when the
-/// current catalog has it (Postgres' `public` and unknown names are left to the hook).
-fn apply_search_path(session: &ConnSession, statement: &Statement) {
-    let Statement::Set(Set::SingleAssignment {
-        variable, values, ..
-    }) = statement
-    else {
-        return;
-    };
-    if !variable.to_string().eq_ignore_ascii_case("search_path") {
-        return;
-    }
-    let first = match values.first() {
-        Some(Expr::Identifier(i)) => i.value.clone(),
-        Some(Expr::Value(v)) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
-                s.split(',').next().unwrap_or("").trim().to_string()
-            }
-            _ => return,
-        },
-        _ => return,
-    };
-    let (catalog, _) = session.sql.current();
-    let exists = session
-        .sql
-        .context()
-        .catalog(&catalog)
-        .is_some_and(|c| c.schema_names().contains(&first));
-    if exists {
-        session.sql.set_current(&catalog, &first);
     }
 }
 
@@ -899,16 +613,6 @@ async fn within<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn row_counts_come_from_messages() {
-        assert_eq!(
-            rows_in("inserted 3 rows into main.default.t (version 1)"),
-            Some(3)
-        );
-        assert_eq!(rows_in("created table main.default.t (1 row)"), Some(1));
-        assert_eq!(rows_in("created schema main.s"), None);
-    }
 
     #[test]
     fn statements_go_to_their_runner() {

@@ -5,6 +5,7 @@
 //! travel) running as the user who logged in, logins are checked against the metastore's
 //! principals, and a `database` names a catalog.
 
+mod answers;
 mod auth;
 mod copy;
 mod cursor;

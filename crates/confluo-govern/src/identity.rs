@@ -115,7 +115,7 @@ impl Identity {
     /// Whether any principal exists (a fresh project has none: a server then refuses
     /// everyone unless anonymous access is allowed, and says how to add a user).
     pub async fn is_empty(&self) -> Result<bool> {
-        Ok(self.metastore.list_principals().await?.is_empty())
+        Ok(!self.metastore.has_principals().await?)
     }
 
     /// Adds a member to a group, or removes it.

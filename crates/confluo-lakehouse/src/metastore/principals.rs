@@ -115,6 +115,15 @@ impl Metastore {
         Ok(out)
     }
 
+    /// Whether any principal exists (asked at every login: one row, not the whole list).
+    pub async fn has_principals(&self) -> Result<bool> {
+        let row = sqlx::query("SELECT name FROM principals LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::err("cannot read the users"))?;
+        Ok(row.is_some())
+    }
+
     /// Removes a principal and its group memberships; false when there was none.
     pub async fn remove_principal(&self, name: &str) -> Result<bool> {
         sqlx::query("DELETE FROM principal_groups WHERE principal = $1")

@@ -298,19 +298,14 @@ pub(super) fn apply_search_path(session: &ConnSession, statement: &Statement) {
         Some(Expr::Identifier(i)) => i.value.clone(),
         Some(Expr::Value(v)) => match &v.value {
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
-                s.split(',').next().unwrap_or("").trim().to_string()
+                super::session::first_schema(s).to_string()
             }
             _ => return,
         },
         _ => return,
     };
     let (catalog, _) = session.sql.current();
-    let exists = session
-        .sql
-        .context()
-        .catalog(&catalog)
-        .is_some_and(|c| c.schema_names().contains(&first));
-    if exists {
+    if super::session::has_schema(&session.sql, &catalog, &first) {
         session.sql.set_current(&catalog, &first);
     }
 }

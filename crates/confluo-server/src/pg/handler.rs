@@ -462,6 +462,17 @@ impl QueryParser for Parser {
     }
 }
 
+/// The values a portal binds to its plan's parameters, decoded by the client's types or,
+/// where it sent none, the ones DataFusion inferred.
+fn bound_parameters(
+    portal: &Portal<Prepared>,
+    plan: &LogicalPlan,
+) -> PgWireResult<datafusion::common::ParamValues> {
+    let types = parameter_types(plan)?;
+    let refs: Vec<Option<&DataType>> = types.iter().map(|t| t.as_ref()).collect();
+    arrow_pg::datatypes::df::deserialize_parameters(portal, &refs)
+}
+
 /// The plan's parameters `$1..$n`, in order, with the types DataFusion inferred.
 fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
     let types: HashMap<String, Option<DataType>> = plan
@@ -525,9 +536,7 @@ impl Handler {
         let format = &portal.result_column_format;
         match &portal.statement.statement {
             Prepared::Query(plan) => {
-                let types = parameter_types(plan)?;
-                let refs: Vec<Option<&DataType>> = types.iter().map(|t| t.as_ref()).collect();
-                let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &refs)?;
+                let params = bound_parameters(portal, plan)?;
                 let plan = plan
                     .clone()
                     .replace_params_with_values(&params)
@@ -545,9 +554,7 @@ impl Handler {
                 ))
             }
             Prepared::Hook(s, plan) => {
-                let types = parameter_types(plan)?;
-                let refs: Vec<Option<&DataType>> = types.iter().map(|t| t.as_ref()).collect();
-                let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &refs)?;
+                let params = bound_parameters(portal, plan)?;
                 if let Some(r) = before_hooks(client, &session, s, format).await? {
                     return Ok(r);
                 }

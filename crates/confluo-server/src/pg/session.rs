@@ -46,19 +46,14 @@ pub(crate) async fn open<C: ClientInfo + Sync + ?Sized>(
     // The database a client names is a catalog; clients that send their user name or
     // `postgres` (psql's and drivers' defaults) get the project's default catalog.
     if let Some(db) = database.filter(|d| !d.is_empty() && *d != user && d != "postgres") {
-        let catalogs = shared
-            .lakehouse
-            .metastore()
-            .list_catalogs()
-            .await
-            .map_err(|e| fatal("XX000", format!("cannot read the catalogs: {e}")))?;
-        if !catalogs.iter().any(|c| c.name == db) {
-            let names: Vec<String> = catalogs.into_iter().map(|c| c.name).collect();
+        // The session read the catalog names when it opened: no second trip to the metastore.
+        let catalogs = sql.context().catalog_names();
+        if !catalogs.contains(&db) {
             return Err(fatal(
                 "3D000",
                 format!(
                     "database \"{db}\" does not exist: a database is a catalog here ({})",
-                    names.join(", ")
+                    catalogs.join(", ")
                 ),
             ));
         }
@@ -70,21 +65,9 @@ pub(crate) async fn open<C: ClientInfo + Sync + ?Sized>(
     if let Some(options) = client.metadata().get("options") {
         for (key, value) in startup_settings(options) {
             if key == "search_path" {
-                let schema = value
-                    .split(',')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .trim_matches('"');
+                let schema = first_schema(&value);
                 let (catalog, _) = sql.current();
-                let known = shared
-                    .lakehouse
-                    .metastore()
-                    .get_schema(&catalog, schema)
-                    .await
-                    .map_err(|e| fatal("XX000", format!("cannot read the schemas: {e}")))?
-                    .is_some();
-                if !known {
+                if !has_schema(&sql, &catalog, schema) {
                     return Err(fatal(
                         "3F000",
                         format!("schema \"{schema}\" does not exist in catalog {catalog}"),
@@ -112,6 +95,23 @@ pub(crate) async fn open<C: ClientInfo + Sync + ?Sized>(
         ),
     ));
     Ok(Arc::new(ConnSession { sql, user }))
+}
+
+/// The first schema of a `search_path` value (`sales, public` → `sales`).
+pub(crate) fn first_schema(search_path: &str) -> &str {
+    search_path
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'')
+}
+
+/// Whether `catalog` has `schema`, by the names the session read at its last refresh.
+pub(crate) fn has_schema(sql: &SqlSession, catalog: &str, schema: &str) -> bool {
+    sql.context()
+        .catalog(catalog)
+        .is_some_and(|c| c.schema_names().iter().any(|s| s == schema))
 }
 
 /// `key=value` pairs of libpq's `options` (`-c a=b -c c=d`, `--a=b`).

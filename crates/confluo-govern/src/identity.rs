@@ -96,6 +96,7 @@ impl Identity {
     /// Removes a principal.
     pub async fn remove(&self, name: &str) -> Result<()> {
         if self.metastore.remove_principal(name).await? {
+            self.metastore.remove_tokens_of(name).await?;
             Ok(())
         } else {
             Err(GovernError::NotFound(name.to_string()))
@@ -216,7 +217,8 @@ pub fn scram_salted_password(password: &str, salt: &[u8], iterations: u32) -> Re
     Ok(out)
 }
 
-fn random<const N: usize>() -> Result<[u8; N]> {
+/// `N` bytes from the system's random source.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)

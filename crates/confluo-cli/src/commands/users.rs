@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use confluo_govern::identity::generate_secret;
-use confluo_govern::{Identity, PrincipalKind};
+use confluo_govern::{Identity, PrincipalKind, Tokens};
 
 use super::{CmdResult, Context};
 use crate::render::{grid, moment};
@@ -68,6 +68,36 @@ enum UsersCommand {
         /// Only this user's.
         #[arg(long)]
         user: Option<String>,
+    },
+    /// Personal access tokens: bearer tokens for the HTTP API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token for a user; it is printed once and never stored.
+    Create {
+        /// Whose token.
+        name: String,
+        /// What it is for.
+        #[arg(long)]
+        comment: Option<String>,
+        /// How long it lives (`90d`, `12h`); `never` for no expiry.
+        #[arg(long, default_value = "90d")]
+        expires: String,
+    },
+    /// List tokens (a user's, or everyone's).
+    List {
+        /// Only this user's.
+        name: Option<String>,
+    },
+    /// Revoke a token by id (or the token itself).
+    Revoke {
+        /// The token's id (`confluo users token list`).
+        id: String,
     },
 }
 
@@ -179,8 +209,92 @@ pub async fn run(ctx: &Context, args: UsersArgs) -> CmdResult {
                 )
             );
         }
+        UsersCommand::Token { command } => {
+            token(&Tokens::new(lh.metastore().clone()), command).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `confluo users token ...`.
+async fn token(tokens: &Tokens, command: TokenCommand) -> Result<(), CliError> {
+    match command {
+        TokenCommand::Create {
+            name,
+            comment,
+            expires,
+        } => {
+            let lifetime = if expires.eq_ignore_ascii_case("never") {
+                None
+            } else {
+                Some(humantime::parse_duration(&expires).map_err(|e| {
+                    fail(format!(
+                        "--expires {expires}: {e} (write a duration such as 90d or 12h, or never)"
+                    ))
+                })?)
+            };
+            let (row, secret) = tokens
+                .create(&name, comment.as_deref(), lifetime)
+                .await
+                .map_err(fail)?;
+            println!(
+                "token {} for {name}, {}",
+                row.token_id,
+                row.expires_ms
+                    .map(|e| format!("expires {}", moment(e)))
+                    .unwrap_or_else(|| "never expires".into())
+            );
+            println!("{secret}");
+            eprintln!("(shown once: send it as `Authorization: Bearer <token>`)");
+        }
+        TokenCommand::List { name } => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let rows = tokens
+                .list(name.as_deref())
+                .await
+                .map_err(fail)?
+                .into_iter()
+                .map(|t| {
+                    let state = if t.revoked_ms.is_some() {
+                        "revoked"
+                    } else if t.expires_ms.is_some_and(|e| e <= now) {
+                        "expired"
+                    } else {
+                        "live"
+                    };
+                    vec![
+                        t.token_id,
+                        t.principal,
+                        state.to_string(),
+                        moment(t.created_ms),
+                        t.expires_ms.map(moment).unwrap_or_else(|| "never".into()),
+                        t.last_used_ms.map(moment).unwrap_or_default(),
+                        t.comment.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                grid(
+                    &[
+                        "id",
+                        "user",
+                        "state",
+                        "created",
+                        "expires",
+                        "last used",
+                        "comment"
+                    ],
+                    rows
+                )
+            );
+        }
+        TokenCommand::Revoke { id } => {
+            tokens.revoke(&id).await.map_err(fail)?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(())
 }
 
 /// The password: standard input's first line, or `CONFLUO_PASSWORD`.

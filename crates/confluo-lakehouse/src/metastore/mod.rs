@@ -11,6 +11,7 @@ mod models;
 mod principals;
 mod quality;
 mod sources;
+mod tokens;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +29,7 @@ pub use models::{CatalogInfo, IngestedFile, SchemaInfo, TableInfo};
 pub use principals::{AuthEvent, Principal};
 pub use quality::CheckState;
 pub use sources::SourceOffset;
+pub use tokens::AccessToken;
 
 use crate::error::{LakehouseError, Result};
 use confluo_core::TableName;
@@ -116,6 +118,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("principals"),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("migrations/0008_principals.sql")),
+            false,
+        ),
+        Migration::new(
+            9,
+            Cow::Borrowed("tokens"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0009_tokens.sql")),
             false,
         ),
     ])

@@ -45,7 +45,7 @@ def confluo_latency(seconds):
     with open(f"{d}/confluo.yaml", "w") as f:
         f.write("name: bench\njobs:\n  tick:\n    schedule: {cron: '* * * * * *', missed: none}\n"
                 "    max_concurrent_runs: 4\n    tasks: [{key: noop, shell: 'true'}]\n")
-    p = subprocess.Popen([CONFLUO, "--project", d, "--quiet", "serve", "--postgres", "off"],
+    p = subprocess.Popen([CONFLUO, "--project", d, "--quiet", "serve", "--postgres", "off", "--http", "off"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(seconds)
     p.terminate()
@@ -70,7 +70,7 @@ def confluo_drain(n):
                  "started_ms, heartbeat_ms) SELECT md5(i::text), 'noop', 'bench', '{}', 'queued', "
                  f"(extract(epoch from now()) * 1000)::bigint + i, 0 FROM generate_series(1, {n}) i")
         start = time.time()
-        workers = [subprocess.Popen([CONFLUO, "--project", d, "--quiet", "serve", "--postgres", "off"],
+        workers = [subprocess.Popen([CONFLUO, "--project", d, "--quiet", "serve", "--postgres", "off", "--http", "off"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for _ in range(2)]
         while int(psql(db, "SELECT count(*) FROM job_runs WHERE state = 'succeeded'")) < n:

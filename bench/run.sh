@@ -14,7 +14,7 @@
 # broker of its own (scripts/setup-services.sh builds tansu).
 # jobs: scheduler overhead of `confluo serve` against Dagster's daemon (PyPI dagster): trigger to
 # task start, and a queue of no-op runs drained by two run slots (PostgreSQL metastore).
-# serve: the Postgres endpoint of `confluo serve` against PostgreSQL itself (127.0.0.1:5432) serving
+# serve: the Postgres endpoint (and Flight SQL / HTTP Arrow) of `confluo serve` against PostgreSQL itself (127.0.0.1:5432) serving
 # the same 1 M rows: a full fetch with psycopg, and 32 sessions of point and aggregate queries for
 # 60 s with one slow reader; CONFLUO_BIN as for postgres.
 # quality: `confluo monitor profile` of a 10 M-row table against DuckDB's SUMMARIZE and Soda Core
@@ -47,8 +47,8 @@ fi
 if [ "$which" = quality ] && ! bench/.venv/bin/python -c "import soda.scan, psutil, duckdb, pytz" 2>/dev/null; then
   bench/.venv/bin/pip install -q soda-core-duckdb psutil duckdb pytz
 fi
-if [ "$which" = serve ] && ! bench/.venv/bin/python -c "import psycopg, psutil" 2>/dev/null; then
-  bench/.venv/bin/pip install -q 'psycopg[binary]' psutil
+if [ "$which" = serve ] && ! bench/.venv/bin/python -c "import psycopg, psutil, pyarrow, adbc_driver_postgresql, adbc_driver_flightsql" 2>/dev/null; then
+  bench/.venv/bin/pip install -q 'psycopg[binary]' psutil pyarrow adbc-driver-postgresql adbc-driver-flightsql
 fi
 if [ "$which" = kafka ]; then
   # Confluo and the rskafka helper (the floor and the producer) in one build: the same features.

@@ -16,6 +16,9 @@ Confluo project's Delta table `main.bench.orders`, written by Confluo's own SQL.
 
 fetch   psycopg 3 (text results, the default) runs `SELECT * FROM orders` and fetches all ROWS
         rows into Python tuples: wall seconds from execute to the last row, best of RUNS.
+arrow   the same rows into a pyarrow Table, for Arrow-native clients: PostgreSQL through ADBC's
+        PostgreSQL driver (binary COPY), Confluo through ADBC's Flight SQL driver and through
+        the HTTP API's Arrow IPC stream (urllib + pyarrow.ipc); best of RUNS.
 load    SESSIONS processes, each with its own psycopg connection, for SECONDS s run a mix of
         point lookups (`WHERE id = %s`, 80 %) and aggregates (`GROUP BY status` over one
         customer's orders, 20 %), with random keys; meanwhile one more client fetches the whole
@@ -34,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import urllib.request
 
 import psycopg
 
@@ -84,6 +89,8 @@ def setup_confluo(d):
     run("query", "CREATE SCHEMA bench")
     run("query", f"CREATE TABLE bench.orders AS {GEN} {CONFLUO_IDS}")
     run("users", "add", "bench", "--password-stdin", input=PASSWORD + "\n")
+    out = run("users", "token", "create", "bench", "--expires", "1d").stdout
+    return next(line for line in out.splitlines() if line.startswith("cfp_"))
 
 
 def fetch_all(conninfo):
@@ -96,6 +103,46 @@ def fetch_all(conninfo):
         assert len(rows) == ROWS, len(rows)
         best = took if best is None else min(best, took)
     return round(best, 3)
+
+
+def best_of(fetch):
+    best = None
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        table = fetch()
+        took = time.perf_counter() - start
+        assert table.num_rows == ROWS, table.num_rows
+        best = took if best is None else min(best, took)
+    return round(best, 3)
+
+
+def arrow_fetch(pg, http_port, token):
+    import adbc_driver_flightsql.dbapi as flight_sql
+    import adbc_driver_postgresql.dbapi as pg_adbc
+    import pyarrow.ipc as ipc
+
+    def from_postgres():
+        uri = f"postgresql://{pg['user']}@{pg['host']}:{pg['port']}/{pg['dbname']}"
+        with pg_adbc.connect(uri) as c, c.cursor() as cur:
+            cur.execute("SELECT * FROM orders")
+            return cur.fetch_arrow_table()
+
+    def from_flight():
+        with flight_sql.connect(f"grpc://127.0.0.1:{http_port}",
+                                db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {token}"}) as c, \
+                c.cursor() as cur:
+            cur.execute("SELECT * FROM bench.orders")
+            return cur.fetch_arrow_table()
+
+    def from_http():
+        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/api/v1/query?format=arrow",
+                                     data=b"SELECT * FROM bench.orders",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req) as r:
+            return ipc.open_stream(r).read_all()
+
+    return {"postgres_adbc": best_of(from_postgres), "confluo_flight_sql": best_of(from_flight),
+            "confluo_http_arrow": best_of(from_http)}
 
 
 def worker(conninfo, seconds, seed, out):
@@ -169,10 +216,11 @@ def main():
     setup_postgres()
     d = tempfile.mkdtemp(prefix="confluo-bench-serve-")
     try:
-        setup_confluo(d)
-        port = 25433
+        token = setup_confluo(d)
+        port, http_port = 25433, 28433
         server = subprocess.Popen([CONFLUO, "--project", d, "--quiet", "serve", "--postgres",
-                                   f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http_port}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rss = TreeRss(server.pid)
         # The table is main.bench.orders; `-c search_path=bench` lets the same SQL name `orders`.
         confluo = dict(host="127.0.0.1", port=port, user="bench", password=PASSWORD, dbname="main",
@@ -189,6 +237,7 @@ def main():
         results = {"machine": benchlib_machine(postgres=pg_version, psycopg=psycopg.__version__),
                    "rows": ROWS}
         results["fetch_s"] = {"postgres": fetch_all(pg), "confluo": fetch_all(confluo)}
+        results["arrow_fetch_s"] = arrow_fetch(pg, http_port, token)
         results["load"] = {"postgres": load(pg), "confluo": load(confluo)}
         server.terminate()
         server.wait(timeout=30)
@@ -200,6 +249,9 @@ def main():
     f = results["fetch_s"]
     print(f"\n1 M-row fetch (psycopg, text): PostgreSQL {f['postgres']} s, Confluo {f['confluo']} s "
           f"({f['confluo'] / f['postgres']:.2f}x)")
+    a = results["arrow_fetch_s"]
+    print(f"1 M rows into a pyarrow Table: PostgreSQL (ADBC) {a['postgres_adbc']} s, Confluo Flight SQL (ADBC) "
+          f"{a['confluo_flight_sql']} s, Confluo HTTP Arrow stream {a['confluo_http_arrow']} s")
     print("\n| | point p50 | point p99 | agg p50 | agg p99 | queries/s | errors | slow client rows |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("postgres", "confluo"):

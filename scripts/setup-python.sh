@@ -18,4 +18,9 @@ fi
 if ! "$venv/bin/python" -c "import psycopg" >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]>=3.2,<4" >&2
 fi
+# ADBC's Flight SQL driver (the Go driver, as a wheel): the Arrow-native client the Flight
+# SQL endpoint is tested with.
+if ! "$venv/bin/python" -c "import adbc_driver_flightsql.dbapi" >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "adbc-driver-flightsql>=1.0,<2" "adbc-driver-manager>=1.0,<2" >&2
+fi
 echo "$venv/bin/python"

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// `host:port` of the Postgres wire endpoint; `off` to serve no SQL.
     #[serde(default = "default_postgres_listen")]
     pub postgres: String,
+    /// `host:port` of the HTTP API (and `/metrics`); `off` for none.
+    #[serde(default = "default_http_listen")]
+    pub http: String,
     /// TLS certificate chain (PEM), relative to the project.
     #[serde(default)]
     pub tls_cert: Option<String>,
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             postgres: default_postgres_listen(),
+            http: default_http_listen(),
             tls_cert: None,
             tls_key: None,
             require_tls: false,
@@ -93,6 +97,10 @@ impl Default for ServerConfig {
 
 fn default_postgres_listen() -> String {
     "127.0.0.1:5433".into()
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:8433".into()
 }
 
 fn default_max_connections() -> usize {

@@ -20,7 +20,8 @@ pub enum LoginOutcome {
 }
 
 impl LoginOutcome {
-    fn as_str(self) -> &'static str {
+    /// The audited spelling.
+    pub fn as_str(self) -> &'static str {
         match self {
             LoginOutcome::Success => "success",
             LoginOutcome::Failure => "failure",

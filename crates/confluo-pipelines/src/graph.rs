@@ -149,6 +149,32 @@ pub fn pipeline_configs(project: &Project) -> BTreeMap<String, PipelineConfig> {
     configs
 }
 
+/// Where a pipeline's datasets and event log go: its catalog and schema (the project's
+/// unless it names others), lower-cased as tables are.
+pub fn target_schema(project: &Project, config: &PipelineConfig) -> (String, String) {
+    let catalog = config
+        .catalog
+        .clone()
+        .unwrap_or_else(|| project.config.catalog.clone());
+    let schema = config
+        .schema
+        .clone()
+        .unwrap_or_else(|| project.config.schema.clone());
+    (catalog.to_ascii_lowercase(), schema.to_ascii_lowercase())
+}
+
+/// The project's pipelines, each with the table of its event log.
+pub fn event_logs(project: &Project) -> Vec<(String, confluo_core::TableName)> {
+    pipeline_configs(project)
+        .into_iter()
+        .map(|(name, config)| {
+            let (catalog, schema) = target_schema(project, &config);
+            let table = crate::event_log::table_name(&catalog, &schema, &name);
+            (name, table)
+        })
+        .collect()
+}
+
 /// Picks the pipeline to work on: the named one, or the only one.
 pub fn select(project: &Project, name: Option<&str>) -> Result<(String, PipelineConfig)> {
     let configs = pipeline_configs(project);
@@ -290,16 +316,7 @@ pub fn load(
         }
         definitions.extend(parsed.definitions);
     }
-    let cat = config
-        .catalog
-        .clone()
-        .unwrap_or_else(|| project.config.catalog.clone())
-        .to_ascii_lowercase();
-    let sch = config
-        .schema
-        .clone()
-        .unwrap_or_else(|| project.config.schema.clone())
-        .to_ascii_lowercase();
+    let (cat, sch) = target_schema(project, config);
     build(name, &cat, &sch, files, definitions, configuration, catalog)
 }
 

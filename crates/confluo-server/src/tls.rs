@@ -20,8 +20,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// An acceptor for `files`, with errors that name the file and what is wrong with it.
-pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor> {
+/// An acceptor for `files`, offering the `alpn` protocols, with errors that name the file
+/// and what is wrong with it.
+pub fn acceptor(files: &TlsFiles, alpn: &[&[u8]]) -> Result<TlsAcceptor> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| ServerError::Tls(format!("certificate {}: {e}", files.cert.display())))?
         .collect::<std::result::Result<_, _>>()
@@ -35,7 +36,7 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor> {
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| ServerError::Tls(format!("key {}: {e}", files.key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_no_client_auth()
@@ -47,6 +48,7 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor> {
                 files.key.display()
             ))
         })?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

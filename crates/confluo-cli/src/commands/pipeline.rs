@@ -522,14 +522,7 @@ async fn event_session(
     let (project, lh) = ctx.lakehouse().await?;
     let (pname, config) =
         confluo_pipelines::select(&project, name).map_err(|e| pipeline_error(&project, e))?;
-    let catalog = config
-        .catalog
-        .unwrap_or_else(|| project.config.catalog.clone())
-        .to_ascii_lowercase();
-    let schema = config
-        .schema
-        .unwrap_or_else(|| project.config.schema.clone())
-        .to_ascii_lowercase();
+    let (catalog, schema) = confluo_pipelines::graph::target_schema(&project, &config);
     let table = event_log::table_name(&catalog, &schema, &pname);
     if lh.metastore().get_table(&table).await?.is_none() {
         return Err(CliError::from(anyhow::anyhow!(

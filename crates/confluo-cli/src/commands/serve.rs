@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// Default: `server.postgres` in confluo.yaml, else 127.0.0.1:5433.
     #[arg(long, value_name = "ADDR")]
     postgres: Option<String>,
+    /// Where the HTTP API listens (`host:port`; `off`: none). Default: `server.http` in
+    /// confluo.yaml, else 127.0.0.1:8433.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
     /// TLS certificate chain (PEM).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -72,7 +76,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
             format!(": {}", scheduled.join(", "))
         }
     );
-    let sql = start_sql(&project, &lh, &args, stop_rx.clone()).await?;
+    let endpoints = start_endpoints(&project, &lh, &args, stop_rx.clone()).await?;
     let quiet = ctx.quiet;
     let observe: scheduler::Observer = Arc::new(move |job: &str, e| {
         if !quiet {
@@ -111,80 +115,130 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
     )
     .await
     .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
-    if let Some(sql) = sql {
-        // The endpoint saw the same stop signal; wait for it to let its clients go.
-        let _ = sql.await;
+    for endpoint in endpoints {
+        // The endpoints saw the same stop signal; wait for them to let their clients go.
+        let _ = endpoint.await;
     }
     println!("confluo serve: stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the Postgres wire endpoint (unless `off`); it stops when `stop` turns true.
-async fn start_sql(
+/// Starts the Postgres wire endpoint and the HTTP API (each unless `off`), sharing one set
+/// of metrics; they stop when `stop` turns true.
+async fn start_endpoints(
     project: &confluo_core::Project,
     lh: &Arc<confluo_lakehouse::Lakehouse>,
     args: &ServeArgs,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, CliError> {
     let conf = &project.config.server;
-    let listen = args
+    let fail = |e: confluo_server::ServerError| CliError::from(anyhow::anyhow!("{e}"));
+    let pg_listen = args
         .postgres
         .clone()
         .unwrap_or_else(|| conf.postgres.clone());
-    if listen.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    let resolve = |p: &str| project.root.join(p);
-    let tls = if args.tls_self_signed {
-        let host = listen.rsplit_once(':').map(|(h, _)| h.to_string());
-        Some(
-            confluo_server::tls::self_signed(
-                &project.state_dir().join("tls"),
-                &host.into_iter().collect::<Vec<_>>(),
-            )
-            .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?,
-        )
-    } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        Some(confluo_server::tls::TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        })
-    } else if let (Some(cert), Some(key)) = (&conf.tls_cert, &conf.tls_key) {
-        Some(confluo_server::tls::TlsFiles {
-            cert: resolve(cert),
-            key: resolve(key),
-        })
-    } else {
-        None
-    };
+    let http_listen = args.http.clone().unwrap_or_else(|| conf.http.clone());
+    let on = |listen: &str| !listen.eq_ignore_ascii_case("off");
+    let tls = tls_files(
+        project,
+        args,
+        [&pg_listen, &http_listen].into_iter().filter(|l| on(l)),
+    )
+    .map_err(fail)?;
     let tls_note = tls
         .as_ref()
         .map(|t| format!("TLS with {}", t.cert.display()))
         .unwrap_or_else(|| "no TLS".into());
-    let options = confluo_server::PgOptions {
-        listen,
-        tls,
-        require_tls: args.require_tls || conf.require_tls,
-        allow_anonymous: conf.allow_anonymous,
-        max_connections: conf.max_connections,
+    let require_tls = args.require_tls || conf.require_tls;
+    let anonymous_note = if conf.allow_anonymous {
+        "; anonymous access allowed"
+    } else {
+        ""
     };
-    let anonymous = options.allow_anonymous;
-    let endpoint = confluo_server::PgEndpoint::bind(lh.clone(), options)
-        .await
-        .map_err(|e| CliError::from(anyhow::anyhow!("{e}")))?;
-    let addr = endpoint.local_addr()?;
-    println!(
-        "confluo serve: SQL on postgres://{addr}/{} ({tls_note}{})",
-        lh.default_catalog(),
-        if anonymous {
-            "; anonymous logins allowed"
-        } else {
-            ""
+    let metrics = Arc::new(confluo_server::Metrics::new());
+    let stopped = move || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
         }
-    );
-    Ok(Some(tokio::spawn(endpoint.serve(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }))))
+    };
+    let mut tasks = Vec::new();
+    if on(&pg_listen) {
+        let options = confluo_server::PgOptions {
+            listen: pg_listen,
+            tls: tls.clone(),
+            require_tls,
+            allow_anonymous: conf.allow_anonymous,
+            max_connections: conf.max_connections,
+        };
+        let endpoint = confluo_server::PgEndpoint::bind(lh.clone(), metrics.clone(), options)
+            .await
+            .map_err(fail)?;
+        let addr = endpoint.local_addr()?;
+        println!(
+            "confluo serve: SQL on postgres://{addr}/{} ({tls_note}{anonymous_note})",
+            lh.default_catalog(),
+        );
+        tasks.push(tokio::spawn(endpoint.serve(stopped())));
+    }
+    if on(&http_listen) {
+        let options = confluo_server::HttpOptions {
+            listen: http_listen,
+            tls: tls.clone(),
+            require_tls,
+            allow_anonymous: conf.allow_anonymous,
+        };
+        let endpoint = confluo_server::HttpEndpoint::bind(
+            lh.clone(),
+            Arc::new(project.clone()),
+            metrics,
+            options,
+        )
+        .await
+        .map_err(fail)?;
+        let addr = endpoint.local_addr()?;
+        let (scheme, grpc) = if tls.is_some() {
+            ("https", "grpc+tls")
+        } else {
+            ("http", "grpc")
+        };
+        println!(
+            "confluo serve: HTTP API on {scheme}://{addr}/api/v1 (OpenAPI at /openapi.json, metrics at /metrics), Arrow Flight SQL on {grpc}://{addr} ({tls_note}{anonymous_note})"
+        );
+        tasks.push(tokio::spawn(endpoint.serve(stopped())));
+    }
+    Ok(tasks)
+}
+
+/// The certificate both endpoints serve: a self-signed one made for the hosts they listen
+/// on, the flags' files, or confluo.yaml's.
+fn tls_files<'a>(
+    project: &confluo_core::Project,
+    args: &ServeArgs,
+    listens: impl Iterator<Item = &'a String>,
+) -> confluo_server::Result<Option<confluo_server::tls::TlsFiles>> {
+    let conf = &project.config.server;
+    if args.tls_self_signed {
+        let mut hosts: Vec<String> = listens
+            .filter_map(|l| l.rsplit_once(':').map(|(h, _)| h.to_string()))
+            .collect();
+        hosts.dedup();
+        return confluo_server::tls::self_signed(&project.state_dir().join("tls"), &hosts)
+            .map(Some);
+    }
+    Ok(
+        match (&args.tls_cert, &args.tls_key, &conf.tls_cert, &conf.tls_key) {
+            (Some(cert), Some(key), _, _) => Some(confluo_server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (_, _, Some(cert), Some(key)) => Some(confluo_server::tls::TlsFiles {
+                cert: project.root.join(cert),
+                key: project.root.join(key),
+            }),
+            _ => None,
+        },
+    )
 }
 
 /// The scheduler's clock: the wall clock, unless `CONFLUO_SIMULATED_CLOCK` is set to

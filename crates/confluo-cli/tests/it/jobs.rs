@@ -393,7 +393,15 @@ jobs:
 /// `confluo serve` in the background for `p`.
 pub(crate) fn serve(p: &TestProject, extra: &[&str]) -> std::process::Child {
     // Only the scheduler: these tests run side by side, and the SQL endpoint's port is one.
-    let mut args = vec!["serve", "--poll", "200ms", "--postgres", "off"];
+    let mut args = vec![
+        "serve",
+        "--poll",
+        "200ms",
+        "--postgres",
+        "off",
+        "--http",
+        "off",
+    ];
     args.extend_from_slice(extra);
     p.command(&args)
         .stdout(std::process::Stdio::null())

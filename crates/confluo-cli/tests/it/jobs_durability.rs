@@ -17,7 +17,7 @@ fn all_runs(p: &TestProject, job: &str) -> Vec<serde_json::Value> {
 
 fn serve_with(p: &TestProject, args: &[&str], env: &[(&str, String)]) -> std::process::Child {
     // Only the scheduler: these tests run side by side, and the SQL endpoint's port is one.
-    let mut all = vec!["serve", "--postgres", "off"];
+    let mut all = vec!["serve", "--postgres", "off", "--http", "off"];
     all.extend_from_slice(args);
     let mut c = p.command(&all);
     for (k, v) in env {
@@ -233,7 +233,15 @@ jobs:
         "CREATE OR REFRESH MATERIALIZED VIEW big_orders AS SELECT * FROM bronze.orders WHERE amount > 10;\n",
     );
     let s = {
-        let mut c = p.command(&["serve", "--poll", "200ms", "--postgres", "off"]);
+        let mut c = p.command(&[
+            "serve",
+            "--poll",
+            "200ms",
+            "--postgres",
+            "off",
+            "--http",
+            "off",
+        ]);
         let log = std::fs::File::create(p.path("serve.log")).unwrap();
         c.env("HOOK_SECRET", "s3cret")
             .stdout(log.try_clone().unwrap())

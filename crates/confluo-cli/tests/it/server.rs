@@ -44,6 +44,9 @@ fn serve(p: &TestProject, extra: &[&str]) -> (Child, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec!["serve", "--postgres", &listen];
+    if !extra.contains(&"--http") {
+        args.extend_from_slice(&["--http", "off"]);
+    }
     args.extend_from_slice(extra);
     let log = std::fs::File::create(p.path("serve.log")).unwrap();
     let child = p

@@ -264,6 +264,20 @@ impl Metastore {
         Ok(rows.iter().map(job_run).collect())
     }
 
+    /// How many runs each job has in each state (`/metrics`).
+    pub async fn job_run_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT job, state, count(*) FROM job_runs GROUP BY job, state ORDER BY job, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Self::err("cannot read job runs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// The run whose id is `id` or starts with it (an unambiguous prefix).
     pub async fn job_run(&self, id: &str) -> Result<Vec<JobRun>> {
         let rows = sqlx::query(concat!(

@@ -43,13 +43,13 @@ where
     notices(client, session).await?;
     match out {
         SqlOutput::Rows(rows) => Ok(Response::Query(
-            encode::response(rows, format, format_options(client)).await?,
+            encode::response(rows, format, format_options(client), session.timer()).await?,
         )),
         SqlOutput::Message(m) => {
             if !m.is_empty() {
                 notice(client, &m).await?;
             }
-            let n = rows_in(&m);
+            let n = crate::rows_in(&m);
             Ok(Response::Execution(match tag.as_str() {
                 "INSERT" => Tag::new("INSERT").with_oid(0).with_rows(n.unwrap_or(0)),
                 _ => match n {
@@ -112,15 +112,6 @@ pub(super) fn command_tag(s: &ConfluoStatement) -> String {
         _ => "OK",
     }
     .to_string()
-}
-
-/// The row count in a statement's message (`inserted 3 rows into ...`).
-pub(super) fn rows_in(message: &str) -> Option<usize> {
-    let words: Vec<&str> = message.split_whitespace().collect();
-    words.windows(2).find_map(|w| {
-        let n = w[0].trim_start_matches('(');
-        (w[1].starts_with("row")).then(|| n.parse().ok()).flatten()
-    })
 }
 
 /// `COPY ... TO STDOUT`: the rows of the statement's query, streamed.
@@ -277,7 +268,7 @@ pub(super) async fn show_search_path<C: ClientInfo>(
             futures::stream::iter([Ok(batch)]),
         ),
     );
-    let mut r = encode::response(rows, format, format_options(client)).await?;
+    let mut r = encode::response(rows, format, format_options(client), session.timer()).await?;
     r.set_command_tag("SHOW");
     Ok(Some(Response::Query(r)))
 }
@@ -307,20 +298,5 @@ pub(super) fn apply_search_path(session: &ConnSession, statement: &Statement) {
     let (catalog, _) = session.sql.current();
     if super::session::has_schema(&session.sql, &catalog, &first) {
         session.sql.set_current(&catalog, &first);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn row_counts_come_from_messages() {
-        assert_eq!(
-            rows_in("inserted 3 rows into main.default.t (version 1)"),
-            Some(3)
-        );
-        assert_eq!(rows_in("created table main.default.t (1 row)"), Some(1));
-        assert_eq!(rows_in("created schema main.s"), None);
     }
 }

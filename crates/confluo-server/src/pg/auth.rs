@@ -24,7 +24,8 @@ use confluo_govern::identity::SCRAM_ITERATIONS;
 use super::Shared;
 
 /// The endpoint's name in the login audit.
-const ENDPOINT: &str = "postgres";
+/// The endpoint's name in the audit and the metrics.
+pub(crate) const ENDPOINT: &str = "postgres";
 
 /// Answers SCRAM's question (the user's salt and salted password) from the metastore.
 struct Secrets(Arc<Shared>);
@@ -90,6 +91,7 @@ impl Startup {
     }
 
     async fn audit(&self, user: &str, client: &str, outcome: LoginOutcome, message: Option<&str>) {
+        self.shared.metrics.login(ENDPOINT, outcome.as_str());
         if let Err(e) = self
             .shared
             .guard

@@ -16,6 +16,8 @@ use pgwire::types::format::FormatOptions;
 
 use confluo_sql::SqlError;
 
+use crate::metrics::QueryTimer;
+
 /// The row description of `schema`.
 pub fn fields(
     schema: &Schema,
@@ -32,23 +34,27 @@ pub async fn response(
     mut rows: SendableRecordBatchStream,
     format: &Format,
     options: Arc<FormatOptions>,
+    mut timer: QueryTimer,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(fields(&rows.schema(), format, Some(options))?);
-    let first = rows
-        .next()
-        .await
-        .transpose()
-        .map_err(|e| sql_error(&SqlError::from(e), None))?;
+    let first = rows.next().await.transpose().map_err(|e| {
+        timer.outcome("error");
+        sql_error(&SqlError::from(e), None)
+    })?;
     let batches = stream::iter(first.map(Ok)).chain(rows);
     let encode_fields = fields.clone();
     let data = batches
         .map(move |batch: datafusion::error::Result<RecordBatch>| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                 Ok(b) => {
+                    timer.rows(b.num_rows() as u64);
                     let b = text_timestamps(b, &encode_fields);
                     arrow_pg::datatypes::encode_recordbatch(encode_fields.clone(), b)
                 }
-                Err(e) => Box::new(std::iter::once(Err(sql_error(&SqlError::from(e), None)))),
+                Err(e) => {
+                    timer.outcome("error");
+                    Box::new(std::iter::once(Err(sql_error(&SqlError::from(e), None))))
+                }
             };
             stream::iter(rows)
         })

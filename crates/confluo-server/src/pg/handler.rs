@@ -212,7 +212,9 @@ impl SimpleQueryHandler for Handler {
         for item in items {
             // A failing statement ends the script, as in PostgreSQL; what ran is answered.
             let limit = statement_timeout(client);
+            session.begin_statement();
             let result = within(limit, self.simple_one(client, &session, item, query)).await;
+            session.finished(&result);
             match result {
                 Ok(r) => out.push(r),
                 Err(PgWireError::UserError(info)) => {
@@ -250,8 +252,13 @@ impl Handler {
                 notices(client, session).await?;
                 match out {
                     SqlOutput::Rows(rows) => Ok(Response::Query(
-                        encode::response(rows, &Format::UnifiedText, format_options(client))
-                            .await?,
+                        encode::response(
+                            rows,
+                            &Format::UnifiedText,
+                            format_options(client),
+                            session.timer(),
+                        )
+                        .await?,
                     )),
                     SqlOutput::Message(_) => Ok(Response::Execution(Tag::new("SELECT"))),
                 }
@@ -317,7 +324,8 @@ impl Handler {
             }
             CursorOp::Fetch(name, count) => {
                 let rows = cursors.fetch(&name, count).await?;
-                let mut r = encode::response(rows, format, format_options(client)).await?;
+                let mut r =
+                    encode::response(rows, format, format_options(client), session.timer()).await?;
                 r.set_command_tag("FETCH");
                 Ok(Response::Query(r))
             }
@@ -515,7 +523,11 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let limit = statement_timeout(client);
-        within(limit, self.extended_one(client, portal)).await
+        let session = self.state.session(client).await?;
+        session.begin_statement();
+        let result = within(limit, self.extended_one(client, portal)).await;
+        session.finished(&result);
+        result
     }
 }
 
@@ -550,7 +562,7 @@ impl Handler {
                     .await
                     .map_err(|e| sql_error(&SqlError::from(e), None))?;
                 Ok(Response::Query(
-                    encode::response(rows, format, format_options(client)).await?,
+                    encode::response(rows, format, format_options(client), session.timer()).await?,
                 ))
             }
             Prepared::Hook(s, plan) => {

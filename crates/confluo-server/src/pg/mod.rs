@@ -28,6 +28,7 @@ use confluo_govern::{Identity, LoginGuard};
 use confluo_lakehouse::Lakehouse;
 
 use crate::error::{Result, ServerError};
+use crate::metrics::Metrics;
 use crate::tls::{self, TlsFiles};
 
 /// How the endpoint listens and whom it lets in.
@@ -66,6 +67,7 @@ pub(crate) struct Shared {
     pub options: PgOptions,
     pub connections: Arc<ConnectionManager>,
     pub open: tokio::sync::Semaphore,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A bound Postgres endpoint.
@@ -77,13 +79,21 @@ pub struct PgEndpoint {
 
 impl PgEndpoint {
     /// Binds `options.listen` and loads the TLS files.
-    pub async fn bind(lakehouse: Arc<Lakehouse>, options: PgOptions) -> Result<Self> {
+    pub async fn bind(
+        lakehouse: Arc<Lakehouse>,
+        metrics: Arc<Metrics>,
+        options: PgOptions,
+    ) -> Result<Self> {
         if options.require_tls && options.tls.is_none() {
             return Err(ServerError::Tls(
                 "TLS is required but no certificate is configured: give --tls-cert and --tls-key, or --tls-self-signed".into(),
             ));
         }
-        let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
+        let tls = options
+            .tls
+            .as_ref()
+            .map(|t| tls::acceptor(t, &[]))
+            .transpose()?;
         let listener =
             TcpListener::bind(&options.listen)
                 .await
@@ -99,6 +109,7 @@ impl PgEndpoint {
                 identity: Identity::new(metastore.clone()),
                 guard: LoginGuard::new(metastore),
                 open: tokio::sync::Semaphore::new(options.max_connections.max(1)),
+                metrics,
                 options,
                 lakehouse,
                 connections: Arc::new(ConnectionManager::new()),
@@ -126,6 +137,7 @@ impl PgEndpoint {
                         let tls = self.tls.clone();
                         let shared = self.shared.clone();
                         tasks.spawn(async move {
+                            let _open = shared.metrics.connection(auth::ENDPOINT);
                             let Ok(_permit) = shared.open.try_acquire() else {
                                 tracing::warn!("postgres endpoint: refused {peer}: too many connections");
                                 handlers.refuse_busy(socket).await;

@@ -12,9 +12,12 @@ use pgwire::api::ClientInfo;
 use pgwire::error::PgWireResult;
 
 use confluo_sql::SqlSession;
+use std::time::Instant;
+
+use crate::metrics::{Metrics, QueryTimer};
 
 use super::Shared;
-use super::auth::fatal;
+use super::auth::{ENDPOINT, fatal};
 
 /// One connection's session.
 pub(crate) struct ConnSession {
@@ -22,6 +25,37 @@ pub(crate) struct ConnSession {
     pub sql: SqlSession,
     /// Who is logged in.
     pub user: String,
+    metrics: Arc<Metrics>,
+    /// When the statement being answered arrived.
+    started: std::sync::Mutex<Instant>,
+}
+
+impl ConnSession {
+    /// A statement arrived.
+    pub fn begin_statement(&self) {
+        *self.started.lock().expect("statement clock") = Instant::now();
+    }
+
+    /// Counts the rows of the statement being answered, as they are sent.
+    pub fn timer(&self) -> QueryTimer {
+        QueryTimer::new(
+            self.metrics.clone(),
+            ENDPOINT,
+            *self.started.lock().expect("statement clock"),
+        )
+    }
+
+    /// Counts a statement that sent no rows (a failure, a command); row results count
+    /// themselves through their [`QueryTimer`].
+    pub fn finished(&self, result: &PgWireResult<pgwire::api::results::Response>) {
+        if matches!(result, Ok(pgwire::api::results::Response::Query(_))) {
+            return;
+        }
+        let mut t = self.timer();
+        if result.is_err() {
+            t.outcome("error");
+        }
+    }
 }
 
 /// Opens the session of a logged-in client.
@@ -94,7 +128,12 @@ pub(crate) async fn open<C: ClientInfo + Sync + ?Sized>(
             env!("CARGO_PKG_VERSION")
         ),
     ));
-    Ok(Arc::new(ConnSession { sql, user }))
+    Ok(Arc::new(ConnSession {
+        sql,
+        user,
+        metrics: shared.metrics.clone(),
+        started: std::sync::Mutex::new(Instant::now()),
+    }))
 }
 
 /// The first schema of a `search_path` value (`sales, public` → `sales`).

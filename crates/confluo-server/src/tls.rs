@@ -52,6 +52,29 @@ pub fn acceptor(files: &TlsFiles, alpn: &[&[u8]]) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Binds an endpoint's address and loads its TLS acceptor (offering `alpn`); a TLS
+/// requirement without a certificate is refused before anything listens.
+pub(crate) async fn listen(
+    addr: &str,
+    files: Option<&TlsFiles>,
+    require_tls: bool,
+    alpn: &[&[u8]],
+) -> Result<(tokio::net::TcpListener, Option<TlsAcceptor>)> {
+    if require_tls && files.is_none() {
+        return Err(ServerError::Tls(
+            "TLS is required but no certificate is configured: give --tls-cert and --tls-key, or --tls-self-signed".into(),
+        ));
+    }
+    let tls = files.map(|t| acceptor(t, alpn)).transpose()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok((listener, tls))
+}
+
 /// Makes a self-signed certificate for `localhost`, `127.0.0.1` and `hosts`, writing
 /// `server.crt` and `server.key` into `dir` (kept across restarts: a client that trusts
 /// it once keeps trusting it).

@@ -35,6 +35,22 @@ impl TestProject {
         p
     }
 
+    /// `confluo serve ARGS` in the background, its output in serve.log; returns once
+    /// something listens on `port` (which ARGS made it listen on).
+    pub fn serve(&self, args: &[&str], port: u16) -> Child {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        let log = std::fs::File::create(self.path("serve.log")).unwrap();
+        let child = self
+            .command(&all)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn confluo serve");
+        wait_for_port(port, std::time::Duration::from_secs(30), "confluo serve");
+        child
+    }
+
     /// `confluo sync <entry> --continuous --quiet` in the background.
     pub fn spawn_sync(&self, entry: &str) -> Child {
         self.command(&["sync", entry, "--continuous", "--quiet"])

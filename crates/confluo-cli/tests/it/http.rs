@@ -54,24 +54,17 @@ fn token(p: &TestProject, user: &str, extra: &[&str]) -> String {
         .to_string()
 }
 
-/// `confluo serve` with only its HTTP API, on a free port.
+/// `confluo serve` with its HTTP API on a free port (and no Postgres endpoint unless
+/// `extra` names one).
 fn serve(p: &TestProject, extra: &[&str]) -> (Child, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["serve", "--http", &listen];
+    let mut args = vec!["--http", &listen];
     if !extra.contains(&"--postgres") {
         args.extend_from_slice(&["--postgres", "off"]);
     }
     args.extend_from_slice(extra);
-    let log = std::fs::File::create(p.path("serve.log")).unwrap();
-    let child = p
-        .command(&args)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_for_port(port, Duration::from_secs(30), "confluo serve's HTTP API");
-    (child, port)
+    (p.serve(&args, port), port)
 }
 
 /// curl: (HTTP status, body).

@@ -3,9 +3,8 @@
 
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
-use crate::common::{TestProject, free_port, orders_csv, run_python, wait_for_port};
+use crate::common::{TestProject, free_port, orders_csv, run_python};
 use crate::jobs::stop;
 
 const PASSWORD: &str = "s3cret-pass";
@@ -43,24 +42,12 @@ fn add_user(p: &TestProject, name: &str, password: &str, extra: &[&str]) -> Outp
 fn serve(p: &TestProject, extra: &[&str]) -> (Child, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["serve", "--postgres", &listen];
+    let mut args = vec!["--postgres", &listen];
     if !extra.contains(&"--http") {
         args.extend_from_slice(&["--http", "off"]);
     }
     args.extend_from_slice(extra);
-    let log = std::fs::File::create(p.path("serve.log")).unwrap();
-    let child = p
-        .command(&args)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_for_port(
-        port,
-        Duration::from_secs(30),
-        "confluo serve's SQL endpoint",
-    );
-    (child, port)
+    (p.serve(&args, port), port)
 }
 
 /// psql with a connection string; returns (success, stdout, stderr).

@@ -31,7 +31,7 @@ use confluo_core::Project;
 use confluo_govern::{LoginGuard, Tokens};
 use confluo_lakehouse::Lakehouse;
 
-use crate::error::{Result, ServerError};
+use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsFiles};
 
@@ -79,24 +79,14 @@ impl HttpEndpoint {
         metrics: Arc<Metrics>,
         options: HttpOptions,
     ) -> Result<Self> {
-        if options.require_tls && options.tls.is_none() {
-            return Err(ServerError::Tls(
-                "TLS is required but no certificate is configured: give --tls-cert and --tls-key, or --tls-self-signed".into(),
-            ));
-        }
         // HTTP/2 is offered for gRPC (Flight SQL); HTTP/1.1 for everything else.
-        let tls = options
-            .tls
-            .as_ref()
-            .map(|t| tls::acceptor(t, &[b"h2", b"http/1.1"]))
-            .transpose()?;
-        let listener =
-            TcpListener::bind(&options.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: options.listen.clone(),
-                    source,
-                })?;
+        let (listener, tls) = tls::listen(
+            &options.listen,
+            options.tls.as_ref(),
+            options.require_tls,
+            &[b"h2", b"http/1.1"],
+        )
+        .await?;
         let metastore = lakehouse.metastore().clone();
         let shared = Arc::new(Shared {
             tokens: Tokens::new(metastore.clone()),

@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use confluo_govern::{Identity, LoginGuard};
 use confluo_lakehouse::Lakehouse;
 
-use crate::error::{Result, ServerError};
+use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsFiles};
 
@@ -84,23 +84,13 @@ impl PgEndpoint {
         metrics: Arc<Metrics>,
         options: PgOptions,
     ) -> Result<Self> {
-        if options.require_tls && options.tls.is_none() {
-            return Err(ServerError::Tls(
-                "TLS is required but no certificate is configured: give --tls-cert and --tls-key, or --tls-self-signed".into(),
-            ));
-        }
-        let tls = options
-            .tls
-            .as_ref()
-            .map(|t| tls::acceptor(t, &[]))
-            .transpose()?;
-        let listener =
-            TcpListener::bind(&options.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: options.listen.clone(),
-                    source,
-                })?;
+        let (listener, tls) = tls::listen(
+            &options.listen,
+            options.tls.as_ref(),
+            options.require_tls,
+            &[],
+        )
+        .await?;
         let metastore = lakehouse.metastore().clone();
         Ok(PgEndpoint {
             listener,

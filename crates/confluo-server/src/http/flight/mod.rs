@@ -235,6 +235,21 @@ impl FlightSql {
         Ok(Response::new(info))
     }
 
+    /// The answer to a catalog call's `GetFlightInfo`: its ticket is the command itself.
+    async fn catalog_info(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: impl ProstMessageExt,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.user(&request).await?;
+        self.info(
+            schema,
+            command.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
     /// Runs SQL as `user` and streams the last statement's rows.
     async fn run(
         &self,
@@ -459,13 +474,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.user(&request).await?;
         let schema = query.into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.catalog_info(request, &schema, query).await
     }
 
     async fn do_get_catalogs(
@@ -482,13 +492,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.user(&request).await?;
         let schema = query.clone().into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.catalog_info(request, &schema, query).await
     }
 
     async fn do_get_schemas(
@@ -505,13 +510,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.user(&request).await?;
         let schema = query.clone().into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.catalog_info(request, &schema, query).await
     }
 
     async fn do_get_tables(
@@ -528,13 +528,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.user(&request).await?;
         let schema = metadata::table_types_schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.catalog_info(request, &schema, query).await
     }
 
     async fn do_get_table_types(
@@ -551,13 +546,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.user(&request).await?;
         let schema = query.clone().into_builder(&metadata::SQL_INFO).schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.catalog_info(request, &schema, query).await
     }
 
     async fn do_get_sql_info(

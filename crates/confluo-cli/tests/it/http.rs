@@ -315,6 +315,30 @@ print(table.num_rows, table.schema.names, sum(table.column("a").to_pylist()))
         format!("1000000 ['a', 'b'] {}", 1000 * (1000 * 1001 / 2))
     );
 
+    // A timeout stops a statement that runs past it; a bad one is refused.
+    let slow = "SELECT a.order_id, b.order_id FROM sales.orders a CROSS JOIN sales.orders b ORDER BY 1 DESC, 2 DESC";
+    let (status, body) = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {t}"),
+        "--data-binary",
+        slow,
+        &format!("http://127.0.0.1:{port}/api/v1/query?format=csv&timeout=5ms"),
+    ]);
+    assert_eq!(status, 408, "{body}");
+    assert!(
+        body.contains("STATEMENT_TIMEOUT") && body.contains("ran past its timeout of 5ms"),
+        "{body}"
+    );
+    let (status, body) = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {t}"),
+        "--data-binary",
+        "SELECT 1",
+        &format!("http://127.0.0.1:{port}/api/v1/query?timeout=soon"),
+    ]);
+    assert_eq!(status, 400);
+    assert!(body.contains("timeout `soon`"), "{body}");
+
     // Statements without rows answer a message; the table is there afterwards.
     let (status, body) = query(port, &t, "CREATE TABLE sales.t AS SELECT 1 AS a", "json");
     assert_eq!(status, 200, "{body}");

@@ -36,6 +36,8 @@ pub(crate) struct QueryRequest {
     catalog: Option<String>,
     schema: Option<String>,
     format: Option<String>,
+    /// Longest the statement may run, rows sent included (`30s`, `500ms`).
+    timeout: Option<String>,
 }
 
 /// Options in the query string.
@@ -44,6 +46,7 @@ pub(crate) struct QueryParams {
     format: Option<String>,
     catalog: Option<String>,
     schema: Option<String>,
+    timeout: Option<String>,
 }
 
 /// A session for one request, as its user.
@@ -158,6 +161,7 @@ async fn run(
             catalog: None,
             schema: None,
             format: None,
+            timeout: None,
         }
     };
     if request.sql.trim().is_empty() {
@@ -169,55 +173,31 @@ async fn run(
         Some(f) => Format::parse(f)?,
         None => Format::accepted(headers),
     };
-    let session = open_session(shared, user).await?;
-    let catalog = request.catalog.or(params.catalog);
-    let schema = request.schema.or(params.schema);
-    if catalog.is_some() || schema.is_some() {
-        let (cur_catalog, cur_schema) = session.current();
-        let catalog = catalog.unwrap_or(cur_catalog).to_ascii_lowercase();
-        let schema = schema.unwrap_or(cur_schema).to_ascii_lowercase();
-        if shared
-            .lakehouse
-            .metastore()
-            .get_schema(&catalog, &schema)
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::not_found(format!(
-                "no schema named {catalog}.{schema}"
-            )));
-        }
-        session.set_current(&catalog, &schema);
-    }
-    let parsed = session.parse(&request.sql)?;
-    let n = parsed.len();
-    let mut last = SqlOutput::Message(String::new());
-    for (i, p) in parsed.into_iter().enumerate() {
-        let out = session.execute(p.statement).await?;
-        if i + 1 < n
-            && let SqlOutput::Rows(mut stream) = out
-        {
-            while let Some(b) = stream.next().await {
-                b.map_err(|e| ApiError::sql(&session.explain_error(e)))?;
-            }
-            continue;
-        }
-        last = out;
-    }
-    let mut stream = match last {
-        SqlOutput::Message(m) => {
-            let notices = session.notices();
-            return Ok(Answer::Done(
-                axum::Json(json!({"message": m, "notices": notices})).into_response(),
-            ));
-        }
-        SqlOutput::Rows(s) => s,
-    };
-    // The first batch before the status: early failures are a proper 400.
-    let first = match stream.next().await {
-        Some(Ok(b)) => Some(b),
-        Some(Err(e)) => return Err(ApiError::sql(&session.explain_error(e))),
+    let limit = match request.timeout.as_deref().or(params.timeout.as_deref()) {
+        Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+            ApiError::bad_request(format!(
+                "timeout `{t}`: {e} (write a duration such as 30s or 500ms)"
+            ))
+        })?),
         None => None,
+    };
+    let deadline = limit.map(|d| tokio::time::Instant::now() + d);
+    let statement = start(
+        shared,
+        user,
+        request.sql,
+        request.catalog.or(params.catalog),
+        request.schema.or(params.schema),
+    );
+    let started = match deadline {
+        Some(at) => tokio::time::timeout_at(at, statement)
+            .await
+            .map_err(|_| timed_out(limit))?,
+        None => statement.await,
+    }?;
+    let (stream, first) = match started {
+        Started::Message(m) => return Ok(Answer::Done(m)),
+        Started::Rows(stream, first) => (stream, first),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let body =
@@ -235,8 +215,86 @@ async fn run(
             stream,
             first,
             tx,
+            deadline: deadline.map(|d| (d, limit.unwrap_or_default())),
         },
     ))
+}
+
+/// The answer to a statement that ran past its timeout.
+fn timed_out(limit: Option<std::time::Duration>) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "STATEMENT_TIMEOUT",
+        format!(
+            "canceling the statement: it ran past its timeout of {}",
+            humantime::format_duration(limit.unwrap_or_default())
+        ),
+    )
+}
+
+/// How a statement started: a message, or rows with the first batch already computed.
+enum Started {
+    Message(Response),
+    Rows(SendableRecordBatchStream, Option<RecordBatch>),
+}
+
+/// Opens the session, runs every statement but the last, starts the last and computes its
+/// first batch (so a statement that fails early is a proper 400).
+async fn start(
+    shared: &Arc<Shared>,
+    user: &User,
+    sql: String,
+    catalog: Option<String>,
+    schema: Option<String>,
+) -> Result<Started, ApiError> {
+    let session = open_session(shared, user).await?;
+    if catalog.is_some() || schema.is_some() {
+        let (cur_catalog, cur_schema) = session.current();
+        let catalog = catalog.unwrap_or(cur_catalog).to_ascii_lowercase();
+        let schema = schema.unwrap_or(cur_schema).to_ascii_lowercase();
+        if shared
+            .lakehouse
+            .metastore()
+            .get_schema(&catalog, &schema)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found(format!(
+                "no schema named {catalog}.{schema}"
+            )));
+        }
+        session.set_current(&catalog, &schema);
+    }
+    let parsed = session.parse(&sql)?;
+    let n = parsed.len();
+    let mut last = SqlOutput::Message(String::new());
+    for (i, p) in parsed.into_iter().enumerate() {
+        let out = session.execute(p.statement).await?;
+        if i + 1 < n
+            && let SqlOutput::Rows(mut stream) = out
+        {
+            while let Some(b) = stream.next().await {
+                b.map_err(|e| ApiError::sql(&session.explain_error(e)))?;
+            }
+            continue;
+        }
+        last = out;
+    }
+    let mut stream = match last {
+        SqlOutput::Message(m) => {
+            let notices = session.notices();
+            return Ok(Started::Message(
+                axum::Json(json!({"message": m, "notices": notices})).into_response(),
+            ));
+        }
+        SqlOutput::Rows(s) => s,
+    };
+    let first = match stream.next().await {
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => return Err(ApiError::sql(&session.explain_error(e))),
+        None => None,
+    };
+    Ok(Started::Rows(stream, first))
 }
 
 /// Sends a result's rows into the response body.
@@ -246,6 +304,8 @@ struct Producer {
     stream: SendableRecordBatchStream,
     first: Option<RecordBatch>,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    /// When the statement must end, and the timeout that set it.
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
 }
 
 impl Producer {
@@ -258,6 +318,7 @@ impl Producer {
             mut stream,
             first,
             tx,
+            deadline,
         } = self;
         let mut enc = match Encoder::new(format, stream.schema()) {
             Ok(e) => e,
@@ -267,7 +328,16 @@ impl Producer {
                 return;
             }
         };
-        let sent = produce(&mut enc, format, &mut stream, first, &tx, &mut timer).await;
+        let sent = produce(
+            &mut enc,
+            format,
+            &mut stream,
+            first,
+            deadline,
+            &tx,
+            &mut timer,
+        )
+        .await;
         timer.rows(enc.rows);
         shared.metrics.bytes("http", sent);
     }
@@ -279,6 +349,7 @@ async fn produce(
     format: Format,
     stream: &mut SendableRecordBatchStream,
     first: Option<RecordBatch>,
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     timer: &mut QueryTimer,
 ) -> u64 {
@@ -293,14 +364,26 @@ async fn produce(
     while alive {
         let batch = match next.take() {
             Some(b) => b,
-            None => match stream.next().await {
-                Some(Ok(b)) => b,
-                Some(Err(e)) => {
-                    failure = Some(confluo_sql::error::clean_datafusion(&e));
-                    break;
+            None => {
+                let next = match deadline {
+                    Some((at, limit)) => match tokio::time::timeout_at(at, stream.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            failure = Some(timed_out(Some(limit)).message);
+                            break;
+                        }
+                    },
+                    None => stream.next().await,
+                };
+                match next {
+                    Some(Ok(b)) => b,
+                    Some(Err(e)) => {
+                        failure = Some(confluo_sql::error::clean_datafusion(&e));
+                        break;
+                    }
+                    None => break,
                 }
-                None => break,
-            },
+            }
         };
         match enc.batch(&batch) {
             Ok(chunk) => alive = send(chunk).await,

@@ -212,11 +212,17 @@ impl Metrics {
                 })
                 .set((now - o.updated_ms).max(0) as f64 / 1000.0);
         }
+        // One session for every event log of this scrape, opened only if one exists.
+        let mut session = None;
         for (name, log) in pipelines {
             if ms.get_table(log).await?.is_none() {
                 continue;
             }
-            if let Some(at) = last_update_ms(lakehouse, log).await {
+            if session.is_none() {
+                session = confluo_sql::SqlSession::new(lakehouse.clone()).await.ok();
+            }
+            let Some(session) = &session else { break };
+            if let Some(at) = last_update_ms(session, log).await {
                 self.pipeline_age
                     .get_or_create(&Pipeline {
                         pipeline: name.clone(),
@@ -229,10 +235,9 @@ impl Metrics {
 }
 
 /// When the pipeline whose event log is `log` last completed an update.
-async fn last_update_ms(lakehouse: &Arc<Lakehouse>, log: &TableName) -> Option<i64> {
+async fn last_update_ms(session: &confluo_sql::SqlSession, log: &TableName) -> Option<i64> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Int64Type;
-    let session = confluo_sql::SqlSession::new(lakehouse.clone()).await.ok()?;
     let sql = format!(
         "SELECT CAST(to_unixtime(max(timestamp)) * 1000 AS BIGINT) FROM \"{}\".\"{}\".\"{}\" WHERE event_type = 'update_completed'",
         log.catalog.as_str(),

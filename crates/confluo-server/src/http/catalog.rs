@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use confluo_core::TableName;
+use confluo_lakehouse::TableInfo;
 
 use super::Shared;
 use super::auth::User;
@@ -72,7 +73,7 @@ pub(crate) async fn tables(
     })))
 }
 
-fn table_json(t: &confluo_lakehouse::TableInfo) -> Value {
+fn table_json(t: &TableInfo) -> Value {
     json!({
         "name": t.name.to_string(),
         "catalog": t.name.catalog.as_str(),
@@ -90,23 +91,19 @@ fn table_json(t: &confluo_lakehouse::TableInfo) -> Value {
 }
 
 /// A table named in a path (`catalog.schema.table`, or shorter with the defaults).
-async fn named_table(shared: &Shared, text: &str) -> Result<TableName, ApiError> {
+async fn named_table(shared: &Shared, text: &str) -> Result<TableInfo, ApiError> {
     let name = TableName::parse(
         text,
         shared.lakehouse.default_catalog(),
         shared.lakehouse.default_schema(),
     )
     .map_err(|e| ApiError::bad_request(format!("table name `{text}`: {e}")))?;
-    if shared
+    shared
         .lakehouse
         .metastore()
         .get_table(&name)
         .await?
-        .is_none()
-    {
-        return Err(ApiError::not_found(format!("no table named {name}")));
-    }
-    Ok(name)
+        .ok_or_else(|| ApiError::not_found(format!("no table named {name}")))
 }
 
 /// `GET /api/v1/tables/{table}`: the table with its columns.
@@ -115,13 +112,8 @@ pub(crate) async fn table(
     Extension(user): Extension<User>,
     Path(text): Path<String>,
 ) -> ApiResult {
-    let name = named_table(&shared, &text).await?;
-    let info = shared
-        .lakehouse
-        .metastore()
-        .get_table(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no table named {name}")))?;
+    let info = named_table(&shared, &text).await?;
+    let name = &info.name;
     let session = open_session(&shared, &user).await?;
     let provider = session
         .context()
@@ -160,7 +152,7 @@ pub(crate) async fn history(
     Path(text): Path<String>,
     Query(q): Query<Limit>,
 ) -> ApiResult {
-    let name = named_table(&shared, &text).await?;
+    let name = named_table(&shared, &text).await?.name;
     let session = open_session(&shared, &user).await?;
     let sql = format!(
         "DESCRIBE HISTORY `{}`.`{}`.`{}` LIMIT {}",

@@ -252,34 +252,15 @@ async fn start(
         let (cur_catalog, cur_schema) = session.current();
         let catalog = catalog.unwrap_or(cur_catalog).to_ascii_lowercase();
         let schema = schema.unwrap_or(cur_schema).to_ascii_lowercase();
-        if shared
-            .lakehouse
-            .metastore()
-            .get_schema(&catalog, &schema)
-            .await?
-            .is_none()
-        {
+        // The session read the catalog names when it opened: no second trip to the metastore.
+        if !crate::pg::session::has_schema(&session, &catalog, &schema) {
             return Err(ApiError::not_found(format!(
                 "no schema named {catalog}.{schema}"
             )));
         }
         session.set_current(&catalog, &schema);
     }
-    let parsed = session.parse(&sql)?;
-    let n = parsed.len();
-    let mut last = SqlOutput::Message(String::new());
-    for (i, p) in parsed.into_iter().enumerate() {
-        let out = session.execute(p.statement).await?;
-        if i + 1 < n
-            && let SqlOutput::Rows(mut stream) = out
-        {
-            while let Some(b) = stream.next().await {
-                b.map_err(|e| ApiError::sql(&session.explain_error(e)))?;
-            }
-            continue;
-        }
-        last = out;
-    }
+    let last = session.run_script(&sql).await?;
     let mut stream = match last {
         SqlOutput::Message(m) => {
             let notices = session.notices();

@@ -525,7 +525,7 @@ impl ExtendedQueryHandler for Handler {
         let limit = statement_timeout(client);
         let session = self.state.session(client).await?;
         session.begin_statement();
-        let result = within(limit, self.extended_one(client, portal)).await;
+        let result = within(limit, self.extended_one(client, &session, portal)).await;
         session.finished(&result);
         result
     }
@@ -536,6 +536,7 @@ impl Handler {
     async fn extended_one<C>(
         &self,
         client: &mut C,
+        session: &ConnSession,
         portal: &Portal<Prepared>,
     ) -> PgWireResult<Response>
     where
@@ -544,7 +545,6 @@ impl Handler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let session = self.state.session(client).await?;
         let format = &portal.result_column_format;
         match &portal.statement.statement {
             Prepared::Query(plan) => {
@@ -567,7 +567,7 @@ impl Handler {
             }
             Prepared::Hook(s, plan) => {
                 let params = bound_parameters(portal, plan)?;
-                if let Some(r) = before_hooks(client, &session, s, format).await? {
+                if let Some(r) = before_hooks(client, session, s, format).await? {
                     return Ok(r);
                 }
                 for hook in &self.state.hooks {
@@ -580,13 +580,13 @@ impl Handler {
                 }
                 Err(unsupported(s))
             }
-            Prepared::Copy(s) => copy_out(&session, s, None).await,
-            Prepared::Cursor(s, _) => self.cursor(client, &session, s, format).await,
+            Prepared::Copy(s) => copy_out(session, s, None).await,
+            Prepared::Cursor(s, _) => self.cursor(client, session, s, format).await,
             Prepared::Principal(s) => {
                 super::principals::run(&self.state.shared, &session.user, s).await
             }
             Prepared::Confluo(c, schema) => {
-                let r = run_confluo(client, &session, c.clone(), format).await?;
+                let r = run_confluo(client, session, c.clone(), format).await?;
                 // A statement described as returning nothing must not send rows.
                 match (r, schema) {
                     (Response::Query(_), None) => {

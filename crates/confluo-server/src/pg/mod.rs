@@ -12,7 +12,7 @@ mod cursor;
 mod encode;
 mod handler;
 mod principals;
-mod session;
+pub(crate) mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -85,22 +85,11 @@ fn sql_status(e: &confluo_sql::SqlError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-/// What a ticket carries: the statement to run.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Handle {
-    sql: String,
-}
-
-impl Handle {
-    fn encode(sql: &str) -> Vec<u8> {
-        serde_json::to_vec(&Handle { sql: sql.into() }).expect("a handle serializes")
-    }
-
-    fn decode(bytes: &[u8]) -> Result<String, Status> {
-        serde_json::from_slice::<Handle>(bytes)
-            .map(|h| h.sql)
-            .map_err(|_| Status::invalid_argument("not a statement handle of this server"))
-    }
+/// A statement handle (in tickets and prepared statements) is the statement's text.
+fn handle_sql(bytes: &[u8]) -> Result<String, Status> {
+    std::str::from_utf8(bytes)
+        .map(str::to_string)
+        .map_err(|_| Status::invalid_argument("not a statement handle of this server"))
 }
 
 impl FlightSql {
@@ -358,10 +347,13 @@ impl FlightSqlService for FlightSql {
             self.login(user, secret, &client).await?;
             let token = confluo_govern::identity::generate_secret()
                 .map_err(|e| Status::internal(e.to_string()))?;
-            self.sessions.lock().expect("sessions").insert(
-                token.clone(),
-                (user.to_string(), Instant::now() + SESSION_LIFETIME),
-            );
+            let now = Instant::now();
+            let mut sessions = self.sessions.lock().expect("sessions");
+            // Expired sessions go when a new one comes, so the map stays as large as the
+            // sessions alive.
+            sessions.retain(|_, (_, until)| *until > now);
+            sessions.insert(token.clone(), (user.to_string(), now + SESSION_LIFETIME));
+            drop(sessions);
             (user.to_string(), token)
         } else {
             // A bearer token already: it is the session.
@@ -394,7 +386,7 @@ impl FlightSqlService for FlightSql {
         let user = self.user(&request).await?;
         let schema = self.schema_of(&user, &query.query).await?;
         let ticket = TicketStatementQuery {
-            statement_handle: Handle::encode(&query.query).into(),
+            statement_handle: query.query.clone().into_bytes().into(),
         };
         self.info(
             &schema,
@@ -409,7 +401,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let user = self.user(&request).await?;
-        let sql = Handle::decode(&ticket.statement_handle)?;
+        let sql = handle_sql(&ticket.statement_handle)?;
         self.run(&user, &sql).await
     }
 
@@ -433,7 +425,7 @@ impl FlightSqlService for FlightSql {
             .try_into()
             .map_err(|e: datafusion::arrow::error::ArrowError| Status::internal(e.to_string()))?;
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: Handle::encode(&query.query).into(),
+            prepared_statement_handle: query.query.clone().into_bytes().into(),
             dataset_schema: schema_bytes,
             parameter_schema: Default::default(),
         })
@@ -445,7 +437,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let user = self.user(&request).await?;
-        let sql = Handle::decode(&cmd.prepared_statement_handle)?;
+        let sql = handle_sql(&cmd.prepared_statement_handle)?;
         let schema = self.schema_of(&user, &sql).await?;
         self.info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())
     }
@@ -456,7 +448,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let user = self.user(&request).await?;
-        let sql = Handle::decode(&cmd.prepared_statement_handle)?;
+        let sql = handle_sql(&cmd.prepared_statement_handle)?;
         self.run(&user, &sql).await
     }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines|postgres|mysql|kafka|jobs|quality|serve
+# Benchmarks, side by side with peer tools. Usage: bench/run.sh ingest|pipelines|postgres|mysql|kafka|jobs|quality|serve|federation
 # Creates bench/.venv with the peers from PyPI, generates the data once, builds Confluo (release).
 # pipelines: Confluo's declarative pipelines against Apache Spark Declarative Pipelines
 # (pyspark 4.3, needs Java 17 as `java`); SCALE (default 1) and RUNS (default 1) are passed on.
@@ -17,6 +17,9 @@
 # serve: the Postgres endpoint (and Flight SQL / HTTP Arrow) of `confluo serve` against PostgreSQL itself (127.0.0.1:5432) serving
 # the same 1 M rows: a full fetch with psycopg, and 32 sessions of point and aggregate queries for
 # 60 s with one slow reader; CONFLUO_BIN as for postgres.
+# federation: federated aggregates, a join and a top-10 through `confluo serve` over a foreign catalog
+# of the local PostgreSQL, against the same SQL on PostgreSQL directly (and DuckDB's postgres
+# extension when it installs); CONFLUO_BIN as for postgres.
 # quality: `confluo monitor profile` of a 10 M-row table against DuckDB's SUMMARIZE and Soda Core
 # (soda-core-duckdb) over the same Parquet files; CONFLUO_BIN as for postgres.
 set -euo pipefail
@@ -50,12 +53,15 @@ fi
 if [ "$which" = serve ] && ! bench/.venv/bin/python -c "import psycopg, psutil, pyarrow, adbc_driver_postgresql, adbc_driver_flightsql" 2>/dev/null; then
   bench/.venv/bin/pip install -q 'psycopg[binary]' psutil pyarrow adbc-driver-postgresql adbc-driver-flightsql
 fi
+if [ "$which" = federation ] && ! bench/.venv/bin/python -c "import psycopg, duckdb" 2>/dev/null; then
+  bench/.venv/bin/pip install -q 'psycopg[binary]' duckdb
+fi
 if [ "$which" = kafka ]; then
   # Confluo and the rskafka helper (the floor and the producer) in one build: the same features.
   cargo build --release -p confluo-cli -p confluo-connectors --bin confluo --example kafka_bench
   export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
   export KAFKA_BENCH="${CARGO_TARGET_DIR:-target}/release/examples/kafka_bench"
-elif { [ "$which" != postgres ] && [ "$which" != mysql ] && [ "$which" != jobs ] && [ "$which" != quality ] && [ "$which" != serve ]; } || [ -z "${CONFLUO_BIN:-}" ]; then
+elif { [ "$which" != postgres ] && [ "$which" != mysql ] && [ "$which" != jobs ] && [ "$which" != quality ] && [ "$which" != serve ] && [ "$which" != federation ]; } || [ -z "${CONFLUO_BIN:-}" ]; then
   cargo build --release -p confluo-cli
   export CONFLUO_BIN="${CARGO_TARGET_DIR:-target}/release/confluo"
 fi
@@ -85,5 +91,8 @@ case "$which" in
   serve)
     bench/.venv/bin/python bench/serve.py
     ;;
-  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres, mysql, kafka, jobs, quality, serve)" >&2; exit 2 ;;
+  federation)
+    bench/.venv/bin/python bench/federation.py
+    ;;
+  *) echo "unknown benchmark: $which (try: ingest, pipelines, postgres, mysql, kafka, jobs, quality, serve, federation)" >&2; exit 2 ;;
 esac

@@ -59,6 +59,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Users and service principals who may connect to `confluo serve`; their logins.
     Users(commands::users::UsersArgs),
+    /// The encrypted secret store read by `secret('scope', 'key')` (connection passwords).
+    Secrets(commands::secrets::SecretsArgs),
     /// Compare a source table with a lakehouse table: counts, checksums per key range, differing keys.
     Verify(commands::verify::VerifyArgs),
 }
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
             Command::Monitor(a) => commands::monitor::run(&ctx, a).await,
             Command::Serve(a) => commands::serve::run(&ctx, a).await,
             Command::Users(a) => commands::users::run(&ctx, a).await,
+            Command::Secrets(a) => commands::secrets::run(&ctx, a).await,
             Command::Validate(a) => commands::pipeline::validate(&ctx, a).await,
             Command::Run(a) => commands::pipeline::run(&ctx, a).await,
             Command::Runs(a) => commands::pipeline::runs(&ctx, a).await,

@@ -1,6 +1,7 @@
 //! The lakehouse: a storage root plus the metastore that names its tables.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use deltalake::DeltaTable;
@@ -12,6 +13,7 @@ use crate::delta::{self, CreateOptions, TableVersion};
 use crate::error::{LakehouseError, Result};
 use crate::metastore::{Metastore, ObjectKind, TableInfo};
 use crate::storage::{StorageRoot, location_url};
+use confluo_core::project::ConnectionConfig;
 use confluo_core::{Project, TableName};
 
 /// A lakehouse opened for work.
@@ -21,6 +23,10 @@ pub struct Lakehouse {
     metastore: Metastore,
     default_catalog: String,
     default_schema: String,
+    /// The `connections:` of `confluo.yaml`, which foreign catalogs may name.
+    connections: Arc<BTreeMap<String, ConnectionConfig>>,
+    /// The project's state directory (`.confluo`), where the secret store's key lives.
+    state_dir: std::path::PathBuf,
 }
 
 /// What a new table should be.
@@ -61,6 +67,8 @@ impl Lakehouse {
             default_schema: confluo_core::Ident::parse(&project.config.schema)?
                 .as_str()
                 .to_string(),
+            connections: Arc::new(project.config.connections.clone()),
+            state_dir: project.state_dir(),
         };
         let owner = current_user();
         lh.metastore
@@ -76,6 +84,16 @@ impl Lakehouse {
             )
             .await?;
         Ok(lh)
+    }
+
+    /// The connections defined in `confluo.yaml`.
+    pub fn project_connections(&self) -> &BTreeMap<String, ConnectionConfig> {
+        &self.connections
+    }
+
+    /// The project's state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
     }
 
     /// The storage root.

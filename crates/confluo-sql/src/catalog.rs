@@ -3,10 +3,15 @@
 //!
 //! DataFusion asks for catalog and schema names synchronously, so the names are held in a
 //! snapshot that the session refreshes before each statement; tables themselves are looked
-//! up and opened asynchronously when a query names them.
+//! up and opened asynchronously when a query names them. Views are planned from their SQL
+//! when a query names them (so they see the tables as they are now); foreign catalogs are
+//! kept across statements and rebuilt only when their definition changes.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+
+use datafusion::catalog::view::ViewTable;
+use datafusion::execution::session_state::SessionState;
 
 use async_trait::async_trait;
 use datafusion::catalog::{
@@ -14,6 +19,7 @@ use datafusion::catalog::{
 };
 use datafusion::error::{DataFusionError, Result};
 
+use crate::federation::{ForeignCatalog, ForeignCatalogProvider, open_source};
 use confluo_core::TableName;
 use confluo_lakehouse::{Lakehouse, TableVersion};
 
@@ -28,6 +34,25 @@ pub type Names = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 /// Schemas a session adds to every catalog (the Postgres endpoint's `pg_catalog`).
 type Extras = Arc<RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>>;
 
+/// The session's state as of now, for planning views (`None` once the session is gone).
+pub struct StateSource(pub Box<dyn Fn() -> Option<SessionState> + Send + Sync>);
+
+impl std::fmt::Debug for StateSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateSource")
+    }
+}
+
+type StateFn = Arc<RwLock<Option<StateSource>>>;
+
+tokio::task_local! {
+    /// The views being planned, outermost first.
+    static VIEW_CHAIN: Vec<String>;
+}
+
+/// Foreign catalogs by name.
+type Foreign = Arc<RwLock<BTreeMap<String, Arc<ForeignCatalog>>>>;
+
 /// All catalogs of the metastore, plus the scratch catalog.
 #[derive(Debug)]
 pub struct MetastoreCatalogList {
@@ -35,6 +60,8 @@ pub struct MetastoreCatalogList {
     names: Arc<RwLock<Names>>,
     scratch: Arc<MemoryCatalogProvider>,
     extras: Extras,
+    foreign: Foreign,
+    state: StateFn,
 }
 
 impl MetastoreCatalogList {
@@ -52,7 +79,14 @@ impl MetastoreCatalogList {
             names: Arc::new(RwLock::new(Names::new())),
             scratch,
             extras: Extras::default(),
+            foreign: Foreign::default(),
+            state: StateFn::default(),
         }
+    }
+
+    /// Gives views a way to plan their SQL: `state` returns the session's current state.
+    pub fn set_state(&self, state: StateSource) {
+        *self.state.write().expect("state lock") = Some(state);
     }
 
     /// Reloads catalog, schema and table names from the metastore.
@@ -69,21 +103,70 @@ impl MetastoreCatalogList {
                 .entry(s.name)
                 .or_default();
         }
-        for t in ms.list_tables(None, None).await? {
+        let tables = ms.list_tables(None, None).await?;
+        let views = ms.list_views(None, None).await?;
+        for name in tables
+            .iter()
+            .map(|t| &t.name)
+            .chain(views.iter().map(|v| &v.name))
+        {
             names
-                .entry(t.name.catalog.as_str().to_string())
+                .entry(name.catalog.as_str().to_string())
                 .or_default()
-                .entry(t.name.schema.as_str().to_string())
+                .entry(name.schema.as_str().to_string())
                 .or_default()
-                .push(t.name.table.as_str().to_string());
+                .push(name.table.as_str().to_string());
         }
         *self.names.write().expect("names lock") = names;
+        self.refresh_foreign().await
+    }
+
+    /// Keeps the foreign catalogs in step with the metastore: new ones are opened, changed
+    /// ones (catalog or connection redefined) reopened, dropped ones forgotten.
+    async fn refresh_foreign(&self) -> confluo_lakehouse::Result<()> {
+        let ms = self.lakehouse.metastore();
+        let defs = ms.list_foreign_catalogs().await?;
+        let mut next = BTreeMap::new();
+        for f in defs {
+            let connection = ms.get_connection(&f.connection).await?;
+            let definition = format!("{:?}|{:?}", f, connection);
+            let existing = self
+                .foreign
+                .read()
+                .expect("foreign lock")
+                .get(&f.name)
+                .filter(|c| c.definition() == definition)
+                .cloned();
+            let catalog = match existing {
+                Some(c) => c,
+                None => {
+                    let source = open_source(&self.lakehouse, &f).await;
+                    Arc::new(ForeignCatalog::new(&f.name, definition, source))
+                }
+            };
+            catalog.refresh_names().await;
+            next.insert(f.name, catalog);
+        }
+        *self.foreign.write().expect("foreign lock") = next;
         Ok(())
     }
 
-    /// The names as of the last refresh.
+    /// Schema → tables of foreign catalog `name` as last listed; `None` when it is none.
+    pub fn foreign_listing(&self, name: &str) -> Option<crate::federation::Listing> {
+        self.foreign
+            .read()
+            .expect("foreign lock")
+            .get(name)
+            .map(|f| f.listing())
+    }
+
+    /// The names as of the last refresh, foreign catalogs' included.
     pub fn names(&self) -> Names {
-        self.names.read().expect("names lock").clone()
+        let mut names = self.names.read().expect("names lock").clone();
+        for (name, f) in self.foreign.read().expect("foreign lock").iter() {
+            names.insert(name.clone(), f.listing().into_iter().collect());
+        }
+        names
     }
 
     /// The scratch schema for per-statement providers.
@@ -114,6 +197,7 @@ impl CatalogProviderList for MetastoreCatalogList {
         if !names.iter().any(|n| n == crate::system::SYSTEM_CATALOG) {
             names.push(crate::system::SYSTEM_CATALOG.into());
         }
+        names.extend(self.foreign.read().expect("foreign lock").keys().cloned());
         names
     }
 
@@ -135,6 +219,9 @@ impl CatalogProviderList for MetastoreCatalogList {
                 quality,
             )));
         }
+        if let Some(f) = self.foreign.read().expect("foreign lock").get(name) {
+            return Some(Arc::new(ForeignCatalogProvider(f.clone())));
+        }
         self.names
             .read()
             .expect("names lock")
@@ -145,6 +232,7 @@ impl CatalogProviderList for MetastoreCatalogList {
                     names: self.names.clone(),
                     catalog: name.to_string(),
                     extras: self.extras.clone(),
+                    state: self.state.clone(),
                 }) as Arc<dyn CatalogProvider>
             })
     }
@@ -156,6 +244,7 @@ struct MetastoreCatalog {
     names: Arc<RwLock<Names>>,
     catalog: String,
     extras: Extras,
+    state: StateFn,
 }
 
 impl CatalogProvider for MetastoreCatalog {
@@ -196,6 +285,7 @@ impl CatalogProvider for MetastoreCatalog {
             names: self.names.clone(),
             catalog: self.catalog.clone(),
             schema: name.to_string(),
+            state: self.state.clone(),
         }))
     }
 }
@@ -207,6 +297,7 @@ pub struct MetastoreSchema {
     names: Arc<RwLock<Names>>,
     catalog: String,
     schema: String,
+    state: StateFn,
 }
 
 #[async_trait]
@@ -223,14 +314,20 @@ impl SchemaProvider for MetastoreSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let full = TableName::new(&self.catalog, &self.schema, name);
-        let Some(info) = self
-            .lakehouse
-            .metastore()
+        let ms = self.lakehouse.metastore();
+        let Some(info) = ms
             .get_table(&full)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?
         else {
-            return Ok(None);
+            let view = ms
+                .get_view(&full)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return match view {
+                Some(v) => Ok(Some(self.plan_view(&v).await?)),
+                None => Ok(None),
+            };
         };
         let table = self
             .lakehouse
@@ -242,5 +339,53 @@ impl SchemaProvider for MetastoreSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.table_names().iter().any(|t| t == name)
+    }
+}
+
+impl MetastoreSchema {
+    /// A view as a provider: its SQL planned now, with the catalog and schema that were
+    /// current when it was made.
+    async fn plan_view(
+        &self,
+        v: &confluo_lakehouse::metastore::ViewInfo,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let state = {
+            let guard = self.state.read().expect("state lock");
+            guard.as_ref().and_then(|f| (f.0)())
+        };
+        let Some(mut state) = state else {
+            return Err(DataFusionError::Plan(format!(
+                "view {} cannot be read outside a SQL session",
+                v.name
+            )));
+        };
+        let opts = state.config_mut().options_mut();
+        opts.catalog.default_catalog = v.default_catalog.clone();
+        opts.catalog.default_schema = v.default_schema.clone();
+        // Views are planned inside the planning of what reads them (same task), so the chain
+        // of views being planned is known: one that appears twice would never finish.
+        let me = v.name.to_string();
+        let mut chain = VIEW_CHAIN.try_with(|c| c.clone()).unwrap_or_default();
+        if chain.contains(&me) {
+            chain.push(me.clone());
+            return Err(DataFusionError::Plan(format!(
+                "view {me} would read itself: {}",
+                chain.join(" → ")
+            )));
+        }
+        chain.push(me);
+        let plan = VIEW_CHAIN
+            .scope(chain, state.create_logical_plan(&v.sql))
+            .await
+            .map_err(|e| match e {
+                DataFusionError::Plan(m) if m.contains("would read itself") => {
+                    DataFusionError::Plan(m)
+                }
+                e => DataFusionError::Plan(format!(
+                    "view {} no longer plans: {e}\n  hint: CREATE OR REPLACE VIEW {} AS ... to redefine it",
+                    v.name, v.name
+                )),
+            })?;
+        Ok(Arc::new(ViewTable::new(plan, Some(v.sql.clone()))))
     }
 }

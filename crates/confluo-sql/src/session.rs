@@ -79,13 +79,22 @@ impl SqlSession {
             let store = lakehouse.storage().store_for(url)?;
             runtime.register_object_store(url, store);
         }
+        // The federation rule cuts the parts of a plan that read one foreign source out of
+        // it (after scalar subqueries became joins), and its planner turns them into SQL
+        // run there; plans without foreign tables pass through untouched.
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
+            .with_query_planner(Arc::new(datafusion_federation::FederatedQueryPlanner::new()))
             .with_catalog_list(catalogs.clone())
             .build();
         let ctx = SessionContext::new_with_state(state);
+        let weak = ctx.state_weak_ref();
+        catalogs.set_state(crate::catalog::StateSource(Box::new(move || {
+            weak.upgrade().map(|s| s.read().clone())
+        })));
         ctx.register_udtf("read_files", Arc::new(ReadFilesFunc));
         crate::spark::register(&ctx);
         let current = (
@@ -111,6 +120,12 @@ impl SqlSession {
     /// The lakehouse.
     pub fn lakehouse(&self) -> &Arc<Lakehouse> {
         &self.lakehouse
+    }
+
+    /// Schema → tables of foreign catalog `name` as last listed; `None` when `name` is no
+    /// foreign catalog.
+    pub fn foreign_listing(&self, name: &str) -> Option<crate::federation::Listing> {
+        self.catalogs.foreign_listing(name)
     }
 
     /// The current catalog and schema.

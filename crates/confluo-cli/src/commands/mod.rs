@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod monitor;
 pub mod pipeline;
 pub mod query;
+pub mod secrets;
 pub mod serve;
 pub mod shell;
 pub mod sync;

@@ -4,6 +4,7 @@ mod auto_cdc;
 mod common;
 mod customer360;
 mod errors;
+mod federation;
 mod http;
 mod ingest;
 mod interop;

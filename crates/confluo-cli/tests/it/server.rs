@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use crate::common::{TestProject, free_port, orders_csv, run_python};
 use crate::jobs::stop;
 
-const PASSWORD: &str = "s3cret-pass";
+pub(crate) const PASSWORD: &str = "s3cret-pass";
 
 /// A project with `sales.orders` (1,000 rows) and the user `alice`.
 fn project() -> TestProject {
@@ -18,7 +18,7 @@ fn project() -> TestProject {
     p
 }
 
-fn add_user(p: &TestProject, name: &str, password: &str, extra: &[&str]) -> Output {
+pub(crate) fn add_user(p: &TestProject, name: &str, password: &str, extra: &[&str]) -> Output {
     let mut args = vec!["users", "add", name, "--password-stdin"];
     args.extend_from_slice(extra);
     let mut child = p
@@ -39,7 +39,7 @@ fn add_user(p: &TestProject, name: &str, password: &str, extra: &[&str]) -> Outp
 }
 
 /// `confluo serve` with its SQL endpoint on a free port; its output goes to serve.log.
-fn serve(p: &TestProject, extra: &[&str]) -> (Child, u16) {
+pub(crate) fn serve(p: &TestProject, extra: &[&str]) -> (Child, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec!["--postgres", &listen];
@@ -51,7 +51,7 @@ fn serve(p: &TestProject, extra: &[&str]) -> (Child, u16) {
 }
 
 /// psql with a connection string; returns (success, stdout, stderr).
-fn psql(url: &str, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn psql(url: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("psql")
         .arg(url)
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
@@ -66,7 +66,7 @@ fn psql(url: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn url(port: u16, user: &str, password: &str, extra: &str) -> String {
+pub(crate) fn url(port: u16, user: &str, password: &str, extra: &str) -> String {
     format!("postgresql://{user}:{password}@127.0.0.1:{port}/main?{extra}")
 }
 

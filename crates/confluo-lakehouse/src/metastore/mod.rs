@@ -4,6 +4,7 @@
 //! PostgreSQL when several workers share state. One set of portable migrations serves both;
 //! every statement uses `$n` placeholders, which both drivers accept.
 
+mod federation;
 mod job_definitions;
 mod job_triggers;
 mod jobs;
@@ -23,6 +24,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlStr};
 
+pub use federation::{ConnectionInfo, ForeignCatalogInfo, StoredSecret, ViewInfo};
 pub use job_triggers::{CursorMove, PlannedRun, TriggerState};
 pub use jobs::{JobRun, TaskAttempt};
 pub use models::{CatalogInfo, IngestedFile, SchemaInfo, TableInfo};
@@ -43,6 +45,12 @@ pub enum ObjectKind {
     Schema,
     /// A table.
     Table,
+    /// A view.
+    View,
+    /// A connection to an external database.
+    Connection,
+    /// A catalog mirroring an external database.
+    ForeignCatalog,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -51,6 +59,9 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Catalog => "catalog",
             ObjectKind::Schema => "schema",
             ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+            ObjectKind::Connection => "connection",
+            ObjectKind::ForeignCatalog => "foreign catalog",
         })
     }
 }
@@ -125,6 +136,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("tokens"),
             MigrationType::Simple,
             SqlStr::from_static(include_str!("migrations/0009_tokens.sql")),
+            false,
+        ),
+        Migration::new(
+            10,
+            Cow::Borrowed("federation"),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("migrations/0010_federation.sql")),
             false,
         ),
     ])
@@ -230,7 +248,7 @@ impl Metastore {
         &self.url
     }
 
-    fn err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakehouseError {
+    pub(crate) fn err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakehouseError {
         let context = context.into();
         move |source| LakehouseError::Metastore { context, source }
     }
@@ -268,7 +286,7 @@ impl Metastore {
         self.map_insert(res, ObjectKind::Catalog, name, if_not_exists)
     }
 
-    fn map_insert(
+    pub(crate) fn map_insert(
         &self,
         res: std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>,
         kind: ObjectKind,
@@ -317,6 +335,11 @@ impl Metastore {
     /// by the caller, which owns their storage).
     pub async fn drop_catalog(&self, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(Self::err("cannot begin"))?;
+        sqlx::query("DELETE FROM views WHERE catalog_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err(format!("cannot drop views of catalog {name}")))?;
         sqlx::query("DELETE FROM schemas WHERE catalog_name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -400,6 +423,12 @@ impl Metastore {
 
     /// Removes a schema's record (its tables must be gone).
     pub async fn drop_schema(&self, catalog: &str, name: &str) -> Result<bool> {
+        sqlx::query("DELETE FROM views WHERE catalog_name = $1 AND schema_name = $2")
+            .bind(catalog)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(Self::err(format!("cannot drop views of {catalog}.{name}")))?;
         let res = sqlx::query("DELETE FROM schemas WHERE catalog_name = $1 AND name = $2")
             .bind(catalog)
             .bind(name)

@@ -18,17 +18,35 @@ use super::reply::{ApiError, ApiResult, objects, time};
 
 /// `GET /api/v1/catalogs`.
 pub(crate) async fn catalogs(State(shared): State<Arc<Shared>>) -> ApiResult {
-    let list = shared.lakehouse.metastore().list_catalogs().await?;
-    Ok(axum::Json(json!({
-        "catalogs": list.into_iter().map(|c| json!({
-            "name": c.name,
-            "owner": c.owner,
-            "comment": c.comment,
-            "properties": c.properties,
-            "created_at": time(c.created_at),
-            "updated_at": time(c.updated_at),
-        })).collect::<Vec<_>>()
-    })))
+    let ms = shared.lakehouse.metastore();
+    let list = ms.list_catalogs().await?;
+    let mut out: Vec<Value> = list
+        .into_iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": "lakehouse",
+                "owner": c.owner,
+                "comment": c.comment,
+                "properties": c.properties,
+                "created_at": time(c.created_at),
+                "updated_at": time(c.updated_at),
+            })
+        })
+        .collect();
+    // Foreign catalogs are read through a SQL session (`/api/v1/query`: SHOW SCHEMAS IN ...).
+    out.extend(ms.list_foreign_catalogs().await?.into_iter().map(|f| {
+        json!({
+            "name": f.name,
+            "type": "foreign",
+            "connection": f.connection,
+            "options": f.options,
+            "owner": f.owner,
+            "comment": f.comment,
+            "created_at": time(f.created_ms),
+        })
+    }));
+    Ok(axum::Json(json!({ "catalogs": out })))
 }
 
 /// `GET /api/v1/catalogs/{catalog}/schemas`.
@@ -68,9 +86,27 @@ pub(crate) async fn tables(
         )));
     }
     let list = ms.list_tables(Some(&catalog), Some(&schema)).await?;
-    Ok(axum::Json(json!({
-        "tables": list.iter().map(table_json).collect::<Vec<_>>()
-    })))
+    let mut out: Vec<Value> = list.iter().map(table_json).collect();
+    out.extend(
+        ms.list_views(Some(&catalog), Some(&schema))
+            .await?
+            .into_iter()
+            .map(|v| {
+                json!({
+                    "name": v.name.to_string(),
+                    "catalog": v.name.catalog.as_str(),
+                    "schema": v.name.schema.as_str(),
+                    "table": v.name.table.as_str(),
+                    "type": "view",
+                    "definition": v.sql,
+                    "owner": v.owner,
+                    "comment": v.comment,
+                    "created_at": time(v.created_ms),
+                    "updated_at": time(v.updated_ms),
+                })
+            }),
+    );
+    Ok(axum::Json(json!({ "tables": out })))
 }
 
 fn table_json(t: &TableInfo) -> Value {
@@ -79,6 +115,7 @@ fn table_json(t: &TableInfo) -> Value {
         "catalog": t.name.catalog.as_str(),
         "schema": t.name.schema.as_str(),
         "table": t.name.table.as_str(),
+        "type": "table",
         "format": t.format,
         "location": t.location,
         "managed": t.managed,

@@ -101,6 +101,8 @@ pub(super) fn command_tag(s: &ConfluoStatement) -> String {
         C::Drop { kind, .. } => match kind {
             confluo_sql::parser::ObjectKind::Catalog => "DROP CATALOG",
             confluo_sql::parser::ObjectKind::Schema => "DROP SCHEMA",
+            confluo_sql::parser::ObjectKind::View => "DROP VIEW",
+            confluo_sql::parser::ObjectKind::Connection => "DROP CONNECTION",
             _ => "DROP TABLE",
         },
         C::CommentOn { .. } => "COMMENT",
@@ -109,6 +111,9 @@ pub(super) fn command_tag(s: &ConfluoStatement) -> String {
         C::Optimize { .. } => "OPTIMIZE",
         C::Analyze { .. } => "ANALYZE",
         C::Use { .. } => "SET",
+        C::CreateView { .. } => "CREATE VIEW",
+        C::CreateConnection { .. } => "CREATE CONNECTION",
+        C::CreateForeignCatalog { .. } => "CREATE FOREIGN CATALOG",
         _ => "OK",
     }
     .to_string()

@@ -121,6 +121,45 @@ pub enum ConfluoStatement {
         /// columns.
         columns: Option<Vec<Ident>>,
     },
+    /// `CREATE CONNECTION [IF NOT EXISTS] name TYPE t OPTIONS (key 'value', ...)`
+    CreateConnection {
+        /// Name.
+        name: Ident,
+        /// Skip when it exists.
+        if_not_exists: bool,
+        /// `postgresql`, `mysql` or `sqlite`.
+        kind: String,
+        /// Options; a `secret('scope','key')` value is kept as that text.
+        options: Vec<(String, String)>,
+        /// Description.
+        comment: Option<String>,
+    },
+    /// `CREATE FOREIGN CATALOG [IF NOT EXISTS] name USING CONNECTION c [OPTIONS (...)]`
+    CreateForeignCatalog {
+        /// Name.
+        name: Ident,
+        /// Skip when it exists.
+        if_not_exists: bool,
+        /// The connection.
+        connection: Ident,
+        /// Options (`database`).
+        options: Vec<(String, String)>,
+        /// Description.
+        comment: Option<String>,
+    },
+    /// `CREATE [OR REPLACE] VIEW [IF NOT EXISTS] name [COMMENT '...'] AS query`
+    CreateView {
+        /// Name.
+        name: ObjectName,
+        /// Replace one of the same name.
+        or_replace: bool,
+        /// Skip when it exists.
+        if_not_exists: bool,
+        /// The query, as text.
+        query: Box<Query>,
+        /// Description.
+        comment: Option<String>,
+    },
     /// `USE [CATALOG|SCHEMA] name`
     Use {
         /// `catalog` or `catalog.schema` or `schema`.
@@ -187,6 +226,10 @@ pub enum ObjectKind {
     Table,
     /// A column.
     Column,
+    /// A view.
+    View,
+    /// A connection.
+    Connection,
 }
 
 /// What `SHOW` lists.
@@ -204,6 +247,10 @@ pub enum Show {
     Columns(ObjectName),
     /// `SHOW CREATE TABLE t`: the DDL that recreates the table's definition.
     CreateTable(ObjectName),
+    /// Connections.
+    Connections,
+    /// Views, of one schema or the current one.
+    Views(Option<ObjectName>),
 }
 
 /// What `DESCRIBE` shows.

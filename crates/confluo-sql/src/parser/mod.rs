@@ -245,10 +245,11 @@ fn parse_one(p: &mut Parser) -> Result<ConfluoStatement, ParserError> {
         ("INSERT", _) => parse_insert(p),
         ("DROP", _) => {
             p.next_token();
+            let _ = eat(p, &["FOREIGN"]);
             let kind = match parse_kind(p)? {
                 ObjectKind::Column => {
                     let t = p.peek_token();
-                    return p.expected("TABLE, SCHEMA or CATALOG", t);
+                    return p.expected("TABLE, VIEW, SCHEMA, CATALOG or CONNECTION", t);
                 }
                 k => k,
             };
@@ -268,8 +269,12 @@ fn parse_one(p: &mut Parser) -> Result<ConfluoStatement, ParserError> {
 }
 
 fn parse_kind(p: &mut Parser) -> Result<ObjectKind, ParserError> {
-    if eat(p, &["TABLE"]) || eat(p, &["VIEW"]) {
+    if eat(p, &["TABLE"]) {
         Ok(ObjectKind::Table)
+    } else if eat(p, &["VIEW"]) {
+        Ok(ObjectKind::View)
+    } else if eat(p, &["CONNECTION"]) {
+        Ok(ObjectKind::Connection)
     } else if eat(p, &["SCHEMA"]) || eat(p, &["DATABASE"]) {
         Ok(ObjectKind::Schema)
     } else if eat(p, &["CATALOG"]) {
@@ -278,7 +283,7 @@ fn parse_kind(p: &mut Parser) -> Result<ObjectKind, ParserError> {
         Ok(ObjectKind::Column)
     } else {
         let t = p.peek_token();
-        p.expected("TABLE, SCHEMA, CATALOG or COLUMN", t)
+        p.expected("TABLE, VIEW, SCHEMA, CATALOG, CONNECTION or COLUMN", t)
     }
 }
 

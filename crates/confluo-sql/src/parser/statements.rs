@@ -32,6 +32,10 @@ pub(super) fn parse_show(p: &mut Parser) -> Result<ConfluoStatement, ParserError
             }
             None => Show::Columns(table),
         }
+    } else if eat(p, &["CONNECTIONS"]) {
+        Show::Connections
+    } else if eat(p, &["VIEWS"]) {
+        Show::Views(in_name(p)?)
     } else if eat(p, &["CREATE", "TABLE"]) {
         let table = p.parse_object_name(false)?;
         let _ = eat(p, &["AS", "SERDE"]);
@@ -39,7 +43,7 @@ pub(super) fn parse_show(p: &mut Parser) -> Result<ConfluoStatement, ParserError
     } else {
         let t = p.peek_token();
         return p.expected(
-            "CATALOGS, SCHEMAS, TABLES, TBLPROPERTIES, COLUMNS or CREATE TABLE",
+            "CATALOGS, SCHEMAS, TABLES, VIEWS, CONNECTIONS, TBLPROPERTIES, COLUMNS or CREATE TABLE",
             t,
         );
     };
@@ -152,6 +156,35 @@ pub(super) fn property_value(p: &mut Parser) -> Result<String, ParserError> {
     }
 }
 
+/// `( key 'value', ... )` of `CREATE CONNECTION` and `CREATE FOREIGN CATALOG`: keys are
+/// names (`=` optional), values literals or `secret('scope', 'key')` (kept as that text).
+pub fn parse_options(p: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
+    p.expect_token(&Token::LParen)?;
+    if p.consume_token(&Token::RParen) {
+        return Ok(vec![]);
+    }
+    let options = p.parse_comma_separated(|p| {
+        let k = property_key(p)?.to_ascii_lowercase();
+        let _ = p.consume_token(&Token::Eq);
+        let is_call = peek_word(p, 0).as_deref() == Some("SECRET")
+            && p.peek_nth_token(1).token == Token::LParen;
+        let v = if is_call {
+            p.next_token();
+            p.next_token();
+            let scope = p.parse_literal_string()?;
+            p.expect_token(&Token::Comma)?;
+            let key = p.parse_literal_string()?;
+            p.expect_token(&Token::RParen)?;
+            format!("secret('{scope}', '{key}')")
+        } else {
+            property_value(p)?
+        };
+        Ok((k, v))
+    })?;
+    p.expect_token(&Token::RParen)?;
+    Ok(options)
+}
+
 /// `( key = value, ... )` with quoted or dotted keys.
 pub fn parse_properties(p: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
     p.expect_token(&Token::LParen)?;
@@ -172,6 +205,82 @@ pub(super) fn parse_create(p: &mut Parser) -> Result<ConfluoStatement, ParserErr
     let save = p.index();
     p.next_token();
     let or_replace = eat(p, &["OR", "REPLACE"]);
+    if eat(p, &["CONNECTION"]) {
+        let if_not_exists = eat(p, &["IF", "NOT", "EXISTS"]);
+        let name = p.parse_identifier()?;
+        expect(p, &["TYPE"])?;
+        let kind = property_value(p)?;
+        let mut options = Vec::new();
+        let mut comment = None;
+        loop {
+            if eat(p, &["OPTIONS"]) {
+                options = parse_options(p)?;
+            } else if eat(p, &["COMMENT"]) {
+                comment = Some(p.parse_literal_string()?);
+            } else {
+                break;
+            }
+        }
+        return Ok(ConfluoStatement::CreateConnection {
+            name,
+            if_not_exists,
+            kind,
+            options,
+            comment,
+        });
+    }
+    if eat(p, &["FOREIGN", "CATALOG"]) {
+        let if_not_exists = eat(p, &["IF", "NOT", "EXISTS"]);
+        let name = p.parse_identifier()?;
+        expect(p, &["USING", "CONNECTION"])?;
+        let connection = p.parse_identifier()?;
+        let mut options = Vec::new();
+        let mut comment = None;
+        loop {
+            if eat(p, &["OPTIONS"]) {
+                options = parse_options(p)?;
+            } else if eat(p, &["COMMENT"]) {
+                comment = Some(p.parse_literal_string()?);
+            } else {
+                break;
+            }
+        }
+        return Ok(ConfluoStatement::CreateForeignCatalog {
+            name,
+            if_not_exists,
+            connection,
+            options,
+            comment,
+        });
+    }
+    if eat(p, &["VIEW"]) {
+        let if_not_exists = eat(p, &["IF", "NOT", "EXISTS"]);
+        let name = p.parse_object_name(false)?;
+        if p.peek_token().token == Token::LParen {
+            return Err(ParserError::ParserError(format!(
+                "CREATE VIEW {name}: a column list is not supported; name the columns in the query (SELECT a AS x, ...)"
+            )));
+        }
+        let mut comment = None;
+        loop {
+            if eat(p, &["COMMENT"]) {
+                comment = Some(p.parse_literal_string()?);
+            } else if eat(p, &["TBLPROPERTIES"]) {
+                parse_properties(p)?;
+            } else {
+                break;
+            }
+        }
+        expect(p, &["AS"])?;
+        let query = p.parse_query()?;
+        return Ok(ConfluoStatement::CreateView {
+            name,
+            or_replace,
+            if_not_exists,
+            query,
+            comment,
+        });
+    }
     if eat(p, &["CATALOG"]) {
         let if_not_exists = eat(p, &["IF", "NOT", "EXISTS"]);
         let name = p.parse_identifier()?;
@@ -220,7 +329,7 @@ pub(super) fn parse_create(p: &mut Parser) -> Result<ConfluoStatement, ParserErr
         parse_table_clauses(p, &mut ct)?;
         return Ok(ConfluoStatement::CreateTable(Box::new(ct)));
     }
-    // Views and the rest: DataFusion's business.
+    // Temporary and materialized views and the rest: DataFusion's business.
     while p.index() > save {
         p.prev_token();
     }

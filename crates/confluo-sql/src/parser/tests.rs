@@ -168,3 +168,87 @@ fn spark_inspection_forms() {
     assert_eq!(e.location.unwrap().column, 17, "{e}");
     assert!(matches!(one("SHOW FUNCTIONS"), ConfluoStatement::Query(_)));
 }
+
+#[test]
+fn federation_statements() {
+    match one(
+        "CREATE CONNECTION IF NOT EXISTS pg TYPE postgresql OPTIONS (host 'db', port 5432, user = 'u', password secret('shop', 'pg')) COMMENT 'c'",
+    ) {
+        ConfluoStatement::CreateConnection {
+            name,
+            if_not_exists,
+            kind,
+            options,
+            comment,
+        } => {
+            assert_eq!(name.value, "pg");
+            assert!(if_not_exists);
+            assert_eq!(kind, "postgresql");
+            assert_eq!(
+                options,
+                vec![
+                    ("host".to_string(), "db".to_string()),
+                    ("port".to_string(), "5432".to_string()),
+                    ("user".to_string(), "u".to_string()),
+                    ("password".to_string(), "secret('shop', 'pg')".to_string()),
+                ]
+            );
+            assert_eq!(comment.as_deref(), Some("c"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match one("CREATE FOREIGN CATALOG shop USING CONNECTION pg OPTIONS (database 'shop')") {
+        ConfluoStatement::CreateForeignCatalog {
+            connection,
+            options,
+            ..
+        } => {
+            assert_eq!(connection.value, "pg");
+            assert_eq!(options, vec![("database".to_string(), "shop".to_string())]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match one("CREATE OR REPLACE VIEW s.v COMMENT 'big' AS SELECT a FROM t WHERE a > 1") {
+        ConfluoStatement::CreateView {
+            or_replace,
+            comment,
+            query,
+            ..
+        } => {
+            assert!(or_replace);
+            assert_eq!(comment.as_deref(), Some("big"));
+            assert_eq!(query.to_string(), "SELECT a FROM t WHERE a > 1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(parse_sql("CREATE VIEW v (a, b) AS SELECT 1, 2").is_err());
+    assert!(matches!(
+        one("DROP VIEW IF EXISTS v"),
+        ConfluoStatement::Drop {
+            kind: ObjectKind::View,
+            if_exists: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        one("DROP CONNECTION pg"),
+        ConfluoStatement::Drop {
+            kind: ObjectKind::Connection,
+            ..
+        }
+    ));
+    assert!(matches!(
+        one("SHOW CONNECTIONS"),
+        ConfluoStatement::Show {
+            what: Show::Connections,
+            ..
+        }
+    ));
+    assert!(matches!(
+        one("SHOW VIEWS IN main.s"),
+        ConfluoStatement::Show {
+            what: Show::Views(Some(_)),
+            ..
+        }
+    ));
+}

@@ -93,6 +93,10 @@ pub(super) async fn drop(
 ) -> Result<SqlOutput> {
     let lh = s.lakehouse();
     match kind {
+        ObjectKind::View | ObjectKind::Connection => Err(SqlError::plan(
+            "views and connections are dropped by the federation statements",
+            location_of(&name),
+        )),
         ObjectKind::Table | ObjectKind::Column => {
             let t = s.table_name(&name)?;
             if lh.drop_table(&t, if_exists).await? {
@@ -114,11 +118,14 @@ pub(super) async fn drop(
                 };
             }
             let tables = lh.metastore().list_tables(Some(&c), Some(&sc)).await?;
-            if !tables.is_empty() && !cascade {
+            let views = lh.metastore().list_views(Some(&c), Some(&sc)).await?;
+            let empty = tables.is_empty() && views.is_empty();
+            if !empty && !cascade {
                 return Err(SqlError::plan(
                     format!(
-                        "schema {c}.{sc} is not empty ({} tables)\n  hint: drop its tables first, or use DROP SCHEMA ... CASCADE",
-                        tables.len()
+                        "schema {c}.{sc} is not empty ({} tables, {} views)\n  hint: drop them first, or use DROP SCHEMA ... CASCADE",
+                        tables.len(),
+                        views.len()
                     ),
                     location_of(&name),
                 ));
@@ -224,6 +231,10 @@ pub(super) async fn comment_on(
                 .map_err(LakehouseError::delta(&t))?;
             msg(format!("comment set on column {t}.{col}"))
         }
+        ObjectKind::View | ObjectKind::Connection => Err(SqlError::plan(
+            "COMMENT ON VIEW and CONNECTION are set at creation (COMMENT '...') in this version",
+            location_of(&name),
+        )),
         ObjectKind::Schema | ObjectKind::Catalog => Err(SqlError::plan(
             "COMMENT ON SCHEMA and CATALOG are set at creation (CREATE ... COMMENT '...') in this version",
             location_of(&name),

@@ -48,6 +48,10 @@ pub(super) async fn show(s: &SqlSession, what: Show, pattern: Option<String>) ->
     let ms = s.lakehouse().metastore();
     let keep = |n: &str| pattern.as_deref().is_none_or(|p| like(p, n));
     match what {
+        Show::Connections | Show::Views(_) => Err(SqlError::plan(
+            "SHOW CONNECTIONS and SHOW VIEWS are answered by the federation statements",
+            None,
+        )),
         Show::Catalogs => {
             let cats: Vec<_> = ms
                 .list_catalogs()

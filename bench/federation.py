@@ -80,7 +80,7 @@ def setup_postgres():
 
 
 def confluo(project, *args, stdin=None):
-    out = subprocess.run([CONFLUO, "-p", project, *args], input=stdin, capture_output=True, text=True)
+    out = subprocess.run([CONFLUO, "--project", project, *args], input=stdin, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"confluo {' '.join(args)} failed:\n{out.stderr}")
     return out.stdout
@@ -145,7 +145,7 @@ def main():
              for name, q in QUERIES.items()}
     port = free_port()
     log = open(os.path.join(project, "serve.log"), "w")
-    server = subprocess.Popen([CONFLUO, "-p", project, "serve", "--postgres", f"127.0.0.1:{port}",
+    server = subprocess.Popen([CONFLUO, "--project", project, "serve", "--postgres", f"127.0.0.1:{port}",
                                "--http", "off"], stdout=log, stderr=log)
     try:
         for _ in range(100):
@@ -168,7 +168,9 @@ def main():
             entry = {"postgres_s": pg_s, "confluo_s": cf_s, "ratio": cf_s / pg_s,
                      "rows": len(pg_rows)}
             sent = [l.strip() for l in plans[name].splitlines() if "base_sql=" in l]
-            entry["pushed_down_sql"] = sent[0].split("base_sql=", 1)[1] if sent else None
+            # The plan came as CSV: its quotes are doubled.
+            entry["pushed_down_sql"] = (sent[0].split("base_sql=", 1)[1].replace('""', '"')
+                                        if sent else None)
             if duck is not None:
                 ts = []
                 for _ in range(RUNS):

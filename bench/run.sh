@@ -53,8 +53,8 @@ fi
 if [ "$which" = serve ] && ! bench/.venv/bin/python -c "import psycopg, psutil, pyarrow, adbc_driver_postgresql, adbc_driver_flightsql" 2>/dev/null; then
   bench/.venv/bin/pip install -q 'psycopg[binary]' psutil pyarrow adbc-driver-postgresql adbc-driver-flightsql
 fi
-if [ "$which" = federation ] && ! bench/.venv/bin/python -c "import psycopg, duckdb" 2>/dev/null; then
-  bench/.venv/bin/pip install -q 'psycopg[binary]' duckdb
+if [ "$which" = federation ] && ! bench/.venv/bin/python -c "import psycopg, duckdb, psutil" 2>/dev/null; then
+  bench/.venv/bin/pip install -q 'psycopg[binary]' duckdb psutil
 fi
 if [ "$which" = kafka ]; then
   # Confluo and the rskafka helper (the floor and the producer) in one build: the same features.

@@ -38,6 +38,11 @@ pub struct JobConfig {
     /// A run longer than this (`30m`) sends the `duration` notifications, once.
     #[serde(default)]
     pub duration_warning: Option<String>,
+    /// The service principal the job's tasks run as (`confluo users add NAME
+    /// --service-principal`): their SQL sessions are that principal's, and what they create
+    /// is owned by it. Without it, tasks run as whoever runs the scheduler.
+    #[serde(default)]
+    pub run_as: Option<String>,
     /// The tasks.
     pub tasks: Vec<TaskConfig>,
 }

@@ -11,6 +11,9 @@ use tokio::sync::watch;
 
 use crate::spec::TaskKind;
 
+/// The variable that tells a task's `confluo` process which principal it runs as.
+pub const RUN_AS_ENV: &str = "CONFLUO_RUN_AS";
+
 /// How long a stopped task may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -24,6 +27,10 @@ pub struct Launcher {
     pub confluo: PathBuf,
     /// The project folder.
     pub project: PathBuf,
+    /// The service principal tasks run as (a job's `run_as`): passed to each task's process
+    /// as `CONFLUO_RUN_AS` (its SQL sessions' principal) and `CONFLUO_USER` (the owner of
+    /// what it creates).
+    pub run_as: Option<String>,
 }
 
 /// How an attempt ended.
@@ -55,6 +62,18 @@ impl Launcher {
             c.arg("--project").arg(&self.project).args(args);
             c
         };
+        let (mut command, input) = self.command_only(kind, &confluo)?;
+        if let Some(name) = &self.run_as {
+            command.env(RUN_AS_ENV, name).env("CONFLUO_USER", name);
+        }
+        Ok((command, input))
+    }
+
+    fn command_only(
+        &self,
+        kind: &TaskKind,
+        confluo: &dyn Fn(&[&str]) -> Command,
+    ) -> std::io::Result<(Command, Option<String>)> {
         Ok(match kind {
             TaskKind::Sql(sql) => (
                 confluo(&["query", "-", "--format", "json"]),

@@ -22,4 +22,5 @@ pub mod trigger;
 
 pub use engine::{RunEvent, RunOptions, RunReport, TaskOutcome};
 pub use error::{JobError, Result};
+pub use exec::RUN_AS_ENV;
 pub use spec::{Job, Task, TaskKind};

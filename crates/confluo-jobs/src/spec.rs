@@ -119,6 +119,8 @@ pub struct Job {
     pub notifications: Vec<confluo_core::jobs::NotificationConfig>,
     /// A run longer than this sends the `duration` notifications.
     pub duration_warning: Option<Duration>,
+    /// The service principal its tasks run as.
+    pub run_as: Option<String>,
     /// The tasks, in the order written.
     pub tasks: Vec<Task>,
 }
@@ -398,6 +400,7 @@ impl Job {
                 n => n.unwrap_or(1),
             },
             notifications: cfg.notifications.clone(),
+            run_as: cfg.run_as.clone(),
             duration_warning: cfg
                 .duration_warning
                 .as_deref()

@@ -309,6 +309,7 @@ fn options(
         launcher: Launcher {
             confluo: std::env::current_exe()?,
             project: project.root.clone(),
+            run_as: None,
         },
         parameters: params.into_iter().collect::<BTreeMap<_, _>>(),
         trigger: "manual".into(),

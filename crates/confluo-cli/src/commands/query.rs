@@ -35,6 +35,10 @@ pub async fn run(ctx: &Context, args: QueryArgs) -> CmdResult {
     let session = SqlSession::new(lh)
         .await
         .map_err(|e| CliError::sql(e, &sql, "query"))?;
+    // A job's task runs as the job's service principal (checked by the scheduler).
+    if let Ok(name) = std::env::var(confluo_jobs::RUN_AS_ENV) {
+        session.set_principal(&name);
+    }
     let format = args.format.unwrap_or(
         if args.output.is_none() && std::io::stdout().is_terminal() {
             OutputFormat::Table

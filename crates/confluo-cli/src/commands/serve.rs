@@ -90,6 +90,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
             launcher: Launcher {
                 confluo: std::env::current_exe()?,
                 project: project.root.clone(),
+                run_as: None,
             },
             worker,
             poll: args.poll,

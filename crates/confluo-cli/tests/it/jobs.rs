@@ -749,3 +749,45 @@ fn what_tasks_name_is_checked_against_the_project() {
     let e = p.fail(&["jobs", "list"]);
     assert!(e.contains("job `j`"), "{e}");
 }
+
+#[test]
+fn a_job_runs_as_its_service_principal() {
+    let p = TestProject::with_config(
+        r#"
+jobs:
+  nightly:
+    run_as: etl_bot
+    tasks:
+      - key: make
+        sql: "CREATE TABLE made_by_job AS SELECT 1 AS x"
+      - key: who
+        shell: "echo $CONFLUO_RUN_AS > who.txt"
+        depends_on: [make]
+"#,
+    );
+    // No such principal yet: the run is refused, saying how to make one.
+    let err = p.fail(&["jobs", "run", "nightly"]);
+    assert!(
+        err.contains("runs as `etl_bot`, which does not exist")
+            && err.contains("--service-principal"),
+        "{err}"
+    );
+    // A person is not a service principal.
+    crate::server::add_user(&p, "etl_bot", "a-long-password", &[]);
+    let err = p.fail(&["jobs", "run", "nightly"]);
+    assert!(err.contains("is a user, not a service principal"), "{err}");
+    p.ok(&["users", "remove", "etl_bot"]);
+    p.ok(&["users", "add", "etl_bot", "--service-principal"]);
+    p.ok(&["jobs", "run", "nightly"]);
+    // What the job made is the principal's; its processes knew whom they ran as.
+    let tables = p.ok(&["query", "SHOW TABLES", "--format", "csv"]);
+    let row = tables
+        .lines()
+        .find(|l| l.contains("made_by_job"))
+        .unwrap_or_else(|| panic!("{tables}"));
+    assert!(row.contains("etl_bot"), "{row}");
+    assert_eq!(
+        std::fs::read_to_string(p.path("who.txt")).unwrap().trim(),
+        "etl_bot"
+    );
+}

@@ -49,6 +49,31 @@ pub(super) async fn execute(
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<RunReport> {
     let start = Instant::now();
+    let mut options = options;
+    if let Some(name) = &job.run_as {
+        // The principal is checked at each run: it may have been removed since the job was
+        // written. A run that cannot run as it says is recorded as failed, naming why.
+        let refused = match ms.get_principal(name).await? {
+            Some(p) if p.kind == "service_principal" => None,
+            Some(p) => Some(format!(
+                "job `{}` runs as `{name}`, which is a {}, not a service principal",
+                job.name,
+                p.kind.replace('_', " ")
+            )),
+            None => Some(format!(
+                "job `{}` runs as `{name}`, which does not exist\n  hint: confluo users add {name} --service-principal",
+                job.name
+            )),
+        };
+        if let Some(message) = refused {
+            ms.end_job_run(&run_id, "failed", Some(&message)).await?;
+            return Err(JobError::Invalid {
+                job: job.name.clone(),
+                message,
+            });
+        }
+        options.launcher.run_as = Some(name.clone());
+    }
     on_event(&RunEvent::Started {
         run_id: run_id.clone(),
     });

@@ -45,6 +45,36 @@ pub trait RemoteSource: SQLExecutor {
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>>;
 }
 
+/// `schema.table` of every table `source` lists (for [`SQLExecutor::table_names`]).
+pub(crate) async fn qualified_names(source: &dyn RemoteSource) -> Result<Vec<String>> {
+    Ok(source
+        .list()
+        .await?
+        .into_iter()
+        .flat_map(|(s, ts)| ts.into_iter().map(move |t| format!("{s}.{t}")))
+        .collect())
+}
+
+/// The schema of `table_name` (`schema.table`, quoted with `quote` or not; a bare name is in
+/// `default_schema`), for [`SQLExecutor::get_table_schema`].
+pub(crate) async fn schema_by_name(
+    source: &dyn RemoteSource,
+    table_name: &str,
+    default_schema: &str,
+    quote: char,
+) -> Result<SchemaRef> {
+    let (schema, table) = table_name
+        .split_once('.')
+        .map(|(s, t)| (s.trim_matches(quote), t.trim_matches(quote)))
+        .unwrap_or((default_schema, table_name.trim_matches(quote)));
+    source.table_schema(schema, table).await?.ok_or_else(|| {
+        DataFusionError::Plan(format!(
+            "connection `{}`: table {table_name} does not exist",
+            source.connection()
+        ))
+    })
+}
+
 /// A connector error as a DataFusion error, its message intact.
 pub(crate) fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(e))

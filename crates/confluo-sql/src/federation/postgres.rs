@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::physical_plan::PhysicalExpr;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
@@ -222,24 +222,10 @@ impl SQLExecutor for PostgresSource {
     }
 
     async fn table_names(&self) -> Result<Vec<String>> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .flat_map(|(s, ts)| ts.into_iter().map(move |t| format!("{s}.{t}")))
-            .collect())
+        super::qualified_names(self).await
     }
 
     async fn get_table_schema(&self, table_name: &str) -> Result<SchemaRef> {
-        let (schema, table) = table_name
-            .split_once('.')
-            .map(|(s, t)| (s.trim_matches('"'), t.trim_matches('"')))
-            .unwrap_or(("public", table_name));
-        self.table_schema(schema, table).await?.ok_or_else(|| {
-            DataFusionError::Plan(format!(
-                "connection `{}`: table {table_name} does not exist",
-                self.cfg.name
-            ))
-        })
+        super::schema_by_name(self, table_name, "public", '"').await
     }
 }

@@ -284,17 +284,8 @@ impl SQLExecutor for SqliteSource {
     }
 
     async fn get_table_schema(&self, table_name: &str) -> Result<SchemaRef> {
-        let table = table_name
-            .rsplit('.')
-            .next()
-            .unwrap_or(table_name)
-            .trim_matches('"');
-        self.table_schema("main", table).await?.ok_or_else(|| {
-            DataFusionError::Plan(format!(
-                "connection `{}`: table {table_name} does not exist",
-                self.name
-            ))
-        })
+        let table = table_name.rsplit('.').next().unwrap_or(table_name);
+        super::schema_by_name(self, table, "main", '"').await
     }
 }
 

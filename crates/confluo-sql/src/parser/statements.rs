@@ -156,6 +156,24 @@ pub(super) fn property_value(p: &mut Parser) -> Result<String, ParserError> {
     }
 }
 
+/// Options as `(key, value)` pairs.
+type Options = Vec<(String, String)>;
+
+/// `[OPTIONS (...)] [COMMENT '...']`, in either order.
+fn parse_options_and_comment(p: &mut Parser) -> Result<(Options, Option<String>), ParserError> {
+    let mut options = Vec::new();
+    let mut comment = None;
+    loop {
+        if eat(p, &["OPTIONS"]) {
+            options = parse_options(p)?;
+        } else if eat(p, &["COMMENT"]) {
+            comment = Some(p.parse_literal_string()?);
+        } else {
+            return Ok((options, comment));
+        }
+    }
+}
+
 /// `( key 'value', ... )` of `CREATE CONNECTION` and `CREATE FOREIGN CATALOG`: keys are
 /// names (`=` optional), values literals or `secret('scope', 'key')` (kept as that text).
 pub fn parse_options(p: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
@@ -210,17 +228,7 @@ pub(super) fn parse_create(p: &mut Parser) -> Result<ConfluoStatement, ParserErr
         let name = p.parse_identifier()?;
         expect(p, &["TYPE"])?;
         let kind = property_value(p)?;
-        let mut options = Vec::new();
-        let mut comment = None;
-        loop {
-            if eat(p, &["OPTIONS"]) {
-                options = parse_options(p)?;
-            } else if eat(p, &["COMMENT"]) {
-                comment = Some(p.parse_literal_string()?);
-            } else {
-                break;
-            }
-        }
+        let (options, comment) = parse_options_and_comment(p)?;
         return Ok(ConfluoStatement::CreateConnection {
             name,
             if_not_exists,
@@ -234,17 +242,7 @@ pub(super) fn parse_create(p: &mut Parser) -> Result<ConfluoStatement, ParserErr
         let name = p.parse_identifier()?;
         expect(p, &["USING", "CONNECTION"])?;
         let connection = p.parse_identifier()?;
-        let mut options = Vec::new();
-        let mut comment = None;
-        loop {
-            if eat(p, &["OPTIONS"]) {
-                options = parse_options(p)?;
-            } else if eat(p, &["COMMENT"]) {
-                comment = Some(p.parse_literal_string()?);
-            } else {
-                break;
-            }
-        }
+        let (options, comment) = parse_options_and_comment(p)?;
         return Ok(ConfluoStatement::CreateForeignCatalog {
             name,
             if_not_exists,

@@ -165,6 +165,22 @@ fn postgres_catalog_pushes_work_down_and_answers_like_the_source() {
     assert!(row[0][4].contains("t2"), "{:?}", row[0]);
     assert_eq!(row[1][1..], vec![String::new(); 7], "NULLs stay NULL");
 
+    // DESCRIBE reads the columns of a foreign table.
+    let described = p.ok(&[
+        "query",
+        "DESCRIBE TABLE EXTENDED shop.public.orders",
+        "--format",
+        "csv",
+    ]);
+    for part in [
+        "amount,\"decimal(10,2)\"",
+        "placed,timestamp",
+        "FOREIGN",
+        "pg_shop",
+    ] {
+        assert!(described.contains(part), "`{part}` in {described}");
+    }
+
     // A join with a lakehouse table, and a count of every row (nothing lost).
     p.ok(&[
         "query",
@@ -198,6 +214,10 @@ fn views_over_foreign_and_lakehouse_tables_serve_every_client() {
     assert_eq!(p.scalar("SELECT count(*) FROM big_orders"), expected);
     let listed = p.ok(&["query", "SHOW VIEWS", "--format", "csv"]);
     assert!(listed.contains("big_orders"), "{listed}");
+    let described = p.ok(&["query", "DESCRIBE EXTENDED big_orders", "--format", "csv"]);
+    for part in ["region,string", "VIEW", "orders over 900"] {
+        assert!(described.contains(part), "`{part}` in {described}");
+    }
     // A view on a view; a view that would read itself is refused.
     p.ok(&[
         "query",

@@ -217,10 +217,18 @@ pub(super) async fn describe(
 ) -> Result<SqlOutput> {
     let lh = s.lakehouse();
     let t = s.table_name(&name)?;
-    let info = lh
-        .table(&t)
-        .await
-        .map_err(|e| SqlError::plan(e.to_string(), location_of(&name)))?;
+    let info = match lh.table(&t).await {
+        Ok(info) => info,
+        Err(e) => {
+            // Not a Delta table: a view or a foreign table describes its columns too.
+            if matches!(kind, DescribeKind::Columns | DescribeKind::Extended)
+                && let Some(described) = describe_other(s, &t, &kind).await?
+            {
+                return Ok(described);
+            }
+            return Err(SqlError::plan(e.to_string(), location_of(&name)));
+        }
+    };
     let table = lh.open_delta(&info, TableVersion::Latest).await?;
     let snap = table.snapshot().map_err(LakehouseError::delta(&t))?;
     match kind {
@@ -416,4 +424,85 @@ pub(super) async fn vacuum(
             ),
         ],
     )
+}
+
+/// `DESCRIBE` of a view or a foreign table: the columns DataFusion plans with, and with
+/// `EXTENDED` what it is (the view's query, the foreign catalog's connection). `None` when
+/// `t` is neither.
+async fn describe_other(
+    s: &SqlSession,
+    t: &confluo_core::TableName,
+    kind: &DescribeKind,
+) -> Result<Option<SqlOutput>> {
+    let ms = s.lakehouse().metastore();
+    let view = ms.get_view(t).await?;
+    let foreign = match &view {
+        Some(_) => None,
+        None => ms.get_foreign_catalog(t.catalog.as_str()).await?,
+    };
+    if view.is_none() && foreign.is_none() {
+        return Ok(None);
+    }
+    let reference = datafusion::common::TableReference::full(
+        t.catalog.as_str(),
+        t.schema.as_str(),
+        t.table.as_str(),
+    );
+    let provider = s
+        .context()
+        .table_provider(reference)
+        .await
+        .map_err(|e| s.explain_error(e))?;
+    let schema = provider.schema();
+    let mut names: Vec<Option<String>> = schema
+        .fields()
+        .iter()
+        .map(|f| Some(f.name().clone()))
+        .collect();
+    let mut types: Vec<Option<String>> = schema
+        .fields()
+        .iter()
+        .map(|f| Some(type_name(f.data_type()).to_lowercase()))
+        .collect();
+    let mut nullable: Vec<Option<bool>> = schema
+        .fields()
+        .iter()
+        .map(|f| Some(f.is_nullable()))
+        .collect();
+    if *kind == DescribeKind::Extended {
+        let mut extra = |k: &str, v: String| {
+            names.push(Some(k.to_string()));
+            types.push(Some(v));
+            nullable.push(None);
+        };
+        extra("# Detailed Table Information", String::new());
+        extra("Name", t.to_string());
+        match (&view, &foreign) {
+            (Some(v), _) => {
+                extra("Type", "VIEW".into());
+                extra("View Text", v.sql.clone());
+                extra("Owner", v.owner.clone().unwrap_or_default());
+                extra("Comment", v.comment.clone().unwrap_or_default());
+            }
+            (None, Some(f)) => {
+                extra("Type", "FOREIGN".into());
+                extra("Connection", f.connection.clone());
+                extra("Owner", f.owner.clone().unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    let comments = vec![None; names.len()];
+    Ok(Some(out(
+        s,
+        vec![
+            strings("col_name", names),
+            strings("data_type", types),
+            (
+                Field::new("nullable", DataType::Boolean, true),
+                Arc::new(BooleanArray::from(nullable)),
+            ),
+            strings("comment", comments),
+        ],
+    )?))
 }

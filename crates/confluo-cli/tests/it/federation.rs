@@ -446,3 +446,30 @@ fn federation_errors_name_the_source_and_what_to_do() {
     p.ok(&["query", "DROP CATALOG gone"]);
     p.ok(&["query", "DROP CONNECTION down"]);
 }
+
+#[test]
+fn a_connection_of_confluo_yaml_serves_a_foreign_catalog() {
+    let db = PgDb::new();
+    db.exec("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 500) i;");
+    let p = TestProject::with_config(&db.connection(""));
+    let run = |args: &[&str]| {
+        crate::common::succeeded(
+            args,
+            p.command(args)
+                .env("CONFLUO_T_PGPASS", "unused")
+                .output()
+                .unwrap(),
+        )
+    };
+    // The same connection an `ingest:` entry would use; its database comes from the file.
+    run(&["query", "CREATE FOREIGN CATALOG erp USING CONNECTION pg"]);
+    let out = run(&[
+        "query",
+        "SELECT count(*), max(v) FROM erp.public.t WHERE id > 100",
+        "--format",
+        "csv",
+    ]);
+    assert!(out.contains("400,v500"), "{out}");
+    let listed = run(&["query", "SHOW CONNECTIONS", "--format", "csv"]);
+    assert!(listed.contains("pg,postgres,(confluo.yaml)"), "{listed}");
+}

@@ -128,22 +128,16 @@ impl MetastoreCatalogList {
         let defs = ms.list_foreign_catalogs().await?;
         let mut next = BTreeMap::new();
         for f in defs {
+            // The project, the catalog and its connection (made by SQL or in confluo.yaml):
+            // a change to any of them opens the catalog anew.
             let connection = ms.get_connection(&f.connection).await?;
-            let definition = format!("{:?}|{:?}", f, connection);
-            let existing = self
-                .foreign
-                .read()
-                .expect("foreign lock")
-                .get(&f.name)
-                .filter(|c| c.definition() == definition)
-                .cloned();
-            let catalog = match existing {
-                Some(c) => c,
-                None => {
-                    let source = open_source(&self.lakehouse, &f).await;
-                    Arc::new(ForeignCatalog::new(&f.name, definition, source))
-                }
-            };
+            let definition = format!(
+                "{}|{f:?}|{connection:?}|{:?}",
+                self.lakehouse.state_dir().display(),
+                self.lakehouse.project_connections().get(&f.connection)
+            );
+            let catalog =
+                ForeignCatalog::shared(&f.name, definition, open_source(&self.lakehouse, &f)).await;
             catalog.refresh_names().await;
             next.insert(f.name, catalog);
         }

@@ -1,10 +1,13 @@
 //! A foreign catalog as DataFusion sees it: the source's schemas and tables, each table a
 //! federated scan. Names are listed at most once a minute (DataFusion asks for them without
 //! waiting); a table's columns are read when a query names it and kept for 30 s, so a burst
-//! of queries asks the source once.
+//! of queries asks the source once. A catalog is shared by every session of the process
+//! with the same definition (a served connection or HTTP request is a new session, and must
+//! not list every foreign database again), and reopened after five minutes so a secret saved
+//! again takes effect.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,6 +26,13 @@ const TABLE_TTL: Duration = Duration::from_secs(30);
 /// How long a listing may take before the statement goes on without it.
 const LISTING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a catalog is shared before it is opened again (secrets read anew).
+const SHARE_TTL: Duration = Duration::from_secs(300);
+
+/// Catalogs opened in this process, by definition.
+static SHARED: LazyLock<Mutex<HashMap<String, Arc<ForeignCatalog>>>> =
+    LazyLock::new(Mutex::default);
+
 /// A table's provider and when its columns were read.
 type Cached = (Instant, Arc<dyn TableProvider>);
 
@@ -35,8 +45,7 @@ struct Names {
 /// One foreign catalog.
 pub struct ForeignCatalog {
     name: String,
-    /// What the catalog is defined as (connection and options), to notice a redefinition.
-    definition: String,
+    opened: Instant,
     source: Result<SourceRef, String>,
     provider: Option<Arc<SQLFederationProvider>>,
     names: RwLock<Names>,
@@ -54,14 +63,14 @@ impl std::fmt::Debug for ForeignCatalog {
 impl ForeignCatalog {
     /// The catalog `name` over `source` (or over the error that stopped the source from
     /// opening, which every table lookup then reports).
-    pub fn new(name: &str, definition: String, source: Result<SourceRef, String>) -> Self {
+    pub fn new(name: &str, source: Result<SourceRef, String>) -> Self {
         let provider = source.as_ref().ok().map(|s| {
             let executor: Arc<dyn datafusion_federation::sql::SQLExecutor> = s.clone();
             Arc::new(SQLFederationProvider::new(executor))
         });
         ForeignCatalog {
             name: name.to_string(),
-            definition,
+            opened: Instant::now(),
             source,
             provider,
             names: RwLock::default(),
@@ -69,9 +78,30 @@ impl ForeignCatalog {
         }
     }
 
-    /// The definition it was made from.
-    pub fn definition(&self) -> &str {
-        &self.definition
+    /// The catalog of `definition` (the catalog's and its connection's settings) opened by
+    /// another session less than five minutes ago, or a new one over what `open` returns.
+    /// A source that failed to open is not shared: the next session tries again.
+    pub async fn shared(
+        name: &str,
+        definition: String,
+        open: impl std::future::Future<Output = Result<SourceRef, String>>,
+    ) -> Arc<ForeignCatalog> {
+        let fresh = |c: &Arc<ForeignCatalog>| c.opened.elapsed() < SHARE_TTL;
+        if let Some(c) = SHARED
+            .lock()
+            .expect("shared lock")
+            .get(&definition)
+            .filter(|c| fresh(c))
+        {
+            return c.clone();
+        }
+        let catalog = Arc::new(ForeignCatalog::new(name, open.await));
+        if catalog.source.is_ok() {
+            let mut shared = SHARED.lock().expect("shared lock");
+            shared.retain(|_, c| fresh(c));
+            shared.insert(definition, catalog.clone());
+        }
+        catalog
     }
 
     /// Reads the source's names again when they are older than a minute. A source that does

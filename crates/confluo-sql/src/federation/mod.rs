@@ -45,6 +45,15 @@ pub trait RemoteSource: SQLExecutor {
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>>;
 }
 
+/// A listing from `(schema, table)` pairs.
+pub(crate) fn listing(tables: impl IntoIterator<Item = (String, String)>) -> Listing {
+    let mut out = Listing::new();
+    for (schema, table) in tables {
+        out.entry(schema).or_default().push(table);
+    }
+    out
+}
+
 /// `schema.table` of every table `source` lists (for [`SQLExecutor::table_names`]).
 pub(crate) async fn qualified_names(source: &dyn RemoteSource) -> Result<Vec<String>> {
     Ok(source

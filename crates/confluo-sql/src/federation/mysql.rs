@@ -69,11 +69,9 @@ impl RemoteSource for MysqlSource {
         let tables = discover(&mut conn, &self.cfg, &all)
             .await
             .map_err(external)?;
-        let mut out = Listing::new();
-        for t in tables {
-            out.entry(t.id.schema).or_default().push(t.id.name);
-        }
-        Ok(out)
+        Ok(super::listing(
+            tables.into_iter().map(|t| (t.id.schema, t.id.name)),
+        ))
     }
 
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
@@ -89,13 +87,7 @@ impl RemoteSource for MysqlSource {
         else {
             return Ok(None);
         };
-        let fields: Vec<Field> = t
-            .mappings(&self.cfg)
-            .map_err(external)?
-            .into_iter()
-            .map(|(name, m)| Field::new(name, m.arrow, true))
-            .collect();
-        Ok(Some(Arc::new(Schema::new(fields))))
+        t.arrow_schema(&self.cfg).map(Some).map_err(external)
     }
 }
 

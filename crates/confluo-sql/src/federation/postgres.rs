@@ -13,10 +13,10 @@ use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
 use datafusion_federation::sql::SQLExecutor;
 
+use confluo_connectors::postgres::PostgresConfig;
 use confluo_connectors::postgres::copy::{CopyDecoder, copy_out};
 use confluo_connectors::postgres::discover::{TableFilter, discover};
 use confluo_connectors::postgres::types::{ColumnMapping, PgType, Wire, quote_ident};
-use confluo_connectors::postgres::{PostgresConfig, map_type};
 
 use super::{Listing, RemoteSource, conform, external};
 
@@ -29,25 +29,6 @@ impl PostgresSource {
     /// A source over `cfg` (its `database` is the one mirrored).
     pub fn new(cfg: PostgresConfig) -> Self {
         PostgresSource { cfg }
-    }
-}
-
-/// The Arrow type a foreign column is planned with: the snapshot's mapping, except that a
-/// `numeric` without precision becomes `Decimal128(38,18)` (as Lakehouse Federation reads
-/// it) so sums and averages plan; a value that does not fit fails on the server, loudly.
-fn column_type(ty: &PgType, cfg: &PostgresConfig) -> Option<DataType> {
-    if let PgType::Scalar { name, .. } = ty
-        && name == "numeric"
-        && map_type(ty).is_some_and(|m| m.arrow == DataType::Utf8)
-    {
-        return Some(DataType::Decimal128(38, 18));
-    }
-    match map_type(ty) {
-        Some(m) => Some(m.arrow),
-        None if cfg.unsupported_types == confluo_connectors::postgres::UnsupportedTypes::Text => {
-            Some(DataType::Utf8)
-        }
-        None => None,
     }
 }
 
@@ -120,11 +101,9 @@ impl RemoteSource for PostgresSource {
         let tables = discover(&mut conn, &self.cfg, &TableFilter::all())
             .await
             .map_err(external)?;
-        let mut out = Listing::new();
-        for t in tables {
-            out.entry(t.id.schema).or_default().push(t.id.name);
-        }
-        Ok(out)
+        Ok(super::listing(
+            tables.into_iter().map(|t| (t.id.schema, t.id.name)),
+        ))
     }
 
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
@@ -140,20 +119,25 @@ impl RemoteSource for PostgresSource {
         else {
             return Ok(None);
         };
-        let mut fields = Vec::with_capacity(t.columns.len());
-        for c in &t.columns {
-            let ty = column_type(&c.resolved, &self.cfg).ok_or_else(|| {
-                external(
-                    confluo_connectors::postgres::PostgresError::UnsupportedType {
-                        connection: self.cfg.name.clone(),
-                        table: t.id.to_string(),
-                        column: c.name.clone(),
-                        pg_type: c.pg_type.clone(),
-                    },
-                )
-            })?;
-            fields.push(Field::new(&c.name, ty, true));
-        }
+        // The snapshot's mapping (which refuses unmapped types, naming the column), except
+        // for an unconstrained `numeric`, planned as DECIMAL(38,18) so sums and averages
+        // plan; a value that does not fit fails on the server, loudly.
+        let fields: Vec<Field> = t
+            .mappings(&self.cfg)
+            .map_err(external)?
+            .into_iter()
+            .zip(&t.columns)
+            .map(|((name, m), c)| {
+                let free_numeric = m.arrow == DataType::Utf8
+                    && matches!(&c.resolved, PgType::Scalar { name, .. } if name == "numeric");
+                let ty = if free_numeric {
+                    DataType::Decimal128(38, 18)
+                } else {
+                    m.arrow
+                };
+                Field::new(name, ty, true)
+            })
+            .collect();
         Ok(Some(Arc::new(Schema::new(fields))))
     }
 }

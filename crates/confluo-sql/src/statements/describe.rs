@@ -235,37 +235,8 @@ pub(super) async fn describe(
         DescribeKind::Columns | DescribeKind::Extended => {
             let schema = delta::table_schema(&table)?;
             let partitions = snap.metadata().partition_columns().to_vec();
-            let mut names: Vec<Option<String>> = schema
-                .fields()
-                .iter()
-                .map(|f| Some(f.name().clone()))
-                .collect();
-            let mut types: Vec<Option<String>> = schema
-                .fields()
-                .iter()
-                .map(|f| Some(type_name(f.data_type()).to_lowercase()))
-                .collect();
-            let mut comments: Vec<Option<String>> = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    f.metadata()
-                        .get("comment")
-                        .cloned()
-                        .filter(|c| !c.is_empty())
-                })
-                .collect();
-            let mut nullable: Vec<Option<bool>> = schema
-                .fields()
-                .iter()
-                .map(|f| Some(f.is_nullable()))
-                .collect();
-            let mut extra = |k: &str, v: String| {
-                names.push(Some(k.to_string()));
-                types.push(Some(v));
-                comments.push(None);
-                nullable.push(None);
-            };
+            let mut rows = ColumnRows::of(&schema);
+            let mut extra = |k: &str, v: String| rows.extra(k, v);
             if !partitions.is_empty() {
                 extra("# Partitioning", String::new());
                 for p in &partitions {
@@ -299,18 +270,7 @@ pub(super) async fn describe(
                     serde_json::to_string(&info.properties).unwrap_or_default(),
                 );
             }
-            out(
-                s,
-                vec![
-                    strings("col_name", names),
-                    strings("data_type", types),
-                    (
-                        Field::new("nullable", DataType::Boolean, true),
-                        Arc::new(BooleanArray::from(nullable)),
-                    ),
-                    strings("comment", comments),
-                ],
-            )
+            rows.output(s)
         }
         DescribeKind::History(limit) => {
             let h = delta::history(&table, limit).await?;
@@ -453,28 +413,9 @@ async fn describe_other(
         .table_provider(reference)
         .await
         .map_err(|e| s.explain_error(e))?;
-    let schema = provider.schema();
-    let mut names: Vec<Option<String>> = schema
-        .fields()
-        .iter()
-        .map(|f| Some(f.name().clone()))
-        .collect();
-    let mut types: Vec<Option<String>> = schema
-        .fields()
-        .iter()
-        .map(|f| Some(type_name(f.data_type()).to_lowercase()))
-        .collect();
-    let mut nullable: Vec<Option<bool>> = schema
-        .fields()
-        .iter()
-        .map(|f| Some(f.is_nullable()))
-        .collect();
+    let mut rows = ColumnRows::of(&provider.schema());
     if *kind == DescribeKind::Extended {
-        let mut extra = |k: &str, v: String| {
-            names.push(Some(k.to_string()));
-            types.push(Some(v));
-            nullable.push(None);
-        };
+        let mut extra = |k: &str, v: String| rows.extra(k, v);
         extra("# Detailed Table Information", String::new());
         extra("Name", t.to_string());
         match (&view, &foreign) {
@@ -492,17 +433,58 @@ async fn describe_other(
             _ => {}
         }
     }
-    let comments = vec![None; names.len()];
-    Ok(Some(out(
-        s,
-        vec![
-            strings("col_name", names),
-            strings("data_type", types),
-            (
-                Field::new("nullable", DataType::Boolean, true),
-                Arc::new(BooleanArray::from(nullable)),
-            ),
-            strings("comment", comments),
-        ],
-    )?))
+    Ok(Some(rows.output(s)?))
+}
+
+/// The rows of `DESCRIBE`: one per column, then `extra` key/value rows.
+struct ColumnRows {
+    names: Vec<Option<String>>,
+    types: Vec<Option<String>>,
+    nullable: Vec<Option<bool>>,
+    comments: Vec<Option<String>>,
+}
+
+impl ColumnRows {
+    fn of(schema: &Schema) -> Self {
+        let fields = schema.fields();
+        ColumnRows {
+            names: fields.iter().map(|f| Some(f.name().clone())).collect(),
+            types: fields
+                .iter()
+                .map(|f| Some(type_name(f.data_type()).to_lowercase()))
+                .collect(),
+            nullable: fields.iter().map(|f| Some(f.is_nullable())).collect(),
+            comments: fields
+                .iter()
+                .map(|f| {
+                    f.metadata()
+                        .get("comment")
+                        .cloned()
+                        .filter(|c| !c.is_empty())
+                })
+                .collect(),
+        }
+    }
+
+    fn extra(&mut self, key: &str, value: String) {
+        self.names.push(Some(key.to_string()));
+        self.types.push(Some(value));
+        self.nullable.push(None);
+        self.comments.push(None);
+    }
+
+    fn output(self, s: &SqlSession) -> Result<SqlOutput> {
+        out(
+            s,
+            vec![
+                strings("col_name", self.names),
+                strings("data_type", self.types),
+                (
+                    Field::new("nullable", DataType::Boolean, true),
+                    Arc::new(BooleanArray::from(self.nullable)),
+                ),
+                strings("comment", self.comments),
+            ],
+        )
+    }
 }

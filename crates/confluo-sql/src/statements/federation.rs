@@ -67,10 +67,12 @@ pub(super) async fn create_connection(
     let probe = ForeignCatalogInfo {
         name: format!("(connection {n})"),
         connection: n.clone(),
-        options: BTreeMap::from([("database".to_string(), "postgres".to_string())])
-            .into_iter()
-            .filter(|_| kind == "postgresql" && !info.options.contains_key("database"))
-            .collect(),
+        // PostgreSQL needs a database to log in to; the catalog names the real one.
+        options: if kind == "postgresql" && !info.options.contains_key("database") {
+            BTreeMap::from([("database".to_string(), "postgres".to_string())])
+        } else {
+            BTreeMap::new()
+        },
         owner: None,
         comment: None,
         created_ms: 0,
